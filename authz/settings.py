@@ -1,0 +1,204 @@
+"""The one settings object: every ``HOKUSAI_*`` environment variable is declared here.
+
+Each field carries its variable name, default and description, so the configuration reference in
+``docs/configuration.md`` is generated from this table (``hokusai settings --markdown``) and cannot
+drift. ``Settings.from_env`` validates everything up front and raises ``SettingsError`` naming the
+variable at fault. Nothing else in the code base reads ``os.environ`` for ``HOKUSAI_`` values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from authz.durations import parse_duration
+
+PREFIX = "HOKUSAI_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _int(raw: str) -> int:
+    return int(raw.strip())
+
+
+def _seconds(raw: str) -> float:
+    return parse_duration(raw).total_seconds()
+
+
+def _str(raw: str) -> str:
+    return raw.strip()
+
+
+def _envs(raw: str) -> frozenset[str]:
+    values = frozenset(v.strip() for v in raw.split(",") if v.strip())
+    if not values or not values <= {"live", "test"}:
+        raise ValueError("expected a comma-separated subset of live,test")
+    return values
+
+
+def _cidrs(raw: str) -> tuple[str, ...]:
+    return tuple(str(ipaddress.ip_network(v.strip())) for v in raw.split(",") if v.strip())
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: bool = False) -> Any:
+    """Declare one setting: its default, how its environment value is parsed, and what it does."""
+    return field(default=default, metadata={"parse": parse, "doc": doc, "secret": secret})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # --- stores -------------------------------------------------------------------------------
+    database_url: str = setting(
+        "", _str, "PostgreSQL URL (postgresql://user:pass@host:port/db). Empty: the local stack's.",
+        secret=True,
+    )
+    redis_url: str = setting(
+        "", _str, "Redis URL (redis://host:port/0). Empty: no shared cache, no global limits.",
+        secret=True,
+    )
+    database_pool_size: int = setting(10, _int, "Connections in the authz server's pool.")
+    database_timeout: float = setting(
+        2.0, _seconds, "Time-out for one database call on the check path (seconds or 500ms)."
+    )
+    redis_timeout: float = setting(
+        0.05, _seconds, "Time-out for one Redis call; kept well below the ext_authz time-out."
+    )
+
+    # --- keys ---------------------------------------------------------------------------------
+    bcrypt_cost: int = setting(
+        8, _int, "bcrypt cost for stored secrets (4-14). 8 verifies in about 13 ms on 2 cores."
+    )
+    pepper: str = setting(
+        "", _str, "Server-side secret for HMAC fingerprints of verified keys. Empty: random per "
+        "process (fingerprints then stay in-process only).", secret=True,
+    )
+    accepted_envs: frozenset[str] = setting(
+        frozenset({"live", "test"}), _envs, "Key environments this gateway accepts: live,test."
+    )
+    max_key_lifetime: float = setting(
+        0.0, _seconds, "Longest lifetime a new key may have (e.g. 365d); 0 means no limit."
+    )
+    default_rotation_grace: float = setting(
+        86400.0, _seconds, "How long the old key keeps working after a rotation."
+    )
+    query_param_enabled: bool = setting(
+        True, _bool, "Accept the key in the api_key query parameter (always removed upstream)."
+    )
+
+    # --- check path ---------------------------------------------------------------------------
+    grpc_host: str = setting("127.0.0.1", _str, "Address the gRPC servers bind to.")
+    grpc_port: int = setting(9191, _int, "Port of ext_authz Check, RateLimitService, ALS, health.")
+    http_check_host: str = setting("127.0.0.1", _str, "Address the HTTP check server binds to.")
+    http_check_port: int = setting(9192, _int, "Port of the HTTP ext_authz / auth_request server.")
+    local_cache_ttl: float = setting(
+        10.0, _seconds, "How long a key record stays in the in-process cache."
+    )
+    local_cache_size: int = setting(200_000, _int, "Most key records kept in-process.")
+    redis_cache_ttl: float = setting(300.0, _seconds, "How long a key record stays in Redis.")
+    negative_cache_ttl: float = setting(
+        1.0, _seconds, "How long an unknown key id is remembered as unknown."
+    )
+    stale_window: float = setting(
+        300.0, _seconds, "While Postgres is unreachable, a record verified this recently serves."
+    )
+    bcrypt_threads: int = setting(2, _int, "Threads that run bcrypt verifications.")
+    trusted_hops: int = setting(
+        0, _int, "Proxies in front of Envoy whose X-Forwarded-For entries are trusted."
+    )
+    last_used_interval: float = setting(
+        60.0, _seconds, "At most one last_used_at write per key per interval (batched)."
+    )
+    docs_base_url: str = setting(
+        "/docs/errors", _str, "Prefix of the docs link in every denial body."
+    )
+
+    # --- telemetry ----------------------------------------------------------------------------
+    log_level: str = setting("info", _choice("debug", "info", "warning", "error"), "Log level.")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``HOKUSAI_*`` variable; unknown ``HOKUSAI_*`` names are an error too."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        known = {PREFIX + f.name.upper() for f in dataclasses.fields(cls)}
+        unknown = sorted(
+            name for name in source
+            if name.startswith(PREFIX) and name not in known and name not in IGNORED
+        )
+        if unknown:
+            raise SettingsError(f"{unknown[0]}: unknown setting (see docs/configuration.md)")
+        for f in dataclasses.fields(cls):
+            name = PREFIX + f.name.upper()
+            if name in source:
+                try:
+                    values[f.name] = f.metadata["parse"](source[name])
+                except ValueError as exc:
+                    raise SettingsError(f"{name}: {exc}") from None
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Cross-field and range checks; raises ``SettingsError`` naming the variable."""
+        checks: list[tuple[str, bool, str]] = [
+            ("bcrypt_cost", 4 <= self.bcrypt_cost <= 14, "must be between 4 and 14"),
+            ("database_pool_size", self.database_pool_size >= 1, "must be at least 1"),
+            ("bcrypt_threads", self.bcrypt_threads >= 1, "must be at least 1"),
+            ("trusted_hops", self.trusted_hops >= 0, "must not be negative"),
+            ("redis_timeout", self.redis_timeout > 0, "must be positive"),
+            ("database_timeout", self.database_timeout > 0, "must be positive"),
+            ("grpc_port", 0 <= self.grpc_port < 65536, "must be a port number"),
+            ("http_check_port", 0 <= self.http_check_port < 65536, "must be a port number"),
+        ]
+        for name, ok, message in checks:
+            if not ok:
+                raise SettingsError(f"{PREFIX}{name.upper()}: {message}")
+
+    def replace(self, **changes: Any) -> Settings:
+        new: Settings = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+
+# Variables with the prefix that belong to the tests and tools, not to the servers.
+IGNORED = frozenset({
+    "HOKUSAI_TEST_DATABASE_URL", "HOKUSAI_TEST_REDIS_URL", "HOKUSAI_DATA_DIR", "HOKUSAI_ACTOR",
+})
+
+
+def reference_markdown() -> str:
+    """The configuration reference table, generated from the declarations above."""
+    lines = ["| variable | default | description |", "| --- | --- | --- |"]
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if isinstance(default, frozenset):
+            default = ",".join(sorted(default))
+        shown = "(empty)" if default == "" else str(default)
+        lines.append(f"| `{PREFIX}{f.name.upper()}` | `{shown}` | {f.metadata['doc']} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,45 @@
+"""Names shared between the authz servers and Envoy's (or NGINX's) configuration.
+
+The Envoy configuration generator imports these, so a header or metadata name exists once.
+"""
+
+from __future__ import annotations
+
+# Identity headers authz adds for the upstream; any client-sent x-hokusai-* header is stripped
+# before authz runs, so the upstream can trust them.
+HEADER_PREFIX = "x-hokusai-"
+USER_ID_HEADER = "x-hokusai-user-id"
+KEY_ID_HEADER = "x-hokusai-key-id"
+SCOPES_HEADER = "x-hokusai-scopes"
+IDENTITY_HEADERS = (USER_ID_HEADER, KEY_ID_HEADER, SCOPES_HEADER)
+
+# Per-key limits, as headers (HTTP transport: Envoy's dynamic_metadata_from_headers turns them
+# into dynamic metadata) and as dynamic-metadata keys (gRPC transport) — the same names in both.
+RATE_LIMIT_HEADER = "x-hokusai-rate-limit"
+BURST_HEADER = "x-hokusai-burst"
+METADATA_HEADERS = (KEY_ID_HEADER, USER_ID_HEADER, RATE_LIMIT_HEADER, BURST_HEADER)
+
+# Where Envoy files the Check server's dynamic metadata (the ext_authz filter's own name).
+METADATA_NAMESPACE = "envoy.filters.http.ext_authz"
+
+# Credentials the client may send; all are removed before the upstream.
+AUTHORIZATION_HEADER = "authorization"
+API_KEY_HEADER = "x-api-key"
+API_KEY_QUERY_PARAM = "api_key"
+CREDENTIAL_HEADERS = (AUTHORIZATION_HEADER, API_KEY_HEADER)
+
+# HTTP transport: Envoy's http_service sends the original path after this prefix, and honours
+# this response header listing the request headers to remove.
+HTTP_CHECK_PATH_PREFIX = "/check"
+HEADERS_TO_REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
+HEALTH_PATH = "/health"
+
+# Envoy's global rate-limit and gRPC access-log names.
+RATE_LIMIT_DOMAIN = "hokusai"
+RATE_LIMIT_DESCRIPTOR_KEY = "key_id"
+ACCESS_LOG_NAME = "hokusai"
+
+# Routes on the gateway.
+MLFLOW_PREFIX = "/api/mlflow/"
+MLFLOW_HEALTH_PATH = "/api/mlflow/health/mlflow"
+KEYS_API_PREFIX = "/api/v1/auth/"

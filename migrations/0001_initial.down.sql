@@ -1,0 +1,11 @@
+DROP TABLE IF EXISTS audit_log;
+DROP TABLE IF EXISTS api_key_usage;
+DROP TABLE IF EXISTS api_keys;
+DROP TABLE IF EXISTS users;
+DROP FUNCTION IF EXISTS hokusai_audit_immutable();
+DROP FUNCTION IF EXISTS hokusai_api_keys_deleted();
+DROP FUNCTION IF EXISTS hokusai_api_keys_version();
+DROP FUNCTION IF EXISTS hokusai_api_keys_changed();
+DROP FUNCTION IF EXISTS hokusai_audit_append(text, text, jsonb);
+DROP FUNCTION IF EXISTS hokusai_actor();
+DROP FUNCTION IF EXISTS hokusai_audit_hash(bigint, timestamptz, text, text, text, jsonb, text);
