@@ -202,3 +202,10 @@ def reference_markdown() -> str:
         shown = "(empty)" if default == "" else str(default)
         lines.append(f"| `{PREFIX}{f.name.upper()}` | `{shown}` | {f.metadata['doc']} |")
     return "\n".join(lines) + "\n"
+
+
+# --- the local stack's data directory (cli: db/auth read its stack.json; gateway up writes it) ---
+def data_dir(env: Mapping[str, str] | None = None) -> str:
+    """Where the local stack keeps its state: ``HOKUSAI_DATA_DIR``, else ``~/.hokusai``."""
+    source = os.environ if env is None else env
+    return source.get("HOKUSAI_DATA_DIR", "").strip() or os.path.expanduser("~/.hokusai")

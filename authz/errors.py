@@ -1,0 +1,78 @@
+"""The service's exception tree, documented in one place.
+
+Every failure the key-operations service (``authz.service``) reports is a ``HokusaiError``. Each
+class carries a stable machine ``code``, the CLI exit code and the HTTP status the REST API answers
+with, so both front ends map failures the same way and nothing is decided twice:
+
+==================  =====================  =========  ===========  ================================
+class               code                   CLI exit   HTTP         when
+==================  =====================  =========  ===========  ================================
+``InvalidInput``    ``invalid_input``      2          422          bad scope, CIDR, expiry, limit,
+                                                                   name, e-mail, metadata, key id
+``NotFound``        ``not_found``          1          404          no key (or user) with that id
+``Conflict``        ``conflict``           1          409          the key's state forbids it
+                                                                   (rotating a revoked key)
+``Forbidden``       ``forbidden``          1          403          the caller may not do this
+``StoreUnavailable`` ``store_unavailable`` 1          503          Postgres unreachable; the message
+                                                                   names host:port, never a password
+==================  =====================  =========  ===========  ================================
+
+``message`` is always one line, safe to print and to return to a client: it never contains key
+material (the secret part of a key or a whole key) or a database password.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class HokusaiError(Exception):
+    """Base of every service failure: ``code``, one-line ``message``, CLI exit code, HTTP status."""
+
+    code: ClassVar[str] = "error"
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        # One line, always: the CLI prints exactly this on stderr.
+        self.message = " ".join(message.split())
+        super().__init__(self.message)
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": self.code, "message": self.message}
+
+
+class InvalidInput(HokusaiError, ValueError):
+    """The request is malformed or breaks a policy (CLI exit 2, HTTP 422)."""
+
+    code = "invalid_input"
+    exit_code = 2
+    http_status = 422
+
+
+class NotFound(HokusaiError):
+    """The key (or user) does not exist (CLI exit 1, HTTP 404)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(HokusaiError):
+    """The key's current state forbids the operation, e.g. rotating a revoked key (HTTP 409)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class Forbidden(HokusaiError):
+    """The caller lacks the scope for the operation (HTTP 403)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class StoreUnavailable(HokusaiError):
+    """Postgres cannot be reached; the message names host:port, never the password (HTTP 503)."""
+
+    code = "store_unavailable"
+    http_status = 503
