@@ -1,0 +1,1 @@
+"""The ``hokusai`` command line and the local stack it runs."""
