@@ -209,3 +209,19 @@ def data_dir(env: Mapping[str, str] | None = None) -> str:
     """Where the local stack keeps its state: ``HOKUSAI_DATA_DIR``, else ``~/.hokusai``."""
     source = os.environ if env is None else env
     return source.get("HOKUSAI_DATA_DIR", "").strip() or os.path.expanduser("~/.hokusai")
+
+
+# --- external stores for the test suite (tests/conftest.py); empty: start real local servers ---
+@dataclass(frozen=True, slots=True)
+class ExternalTestStores:
+    database_url: str
+    redis_url: str
+
+
+def external_test_stores(env: Mapping[str, str] | None = None) -> ExternalTestStores:
+    """``HOKUSAI_TEST_DATABASE_URL`` / ``HOKUSAI_TEST_REDIS_URL``: servers the tests use instead."""
+    source = os.environ if env is None else env
+    return ExternalTestStores(
+        source.get("HOKUSAI_TEST_DATABASE_URL", "").strip(),
+        source.get("HOKUSAI_TEST_REDIS_URL", "").strip(),
+    )

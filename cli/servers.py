@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import os
 import pwd
 import secrets
@@ -233,9 +234,12 @@ class ManagedProcess:
 # --- PostgreSQL ----------------------------------------------------------------------------
 def pg_bin_dir() -> Path:
     """The PostgreSQL binaries shipped inside the pgserver wheel."""
-    import pgserver  # the package's own API cannot bind TCP on a chosen port; its binaries can
-
-    return Path(pgserver.__file__).resolve().parent / "pginstall" / "bin"
+    # Located, not imported: the package's own API cannot bind TCP on a chosen port (its
+    # binaries can), and importing it warns about XDG_RUNTIME_DIR.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError("postgres: the pgserver wheel is not installed")
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall" / "bin"
 
 
 def _ensure_system_user(name: str) -> pwd.struct_passwd:

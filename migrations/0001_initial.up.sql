@@ -170,3 +170,7 @@ $$;
 
 CREATE TRIGGER audit_log_immutable BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION hokusai_audit_immutable();
+
+-- TRUNCATE fires no row triggers: refuse it separately.
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION hokusai_audit_immutable();
