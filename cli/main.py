@@ -1,0 +1,75 @@
+"""The ``hokusai`` command: argument parsing, dispatch, and the one mapping of failures to exits.
+
+Each command group lives in its own module exposing ``register(commands)``, which adds its
+sub-parsers to the top-level ``commands`` (an argparse sub-parsers action) and sets
+``handler=<function(args) -> int>`` on each leaf parser. To add a group (``gateway``, ``doctor``,
+``settings``), write the module and append its ``register`` to ``REGISTRARS``.
+
+Exit codes: 0 ok; 1 the operation failed (unknown key, database unreachable); 2 bad usage
+(argparse errors, invalid input, bad settings). Every failure is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from authz.errors import HokusaiError
+from authz.settings import SettingsError
+from cli import auth_commands, db_commands
+
+Registrar = Callable[[Any], None]  # receives the top-level sub-parsers action
+
+REGISTRARS: list[Registrar] = [auth_commands.register, db_commands.register]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A command line argparse rejected; carries one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (raised, not printed and exited)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def build_parser(registrars: Sequence[Registrar] = REGISTRARS) -> Parser:
+    parser = Parser(prog="hokusai", description="Hokusai Gateway: API keys for MLflow on Envoy.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=Parser)
+    for register in registrars:
+        register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (the console script passes it to ``sys.exit``)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        code: int = args.handler(args)
+        return code
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except HokusaiError as exc:
+        return _fail(f"error: {exc.message}", exc.exit_code)
+    except SettingsError as exc:
+        return _fail(f"error: {exc}", EXIT_USAGE)
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int) -> int:
+    print(" ".join(message.split()), file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
