@@ -1,4 +1,4 @@
-"""Human durations ("90s", "15m", "24h", "30d", "1h30m", "500ms", "2w") and rate limits ("1000/h")."""
+"""Human durations ("90s", "15m", "24h", "30d", "1h30m", "500ms") and rate limits ("1000/h")."""
 
 from __future__ import annotations
 

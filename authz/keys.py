@@ -39,7 +39,8 @@ MAX_CREDENTIAL_LENGTH = 256  # anything longer is rejected before any parsing
 # Published for secret scanners (GitHub, gitleaks, trufflehog): matches every key, and the CRC32
 # checksum lets a scanner confirm a hit without calling us.
 KEY_PATTERN = (
-    rf"\bhk_(?:live|test)_[0-9A-Za-z]{{{ID_LENGTH}}}_[0-9A-Za-z]{{{SECRET_LENGTH + CHECKSUM_LENGTH}}}\b"
+    rf"\bhk_(?:live|test)_[0-9A-Za-z]{{{ID_LENGTH}}}"
+    rf"_[0-9A-Za-z]{{{SECRET_LENGTH + CHECKSUM_LENGTH}}}\b"
 )
 _FULL = re.compile(
     rf"hk_(live|test)_([0-9A-Za-z]{{{ID_LENGTH}}})_([0-9A-Za-z]{{{SECRET_LENGTH}}})"

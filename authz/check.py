@@ -1,0 +1,139 @@
+"""The check pipeline, shared by every transport (gRPC ext_authz, HTTP ext_authz, the REST API).
+
+``Checker.check`` reads top to bottom as its phases; each returns the next value or a denial:
+
+1. credential — exactly one, from the Authorization header, X-API-Key or ``api_key`` (no I/O)
+2. format     — shape and CRC32 checksum, then the environment this gateway accepts (no I/O)
+3. record     — in-process cache → Redis → Postgres (``lookup.py``)
+4. secret     — fingerprint compare, or one bcrypt the first time (``verify.py``)
+5. status     — revoked? expired? (checked on every request: expiry fires no notification)
+6. network    — the client address Envoy determined, against the key's allowlist
+7. scope      — the route and method's scope (``policy.py``)
+
+A denial is a returned ``Decision``, never an exception; an unexpected exception is turned into
+an ``unavailable`` denial by the transports (fail closed).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from authz import credentials, keys, policy
+from authz.credentials import CredentialSources
+from authz.lookup import Missing, RecordLookup
+from authz.reasons import Reason
+from authz.records import KeyRecord
+from authz.verify import SecretVerifier
+
+
+@dataclass(frozen=True, slots=True)
+class CheckInput:
+    method: str
+    path: str  # as the client sent it, query string included
+    sources: CredentialSources
+    client_address: str  # the address Envoy trusts (see the transports)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    reason: Reason
+    record: KeyRecord | None = None
+    key_id: str | None = None  # public id, when the credential parsed: safe to log
+
+    @property
+    def allowed(self) -> bool:
+        return self.reason is Reason.ALLOWED
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPolicy:
+    accepted_envs: frozenset[str]
+    query_param_enabled: bool
+
+
+class Checker:
+    def __init__(self, policy_: CheckPolicy, lookup: RecordLookup, verifier: SecretVerifier,
+                 on_allowed: Callable[[KeyRecord], None] = lambda _r: None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._policy = policy_
+        self.lookup = lookup
+        self.verifier = verifier
+        self._on_allowed = on_allowed
+        self._clock = clock
+
+    async def check(self, request: CheckInput) -> Decision:
+        key = self._parse(request)
+        if isinstance(key, Decision):
+            return key
+        found = await self.lookup.get(key.key_id)
+        if isinstance(found, Missing):
+            return _missing(found, key)
+        if found.env != key.env or not await self.verifier.verify(key, found):
+            return Decision(Reason.INVALID_SECRET, key_id=key.key_id)
+        return self.authorize(found, request)
+
+    def check_now(self, request: CheckInput) -> Decision | None:
+        """The same decision when it needs no I/O (warm caches); None when it would wait.
+
+        Transports call this first and fall back to ``check``: a warm request then runs without
+        creating a task or suspending.
+        """
+        key = self._parse(request)
+        if isinstance(key, Decision):
+            return key
+        found = self.lookup.cached(key.key_id)
+        if found is None:
+            return None
+        if isinstance(found, Missing):
+            return _missing(found, key)
+        if found.env != key.env:
+            return Decision(Reason.INVALID_SECRET, key_id=key.key_id)
+        verified = self.verifier.known(key, found)
+        if verified is None:
+            return None
+        if not verified:
+            return Decision(Reason.INVALID_SECRET, key_id=key.key_id)
+        return self.authorize(found, request)
+
+    def _parse(self, request: CheckInput) -> keys.ParsedKey | Decision:
+        """Phases 1 and 2: one credential, well formed, of an accepted environment."""
+        credential = credentials.extract(request.sources, self._policy.query_param_enabled)
+        if isinstance(credential, Reason):
+            return Decision(credential)
+        key = keys.parse(credential)
+        if key is None:
+            return Decision(Reason.MALFORMED_KEY)
+        if key.env not in self._policy.accepted_envs:
+            return Decision(Reason.WRONG_ENVIRONMENT, key_id=key.key_id)
+        return key
+
+    def authorize(self, record: KeyRecord, request: CheckInput) -> Decision:
+        """Phases 5–7 for a verified key: status, network, scope."""
+        now = self._clock()
+        if record.revoked_at is not None and record.revoked_at <= now:
+            return Decision(Reason.REVOKED, key_id=record.key_id)
+        if record.expired(now):
+            return Decision(Reason.EXPIRED, key_id=record.key_id)
+        if record.networks and not _address_allowed(record, request.client_address):
+            return Decision(Reason.IP_NOT_ALLOWED, key_id=record.key_id)
+        needed = policy.required_scope(request.method, request.path)
+        if not policy.has_scope(record.scopes, needed):
+            return Decision(Reason.INSUFFICIENT_SCOPE, key_id=record.key_id)
+        self._on_allowed(record)
+        return Decision(Reason.ALLOWED, record=record, key_id=record.key_id)
+
+
+def _missing(found: Missing, key: keys.ParsedKey) -> Decision:
+    reason = Reason.UNKNOWN_KEY if found is Missing.UNKNOWN else Reason.UNAVAILABLE
+    return Decision(reason, key_id=key.key_id)
+
+
+def _address_allowed(record: KeyRecord, address: str) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False  # an address we cannot read never matches an allowlist
+    return record.allows_address(parsed)

@@ -1,0 +1,71 @@
+"""Phase 1 of the check: find exactly one credential in the request, with no I/O.
+
+Sources, in the order a client is told to use them: ``Authorization: Bearer <key>`` (scheme
+case-insensitive, exactly one space), the ``X-API-Key`` header, the ``api_key`` query parameter
+(when enabled). Two sources — or one header sent twice — is ``multiple_credentials``: never
+first-wins, because proxies and servers disagree about which one is "first".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from authz.keys import MAX_CREDENTIAL_LENGTH
+from authz.reasons import Reason
+
+_BEARER = "bearer "
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialSources:
+    """What the transport found; each header value is None when absent.
+
+    ``repeated`` is True when the transport saw a credential header more than once.
+    """
+
+    authorization: str | None
+    api_key_header: str | None
+    query: str
+    repeated: bool = False
+
+
+def _from_authorization(value: str) -> str | Reason:
+    if "," in value:  # Envoy joins repeated headers with commas; keys never contain one
+        return Reason.MULTIPLE_CREDENTIALS
+    if value.strip() == "" or value.strip().lower() == "bearer":
+        return Reason.MISSING_KEY
+    if value[:7].lower() != _BEARER:
+        return Reason.MALFORMED_KEY
+    token = value[7:]
+    if not token or token != token.strip() or " " in token or "\t" in token:
+        return Reason.MALFORMED_KEY
+    return token
+
+
+def _from_query(query: str) -> list[str]:
+    if "api_key" not in query:
+        return []
+    return [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "api_key"]
+
+
+def extract(sources: CredentialSources, query_enabled: bool) -> str | Reason:
+    """The one credential string, or the reason the request has none usable."""
+    if sources.repeated:
+        return Reason.MULTIPLE_CREDENTIALS
+    found: list[str | Reason] = []
+    if sources.authorization is not None:
+        found.append(_from_authorization(sources.authorization))
+    if sources.api_key_header is not None:
+        header = sources.api_key_header
+        found.append(Reason.MULTIPLE_CREDENTIALS if "," in header else header)
+    if query_enabled:
+        found.extend(_from_query(sources.query))
+    if len(found) > 1:
+        return Reason.MULTIPLE_CREDENTIALS
+    if not found or found[0] == "":
+        return Reason.MISSING_KEY
+    credential = found[0]
+    if isinstance(credential, str) and len(credential) > MAX_CREDENTIAL_LENGTH:
+        return Reason.MALFORMED_KEY
+    return credential

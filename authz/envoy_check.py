@@ -1,0 +1,138 @@
+"""Envoy's ext_authz gRPC protocol ↔ the check pipeline. Protobuf types stop in this module.
+
+Responses are serialised bytes, built once and reused: a denial depends only on its reason, an
+allowance only on the key record (id and version), so the hot path re-encodes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.service.auth.v3.external_auth_pb2 import (
+    CheckRequest,
+    CheckResponse,
+    DeniedHttpResponse,
+    OkHttpResponse,
+)
+from envoy.type.v3.http_status_pb2 import HttpStatus
+from google.protobuf.struct_pb2 import Struct
+from google.rpc import code_pb2, status_pb2
+
+from authz import wire
+from authz.check import CheckInput, Decision
+from authz.credentials import CredentialSources
+from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
+from authz.records import KeyRecord
+
+_OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_RPC_CODES = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED,
+              429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
+RETRY_AFTER_UNAVAILABLE = "1"
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted_hops: int) -> str:
+    """The client address Envoy trusts: with N trusted hops, the (N+1)th entry from the right of
+    the X-Forwarded-For that Envoy (``use_remote_address``) completed; with none, the peer."""
+    if trusted_hops <= 0 or not forwarded_for:
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",")]
+    return hops[-(trusted_hops + 1)] if len(hops) > trusted_hops else hops[0]
+
+
+def to_input(request: CheckRequest, trusted_hops: int) -> CheckInput:
+    http = request.attributes.request.http
+    headers = http.headers
+    peer = request.attributes.source.address.socket_address.address
+    return CheckInput(
+        method=http.method,
+        path=http.path,
+        sources=CredentialSources(
+            authorization=headers.get(wire.AUTHORIZATION_HEADER),
+            api_key_header=headers.get(wire.API_KEY_HEADER),
+            query=http.query or http.path.partition("?")[2],
+        ),
+        client_address=client_address(peer, headers.get("x-forwarded-for"), trusted_hops),
+    )
+
+
+def _header(name: str, value: str) -> HeaderValueOption:
+    return HeaderValueOption(header=HeaderValue(key=name, value=value), append_action=_OVERWRITE)
+
+
+def denial_bytes(reason: Reason, docs_base: str) -> bytes:
+    outcome = OUTCOMES[reason]
+    headers = [_header("content-type", "application/json"), _header("cache-control", "no-store")]
+    challenge = www_authenticate(reason)
+    if challenge:
+        headers.append(_header("www-authenticate", challenge))
+    if reason is Reason.UNAVAILABLE:
+        headers.append(_header("retry-after", RETRY_AFTER_UNAVAILABLE))
+    response = CheckResponse(
+        status=status_pb2.Status(code=_RPC_CODES.get(outcome.status, code_pb2.UNAUTHENTICATED)),
+        denied_response=DeniedHttpResponse(
+            status=HttpStatus(code=outcome.status),  # type: ignore[arg-type]
+            headers=headers, body=denial_body(reason, docs_base).decode()),
+    )
+    encoded: bytes = response.SerializeToString()
+    return encoded
+
+
+def identity_headers(record: KeyRecord) -> list[tuple[str, str]]:
+    return [
+        (wire.USER_ID_HEADER, str(record.user_id)),
+        (wire.KEY_ID_HEADER, record.key_id),
+        (wire.SCOPES_HEADER, ",".join(sorted(record.scopes))),
+    ]
+
+
+def metadata_values(record: KeyRecord) -> dict[str, str]:
+    """Dynamic metadata for later filters (rate limit, access log); the same names as headers."""
+    return {
+        wire.KEY_ID_HEADER: record.key_id,
+        wire.USER_ID_HEADER: str(record.user_id),
+        wire.RATE_LIMIT_HEADER: "" if record.rate_limit_per_hour is None
+        else str(record.rate_limit_per_hour),
+        wire.BURST_HEADER: "" if record.burst is None else str(record.burst),
+    }
+
+
+def allowance_bytes(record: KeyRecord) -> bytes:
+    metadata = Struct()
+    metadata.update(metadata_values(record))
+    response = CheckResponse(
+        status=status_pb2.Status(code=code_pb2.OK),
+        ok_response=OkHttpResponse(
+            headers=[_header(k, v) for k, v in identity_headers(record)],
+            headers_to_remove=list(wire.CREDENTIAL_HEADERS),
+            query_parameters_to_remove=[wire.API_KEY_QUERY_PARAM],
+        ),
+        dynamic_metadata=metadata,
+    )
+    encoded: bytes = response.SerializeToString()
+    return encoded
+
+
+class ResponseCache:
+    """Serialised responses: one per denial reason, one per (key id, version), bounded."""
+
+    def __init__(self, docs_base: str, size: int = 100_000) -> None:
+        self._denials = {reason: denial_bytes(reason, docs_base) for reason in Reason}
+        self._allowances: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._size = size
+
+    def encode(self, decision: Decision) -> bytes:
+        record = decision.record
+        if record is None or not decision.allowed:
+            return self._denials[decision.reason]
+        cache_key = (record.key_id, record.version)
+        encoded = self._allowances.get(cache_key)
+        if encoded is None:
+            encoded = allowance_bytes(record)
+            self._allowances[cache_key] = encoded
+            if len(self._allowances) > self._size:
+                self._allowances.popitem(last=False)
+        return encoded
+
+    def unavailable(self) -> bytes:
+        return self._denials[Reason.UNAVAILABLE]

@@ -1,0 +1,261 @@
+"""The HTTP transport of the check: Envoy's ext_authz ``http_service`` and NGINX ``auth_request``.
+
+A raw ``asyncio.Protocol`` with the ``httptools`` parser: no framework on this path (measured: a
+framework costs several times the whole check). It runs the same ``Checker`` as the gRPC
+transport and answers:
+
+* allow — ``200`` with the identity headers, the per-key limits (Envoy turns them into dynamic
+  metadata via ``dynamic_metadata_from_headers``) and ``x-envoy-auth-headers-to-remove``;
+* deny — the reason's status, the one JSON body, ``WWW-Authenticate``;
+* ``GET /health`` — 200 while serving, 503 while starting or draining.
+
+Envoy sends the original method and ``/check`` + the original path and query. NGINX's
+``auth_request`` sends the original URI and method in ``X-Original-URI``/``X-Original-Method``
+(set by our NGINX config, which a client cannot override); those headers are used only when the
+request path is not under ``/check``. Requests have bounded header sizes and an idle time-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import httptools
+
+from authz import wire
+from authz.check import Checker, CheckInput, Decision
+from authz.credentials import CredentialSources
+from authz.envoy_check import RETRY_AFTER_UNAVAILABLE, identity_headers, metadata_values
+from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
+from authz.records import KeyRecord
+
+log = logging.getLogger(__name__)
+
+MAX_HEADER_BYTES = 16 * 1024
+IDLE_TIMEOUT = 30.0
+_WATCHED = {
+    b"authorization": "authorization", b"x-api-key": "x-api-key",
+    b"x-forwarded-for": "x-forwarded-for", b"x-original-uri": "x-original-uri",
+    b"x-original-method": "x-original-method",
+}
+_CHECK_PREFIX = wire.HTTP_CHECK_PATH_PREFIX.encode()
+_REASONS = {200: b"OK", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
+            429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
+            503: b"Service Unavailable", 400: b"Bad Request"}
+
+
+def _response(status: int, headers: list[tuple[str, str]], body: bytes = b"") -> bytes:
+    lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Unknown"))]
+    lines += [f"{k}: {v}".encode("latin-1") for k, v in headers]
+    lines.append(b"content-length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def denial_response(reason: Reason, docs_base: str) -> bytes:
+    headers = [("content-type", "application/json"), ("cache-control", "no-store")]
+    challenge = www_authenticate(reason)
+    if challenge:
+        headers.append(("www-authenticate", challenge))
+    if reason is Reason.UNAVAILABLE:
+        headers.append(("retry-after", RETRY_AFTER_UNAVAILABLE))
+    return _response(OUTCOMES[reason].status, headers, denial_body(reason, docs_base))
+
+
+def allowance_response(record: KeyRecord) -> bytes:
+    headers = identity_headers(record)
+    headers += [(k, v) for k, v in metadata_values(record).items()
+                if k not in {name for name, _ in headers}]
+    headers.append((wire.HEADERS_TO_REMOVE_HEADER, ",".join(wire.CREDENTIAL_HEADERS)))
+    return _response(200, headers)
+
+
+def client_address_from_forwarded(forwarded_for: str | None, trusted_hops: int) -> str:
+    """Envoy (``use_remote_address``) appended the peer to X-Forwarded-For: with N trusted hops
+    the client is the (N+1)th entry from the right."""
+    if not forwarded_for:
+        return ""
+    hops = [h.strip() for h in forwarded_for.split(",")]
+    return hops[-(trusted_hops + 1)] if len(hops) > trusted_hops else hops[0]
+
+
+class HttpResponses:
+    """Encoded responses, reused: one per reason, one per (key id, version), bounded."""
+
+    def __init__(self, docs_base: str, size: int = 100_000) -> None:
+        self._denials = {reason: denial_response(reason, docs_base) for reason in Reason}
+        self._allowances: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._size = size
+        self.health_ok = _response(200, [("content-type", "application/json")],
+                                   b'{"status":"serving"}')
+        self.health_down = _response(503, [("content-type", "application/json")],
+                                     b'{"status":"not_serving"}')
+        self.too_large = _response(431, [("connection", "close")])
+        self.bad_request = _response(400, [("connection", "close")])
+
+    def encode(self, decision: Decision) -> bytes:
+        record = decision.record
+        if record is None or not decision.allowed:
+            return self._denials[decision.reason]
+        cache_key = (record.key_id, record.version)
+        encoded = self._allowances.get(cache_key)
+        if encoded is None:
+            encoded = allowance_response(record)
+            self._allowances[cache_key] = encoded
+            if len(self._allowances) > self._size:
+                self._allowances.popitem(last=False)
+        return encoded
+
+    def unavailable(self) -> bytes:
+        return self._denials[Reason.UNAVAILABLE]
+
+
+class CheckProtocol(asyncio.Protocol):
+    """One connection; requests are answered in order (HTTP/1.1 pipelining safe)."""
+
+    def __init__(self, server: HttpCheckServer) -> None:
+        self._server = server
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._repeated = False
+        self._header_bytes = 0
+        self._queue: list[asyncio.Future[bytes] | bytes] = []
+        self._idle: asyncio.TimerHandle | None = None
+
+    # asyncio callbacks -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._touch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle:
+            self._idle.cancel()
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self._touch()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(self._server.responses.bad_request)
+        except httptools.HttpParserError:
+            self._fail(self._server.responses.bad_request)
+
+    # httptools callbacks -----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url, self._headers, self._repeated, self._header_bytes = b"", {}, False, 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._fail(self._server.responses.too_large)
+            return
+        key = _WATCHED.get(name.lower())
+        if key is None:
+            return
+        if key in self._headers and key in ("authorization", "x-api-key"):
+            self._repeated = True
+        self._headers[key] = value.decode("latin-1")
+
+    def on_message_complete(self) -> None:
+        method = self._parser.get_method().decode("ascii", "replace")
+        result = self._server.handle(method, self._url, self._headers, self._repeated)
+        self._queue.append(result)
+        self._drain()
+        if isinstance(result, asyncio.Future):
+            result.add_done_callback(lambda _f: self._drain())
+
+    # helpers -----------------------------------------------------------------------------
+    def _drain(self) -> None:
+        while self._queue:
+            head = self._queue[0]
+            if isinstance(head, asyncio.Future):
+                if not head.done():
+                    return
+                head = head.result()
+            self._queue.pop(0)
+            if self._transport is not None:
+                self._transport.write(head)
+
+    def _fail(self, response: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(response)
+            self._transport.close()
+
+    def _touch(self) -> None:
+        if self._idle:
+            self._idle.cancel()
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(IDLE_TIMEOUT, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        if self._transport is not None and not self._queue:
+            self._transport.close()
+
+
+class HttpCheckServer:
+    def __init__(self, checker: Checker, trusted_hops: int, docs_base: str,
+                 serving: Callable[[], bool], on_decision: Callable[[Decision], None]) -> None:
+        self.checker = checker
+        self.responses = HttpResponses(docs_base)
+        self._trusted_hops = trusted_hops
+        self._serving = serving
+        self._on_decision = on_decision
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def handle(self, method: str, url: bytes, headers: dict[str, str],
+               repeated: bool) -> bytes | asyncio.Future[bytes]:
+        if url.startswith(_CHECK_PREFIX):
+            path = url[len(_CHECK_PREFIX):].decode("latin-1") or "/"
+        elif url == wire.HEALTH_PATH.encode():
+            return self.responses.health_ok if self._serving() else self.responses.health_down
+        else:  # NGINX auth_request: the original request is described by our headers
+            path = headers.get("x-original-uri", "/")
+            method = headers.get("x-original-method", method)
+        request = CheckInput(
+            method=method, path=path,
+            sources=CredentialSources(
+                authorization=headers.get("authorization"),
+                api_key_header=headers.get("x-api-key"),
+                query=path.partition("?")[2], repeated=repeated),
+            client_address=client_address_from_forwarded(
+                headers.get("x-forwarded-for"), self._trusted_hops),
+        )
+        decision = self.checker.check_now(request)
+        if decision is not None:
+            self._on_decision(decision)
+            return self.responses.encode(decision)
+        task = asyncio.get_running_loop().create_task(self._check(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _check(self, request: CheckInput) -> bytes:
+        try:
+            decision = await self.checker.check(request)
+        except Exception as exc:  # fail closed; the type only: messages may quote input
+            log.error("check failed", extra={"error": type(exc).__name__})
+            self._on_decision(Decision(Reason.UNAVAILABLE))
+            return self.responses.unavailable()
+        self._on_decision(decision)
+        return self.responses.encode(decision)
+
+    async def start(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: CheckProtocol(self), host, port, reuse_address=True, backlog=1024)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -1,0 +1,54 @@
+"""Cache invalidation: ``LISTEN hokusai_keys``; each notification names one changed key.
+
+The trigger in the migrations notifies on every change to ``api_keys``. A lost connection may have
+lost notifications, so on every (re)connect the caches are flushed before listening again, and a
+heartbeat query detects a connection that died silently (no TCP reset). The revocation bound is
+therefore: notification latency while connected; heartbeat interval + reconnect when not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import psycopg
+
+log = logging.getLogger(__name__)
+CHANNEL = "hokusai_keys"
+
+
+class InvalidationListener:
+    def __init__(self, url: str, on_key: Callable[[str], Awaitable[None]],
+                 on_reset: Callable[[], Awaitable[None]], heartbeat: float = 5.0,
+                 retry: float = 0.5) -> None:
+        self._url = url
+        self._on_key, self._on_reset = on_key, on_reset
+        self._heartbeat, self._retry = heartbeat, retry
+        self.connected = asyncio.Event()
+        self.resets = 0
+
+    async def run(self) -> None:
+        """Listen forever, reconnecting with a short back-off; cancel to stop."""
+        while True:
+            try:
+                await self._listen_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("invalidation listener lost its connection",
+                            extra={"error": type(exc).__name__})
+            self.connected.clear()
+            await asyncio.sleep(self._retry)
+
+    async def _listen_once(self) -> None:
+        async with await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, connect_timeout=3) as conn:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            self.resets += 1
+            await self._on_reset()  # anything changed while we were not listening is forgotten
+            self.connected.set()
+            while True:
+                async for note in conn.notifies(timeout=self._heartbeat):
+                    await self._on_key(note.payload)
+                await asyncio.wait_for(conn.execute("SELECT 1"), timeout=self._heartbeat)

@@ -1,0 +1,66 @@
+"""Which scope a request needs: the route → scope rules, as data.
+
+MLflow's REST API uses POST for some reads (searches, batch gets), so the method alone does not
+decide: ``READ_ONLY_POSTS`` lists MLflow's POST endpoints that change nothing (taken from MLflow's
+own service descriptors; ``tests/unit/test_policy.py`` checks the table against the installed
+MLflow). Everything else follows HTTP semantics: safe methods read, the rest write. ``admin``
+passes everything. Paths not under a protected prefix never reach the check (Envoy answers 404).
+"""
+
+from __future__ import annotations
+
+import re
+
+from authz import wire
+
+READ = "mlflow:read"
+WRITE = "mlflow:write"
+ADMIN = "admin"
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# MLflow endpoint suffixes (after /api/<version>/) whose POST form only reads.
+READ_ONLY_POSTS = frozenset({
+    "mlflow/experiments/search",
+    "mlflow/experiments/search-datasets",
+    "mlflow/runs/search",
+    "mlflow/registered-models/get-latest-versions",
+    "mlflow/logged-models/search",
+    "mlflow/datasets/search",
+    "mlflow/traces/search",
+    "mlflow/traces/batchGetInfos",
+    "mlflow/traces/calculate-filter-correlation",
+    "mlflow/traces/metrics",
+    "mlflow/issues/search",
+    "mlflow/prompt-optimization/jobs/search",
+    "mlflow/artifacts/presigned-download-url",
+})
+
+_MLFLOW_API = re.compile(r"/(?:ajax-)?api/[0-9]\.[0-9]/(.*)")
+
+
+def upstream_path(path: str) -> str:
+    """The path MLflow sees: the gateway prefix removed, the query string dropped."""
+    path = path.split("?", 1)[0]
+    prefix = wire.MLFLOW_PREFIX.rstrip("/")
+    if path.startswith(prefix):
+        path = path[len(prefix):] or "/"
+    return path
+
+
+def required_scope(method: str, path: str) -> str:
+    """The scope a request needs: ``mlflow:read`` for reads, ``mlflow:write`` for changes."""
+    if method in SAFE_METHODS:
+        return READ
+    if method == "POST":
+        match = _MLFLOW_API.fullmatch(upstream_path(path))
+        if match and match[1].rstrip("/") in READ_ONLY_POSTS:
+            return READ
+    return WRITE
+
+
+def has_scope(granted: frozenset[str], needed: str) -> bool:
+    """``admin`` implies every scope; ``mlflow:write`` implies ``mlflow:read``."""
+    if needed in granted or ADMIN in granted:
+        return True
+    return needed == READ and WRITE in granted

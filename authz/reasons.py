@@ -1,0 +1,88 @@
+"""The closed set of check outcomes: one table gives each its HTTP status, message and docs anchor.
+
+The same value is the metric label, the log field and the ``error`` code in every denial body, so
+operators, dashboards and users all speak of an outcome by one name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    ALLOWED = "allowed"
+    MISSING_KEY = "missing_key"
+    MULTIPLE_CREDENTIALS = "multiple_credentials"
+    MALFORMED_KEY = "malformed_key"
+    WRONG_ENVIRONMENT = "wrong_environment"
+    UNKNOWN_KEY = "unknown_key"
+    INVALID_SECRET = "invalid_secret"  # noqa: S105 - a reason code
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    IP_NOT_ALLOWED = "ip_not_allowed"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: int
+    message: str
+    # RFC 6750 error code for WWW-Authenticate ("" = none: the request carried no credential).
+    bearer_error: str
+
+
+OUTCOMES: dict[Reason, Outcome] = {
+    Reason.ALLOWED: Outcome(200, "The key is valid.", ""),
+    Reason.MISSING_KEY: Outcome(
+        401, "No API key was sent: use 'Authorization: Bearer <key>' or the X-API-Key header.",
+        ""),
+    Reason.MULTIPLE_CREDENTIALS: Outcome(
+        401, "More than one credential was sent: send exactly one API key.", "invalid_request"),
+    Reason.MALFORMED_KEY: Outcome(
+        401, "The API key is malformed or mistyped: copy it again exactly as it was shown.",
+        "invalid_token"),
+    Reason.WRONG_ENVIRONMENT: Outcome(
+        401, "This gateway does not accept keys of that environment (live/test).", "invalid_token"),
+    Reason.UNKNOWN_KEY: Outcome(
+        401, "The API key is not known to this gateway.", "invalid_token"),
+    Reason.INVALID_SECRET: Outcome(
+        401, "The API key is not valid: its secret part does not match.", "invalid_token"),
+    Reason.REVOKED: Outcome(
+        401, "The API key has been revoked: ask for a new one.", "invalid_token"),
+    Reason.EXPIRED: Outcome(401, "The API key has expired: rotate it or ask for a new one.",
+                            "invalid_token"),
+    Reason.IP_NOT_ALLOWED: Outcome(
+        403, "The API key may not be used from this address: see its IP allowlist.",
+        "insufficient_scope"),
+    Reason.INSUFFICIENT_SCOPE: Outcome(
+        403, "The API key lacks the scope this request needs (e.g. mlflow:write for changes).",
+        "insufficient_scope"),
+    Reason.RATE_LIMITED: Outcome(429, "Too many requests for this API key: retry later.", ""),
+    Reason.UNAVAILABLE: Outcome(
+        503, "The key could not be verified right now: retry shortly.", ""),
+}
+
+DOCS_PATH = "/docs/errors"
+
+
+def denial_body(reason: Reason, docs_base: str = DOCS_PATH) -> bytes:
+    """The one JSON shape of every denial: error code, one helpful sentence, docs link."""
+    return json.dumps({
+        "error": reason.value,
+        "message": OUTCOMES[reason].message,
+        "docs": f"{docs_base}#{reason.value.replace('_', '-')}",
+    }).encode()
+
+
+def www_authenticate(reason: Reason) -> str | None:
+    """The RFC 6750 challenge for 401/403 denials; None for statuses that carry none."""
+    outcome = OUTCOMES[reason]
+    if outcome.status not in (401, 403):
+        return None
+    if not outcome.bearer_error:
+        return 'Bearer realm="hokusai"'
+    return f'Bearer realm="hokusai", error="{outcome.bearer_error}"'

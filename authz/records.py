@@ -1,0 +1,58 @@
+"""The key record the check path works from: what the caches hold and the store returns.
+
+It carries everything a decision needs (hash, status timestamps, scopes, networks, limits), so a
+cached record is checked on every request — expiry and rotation grace fire no notification.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    key_id: str
+    user_id: int
+    env: str
+    secret_hash: str = field(repr=False)
+    scopes: frozenset[str]
+    expires_at: float | None  # epoch seconds
+    revoked_at: float | None
+    networks: tuple[Network, ...]
+    rate_limit_per_hour: int | None
+    burst: int | None
+    version: int
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def allows_address(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        if not self.networks:
+            return True
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
+
+    def to_json(self) -> bytes:
+        """Serialised form for the shared Redis cache (the hash is bcrypt's, never the secret)."""
+        return json.dumps({
+            "k": self.key_id, "u": self.user_id, "e": self.env, "h": self.secret_hash,
+            "s": sorted(self.scopes), "x": self.expires_at, "r": self.revoked_at,
+            "n": [str(n) for n in self.networks], "l": self.rate_limit_per_hour,
+            "b": self.burst, "v": self.version,
+        }, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> KeyRecord:
+        data: dict[str, Any] = json.loads(raw)
+        return cls(
+            key_id=data["k"], user_id=int(data["u"]), env=data["e"], secret_hash=data["h"],
+            scopes=frozenset(data["s"]), expires_at=data["x"], revoked_at=data["r"],
+            networks=tuple(ipaddress.ip_network(n) for n in data["n"]),
+            rate_limit_per_hour=data["l"], burst=data["b"], version=int(data["v"]),
+        )

@@ -1,0 +1,149 @@
+"""The authz process: builds every part from the settings, serves, and shuts down in order.
+
+Start: stores and caches, then the invalidation listener (caches are only trusted once it
+listens), then the gRPC and HTTP servers, then health turns SERVING. SIGTERM: health turns
+NOT_SERVING, in-flight work drains for the grace period, batches are flushed, and pools close in
+reverse order of creation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from authz.cache import LocalCache, RedisCache
+from authz.check import Checker, CheckPolicy, Decision
+from authz.grpc_server import CheckService, GrpcServer
+from authz.http_check import HttpCheckServer
+from authz.invalidation import InvalidationListener
+from authz.lastused import LastUsedRecorder
+from authz.lookup import RecordLookup
+from authz.records import KeyRecord
+from authz.settings import Settings, SettingsError
+from authz.store import KeyStore, PostgresKeyStore
+from authz.verify import SecretVerifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    grpc: int
+    http: int
+
+
+class AuthzServer:
+    """Everything one authz instance runs; services receive their dependencies from here."""
+
+    def __init__(self, settings: Settings, store: KeyStore | None = None) -> None:
+        if not settings.database_url and store is None:
+            raise SettingsError("HOKUSAI_DATABASE_URL: required to run the authz server")
+        self.settings = settings
+        self.store = store or PostgresKeyStore(
+            settings.database_url, settings.database_pool_size, settings.database_timeout)
+        self.redis = (RedisCache(settings.redis_url, settings.redis_cache_ttl,
+                                 settings.redis_timeout) if settings.redis_url else None)
+        self.local = LocalCache(settings.local_cache_ttl, settings.negative_cache_ttl,
+                                settings.stale_window, settings.local_cache_size)
+        self.lookup = RecordLookup(self.local, self.redis, self.store,
+                                   max_concurrent_fetches=settings.database_pool_size)
+        pepper = settings.pepper.encode() if settings.pepper else os.urandom(32)
+        self.verifier = SecretVerifier(pepper, settings.bcrypt_threads)
+        self.last_used = LastUsedRecorder(self.store, settings.last_used_interval)
+        self.checker = Checker(
+            CheckPolicy(settings.accepted_envs, settings.query_param_enabled),
+            self.lookup, self.verifier, on_allowed=self._allowed)
+        self.decision_hooks: list[Callable[[Decision], None]] = []
+        self.allowed_hooks: list[Callable[[KeyRecord], None]] = []
+        self.grpc = GrpcServer()
+        self.check_service = CheckService(self.checker, settings.trusted_hops,
+                                          settings.docs_base_url, self._decided)
+        self.grpc.add_handlers(self.check_service.handler())
+        self.http = HttpCheckServer(self.checker, settings.trusted_hops, settings.docs_base_url,
+                                    serving=lambda: self.serving, on_decision=self._decided)
+        self.listener = (InvalidationListener(settings.database_url, self._invalidate,
+                                              self.lookup.invalidate_all)
+                         if settings.database_url else None)
+        self.serving = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _allowed(self, record: KeyRecord) -> None:
+        self.last_used.seen(record)
+        for hook in self.allowed_hooks:
+            hook(record)
+
+    def _decided(self, decision: Decision) -> None:
+        for hook in self.decision_hooks:
+            hook(decision)
+
+    async def _invalidate(self, key_id: str) -> None:
+        self.verifier.forget(key_id)
+        await self.lookup.invalidate(key_id)
+
+    def add_grpc_handlers(self, *handlers: grpc.GenericRpcHandler) -> None:
+        self.grpc.add_handlers(*handlers)
+
+    async def start(self, listen_timeout: float = 10.0) -> Ports:
+        loop = asyncio.get_running_loop()
+        if self.listener is not None:
+            self._tasks.append(loop.create_task(self.listener.run()))
+            try:
+                await asyncio.wait_for(self.listener.connected.wait(), listen_timeout)
+            except TimeoutError:
+                log.warning("starting without cache invalidation: database not reachable")
+        self._tasks.append(loop.create_task(self.last_used.run()))
+        grpc_port = await self.grpc.start(self.settings.grpc_host, self.settings.grpc_port)
+        http_port = await self.http.start(self.settings.http_check_host,
+                                          self.settings.http_check_port)
+        self.serving = True
+        await self.grpc.set_serving(True)
+        return Ports(grpc_port, http_port)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self.serving = False
+        await self.grpc.set_serving(False)
+        await self.http.stop()
+        await self.grpc.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.last_used.flush()
+        self.verifier.close()
+        if self.redis is not None:
+            await self.redis.close()
+        await self.store.close()
+
+
+async def serve(settings: Settings, drain: float = 5.0) -> None:
+    server = AuthzServer(settings)
+    ports = await server.start()
+    log.info("authz serving", extra={"grpc_port": ports.grpc, "http_port": ports.http})
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("authz draining")
+    await server.stop(drain)
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"hokusai authz: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper())
+    try:
+        asyncio.run(serve(settings))
+    except SettingsError as exc:
+        print(f"hokusai authz: {exc}", file=sys.stderr)
+        return 2
+    return 0

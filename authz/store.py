@@ -1,0 +1,116 @@
+"""The source of truth for the check path: key records read from Postgres (async, pooled).
+
+``KeyStore`` is the seam: ``PostgresKeyStore`` is the real one, ``MemoryKeyStore`` serves unit
+tests. A store raises ``StoreUnavailable`` when it cannot answer; it never guesses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from psycopg_pool import AsyncConnectionPool
+
+from authz.records import KeyRecord
+
+
+class StoreUnavailable(Exception):
+    """The store could not answer (down, slow, pool exhausted): the check fails closed."""
+
+
+class KeyStore(Protocol):
+    async def fetch(self, key_id: str) -> KeyRecord | None: ...
+
+    async def touch(self, key_ids: Iterable[str]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+_FETCH = """
+SELECT k.key_id, k.user_id, k.env, k.secret_hash, k.scopes,
+       extract(epoch FROM k.expires_at)::float8,
+       extract(epoch FROM coalesce(k.revoked_at, u.disabled_at))::float8,
+       k.allowed_ips::text[], k.rate_limit_per_hour, k.burst, k.version
+  FROM api_keys k JOIN users u ON u.id = k.user_id
+ WHERE k.key_id = %s
+"""
+
+_TOUCH = "UPDATE api_keys SET last_used_at = now() WHERE key_id = ANY(%s)"
+
+
+def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
+    key_id, user_id, env, secret_hash, scopes, expires, revoked, ips, limit, burst, version = row
+    return KeyRecord(
+        key_id=key_id, user_id=int(user_id), env=env, secret_hash=secret_hash,
+        scopes=frozenset(scopes or ()), expires_at=expires, revoked_at=revoked,
+        networks=tuple(ipaddress.ip_network(n) for n in ips or ()),
+        rate_limit_per_hour=limit, burst=burst, version=int(version),
+    )
+
+
+class PostgresKeyStore:
+    """Reads key records with a short time-out; the pool is opened lazily and re-tried."""
+
+    def __init__(self, url: str, pool_size: int, timeout: float) -> None:
+        self._timeout = timeout
+        self._pool = AsyncConnectionPool(
+            url, min_size=1, max_size=pool_size, timeout=timeout, open=False,
+            kwargs={"connect_timeout": max(1, int(timeout)), "autocommit": True,
+                    "options": f"-c statement_timeout={int(timeout * 1000)}"},
+        )
+        self._opened = False
+
+    async def _ensure_open(self) -> None:
+        if not self._opened:
+            await self._pool.open(wait=False)
+            self._opened = True
+
+    async def fetch(self, key_id: str) -> KeyRecord | None:
+        await self._ensure_open()
+        try:
+            async with self._pool.connection(timeout=self._timeout) as conn:
+                cur = await conn.execute(_FETCH, (key_id,), prepare=True)
+                row = await cur.fetchone()
+        except Exception as exc:  # any driver or pool failure means "cannot verify"
+            raise StoreUnavailable(type(exc).__name__) from None
+        return None if row is None else record_from_row(row)
+
+    async def touch(self, key_ids: Iterable[str]) -> None:
+        ids = list(key_ids)
+        if not ids:
+            return
+        await self._ensure_open()
+        try:
+            async with self._pool.connection(timeout=self._timeout) as conn:
+                await conn.execute(_TOUCH, (ids,))
+        except Exception as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+
+    async def close(self) -> None:
+        if self._opened:
+            await self._pool.close()
+
+
+class MemoryKeyStore:
+    """An in-memory store for unit tests; ``down`` simulates an outage."""
+
+    def __init__(self, records: Iterable[KeyRecord] = ()) -> None:
+        self.records = {r.key_id: r for r in records}
+        self.down = False
+        self.fetches = 0
+        self.touched: list[str] = []
+
+    async def fetch(self, key_id: str) -> KeyRecord | None:
+        self.fetches += 1
+        if self.down:
+            raise StoreUnavailable("down")
+        return self.records.get(key_id)
+
+    async def touch(self, key_ids: Iterable[str]) -> None:
+        if self.down:
+            raise StoreUnavailable("down")
+        self.touched.extend(key_ids)
+
+    async def close(self) -> None:
+        return None

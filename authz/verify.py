@@ -1,0 +1,86 @@
+"""Phase 4 of the check: is the presented secret the key's secret?
+
+bcrypt is deliberately slow, so it runs once per key per process: after a successful bcrypt
+check, the HMAC-SHA256 fingerprint of the secret under the server pepper is remembered, and every
+later check — right or wrong secret — is one HMAC and one constant-time compare. Wrong secrets
+already tried are remembered too (bounded), and concurrent checks of the same (key, secret) share
+one bcrypt run in a bounded thread pool (single flight), so a flood cannot queue bcrypt work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
+from authz import keys
+from authz.keys import ParsedKey
+from authz.records import KeyRecord
+
+
+class SecretVerifier:
+    def __init__(self, pepper: bytes, threads: int, remember: int = 200_000,
+                 remember_wrong: int = 10_000) -> None:
+        self._pepper = pepper
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
+        self._right: dict[str, tuple[str, bytes]] = {}  # key id → (bcrypt hash, fingerprint)
+        self._wrong: OrderedDict[bytes, None] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Future[bool]] = {}
+        self._remember, self._remember_wrong = remember, remember_wrong
+        self.bcrypt_runs = 0
+
+    def known(self, key: ParsedKey, record: KeyRecord) -> bool | None:
+        """The answer without bcrypt, or None when bcrypt must decide."""
+        return self._known(keys.fingerprint(self._pepper, key), record)
+
+    def _known(self, presented: bytes, record: KeyRecord) -> bool | None:
+        right = self._right.get(record.key_id)
+        if right is not None and right[0] == record.secret_hash:
+            return keys.same_fingerprint(presented, right[1])
+        if presented in self._wrong:
+            return False
+        return None
+
+    async def verify(self, key: ParsedKey, record: KeyRecord) -> bool:
+        presented = keys.fingerprint(self._pepper, key)
+        answer = self._known(presented, record)
+        if answer is not None:
+            return answer
+        pending = self._inflight.get(presented)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inflight[presented] = future
+        try:
+            ok = await self._bcrypt(key, record)
+            self._learn(record, presented, ok)
+            future.set_result(ok)
+            return ok
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            del self._inflight[presented]
+
+    async def _bcrypt(self, key: ParsedKey, record: KeyRecord) -> bool:
+        self.bcrypt_runs += 1
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, keys.verify_secret, key.secret, record.secret_hash)
+
+    def _learn(self, record: KeyRecord, presented: bytes, ok: bool) -> None:
+        if ok:
+            if len(self._right) >= self._remember:
+                self._right.pop(next(iter(self._right)))
+            self._right[record.key_id] = (record.secret_hash, presented)
+            return
+        self._wrong[presented] = None
+        while len(self._wrong) > self._remember_wrong:
+            self._wrong.popitem(last=False)
+
+    def forget(self, key_id: str) -> None:
+        self._right.pop(key_id, None)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
