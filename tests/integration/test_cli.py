@@ -56,6 +56,7 @@ def test_create_prints_the_key_once_with_a_warning(cli, database_url):
                  "--rate-limit", "1000/h", "--burst", "50", "--allow-ip", "10.0.0.0/8",
                  "--metadata", "team=ml")
     code, out, err = cli("auth", "show-key", new.parsed.key_id, "--json")
+    assert code == 0, err
     shown = json.loads(out)
     assert shown["scopes"] == ["mlflow:read", "mlflow:write"]
     assert (shown["rate_limit_per_hour"], shown["burst"]) == (1000, 50)
@@ -76,6 +77,7 @@ def test_create_json(cli):
 
 def test_warning_goes_to_stderr(cli):
     code, out, err = cli("auth", "create-key", "--user", "c@example.com", "--name", "x")
+    assert code == 0
     assert "only time the key is shown" in err and "only time" not in out
 
 
