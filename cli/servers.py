@@ -302,30 +302,30 @@ class PostgresServer(ManagedProcess):
             os.chown(path, self._user.pw_uid, self._user.pw_gid)
 
     def prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._user is not None:
+            _ensure_traversable(self.data_dir)  # pytest resets its temp root to 0700 per session
         if (self.data_dir / "PG_VERSION").exists():
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         if any(self.data_dir.iterdir()):
             raise ServerError(f"postgres: {self.data_dir} is neither empty nor a cluster")
         self._initdb()
 
     def _initdb(self) -> None:
-        if self._user is not None:
-            _ensure_traversable(self.data_dir)
         self.data_dir.chmod(0o700)
         self._chown(self.data_dir)
-        password = secrets.token_urlsafe(24)
-        pwfile = self.data_dir / PG_PASSWORD_FILE
-        pwfile.write_text(password + "\n")
-        pwfile.chmod(0o600)
-        self._chown(pwfile)
-        # initdb wants an empty directory: move the password file out while it runs.
+        # initdb wants an empty directory: the password file waits beside it until initdb is done.
         staged = self.log_dir / PG_PASSWORD_FILE
-        pwfile.replace(staged)
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(24) + "\n")
+        self._chown(staged)
         try:
             self._run_initdb(staged)
-        finally:
-            staged.replace(pwfile)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        staged.replace(self.data_dir / PG_PASSWORD_FILE)
 
     def _run_initdb(self, pwfile: Path) -> None:
         argv = [str(pg_bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", PG_ROLE,
