@@ -137,6 +137,7 @@ class EnvoyOptions:
     max_request_headers_kb: int = 60
     stream_idle_timeout: float = 300.0
     request_headers_timeout: float = 10.0
+    max_connections: int = 50_000
     docs_url: str = "/docs/errors#not_found"
     extra_routes: tuple[Route, ...] = ()
     extra_clusters: tuple[Cluster, ...] = field(default=())
@@ -363,12 +364,11 @@ def rate_limit_filter(options: EnvoyOptions) -> Json:
 
 
 def router_filter() -> Json:
-    # suppress_envoy_headers: no x-envoy-* timing/debug headers to clients or upstreams.
+    # Not suppress_envoy_headers: the router must record x-envoy-original-path (after the api_key
+    # strip) for the access log; the timing header is removed from responses in the route config.
     return {
         "name": "envoy.filters.http.router",
-        "typed_config": _typed(
-            "envoy.extensions.filters.http.router.v3.Router", suppress_envoy_headers=True
-        ),
+        "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router"),
     }
 
 
@@ -507,6 +507,8 @@ def _route_config(options: EnvoyOptions, vhost_routes: list[Json]) -> Json:
     config: Json = {
         "name": "gateway",
         "virtual_hosts": [{"name": "gateway", "domains": ["*"], "routes": vhost_routes}],
+        # Internal envoy headers never reach the client (x-envoy-upstream-service-time = timing).
+        "response_headers_to_remove": ["x-envoy-upstream-service-time"],
     }
     if options.tls:
         config["response_headers_to_add"] = [
@@ -523,12 +525,12 @@ def _route_config(options: EnvoyOptions, vhost_routes: list[Json]) -> Json:
 
 # --- access logs ----------------------------------------------------------------------------
 
-# %PATH(NQ:ORIG)%: the path before any rewrite, WITHOUT its query string (api_key may be in it).
+# %PATH(NQ:ORIG_OR_PATH)%: the path before any rewrite, WITHOUT its query (api_key may be in it).
 # No credential header appears: the format names each field it logs.
 STDOUT_LOG_FORMAT: dict[str, str] = {
     "start_time": "%START_TIME%",
     "method": "%REQ(:METHOD)%",
-    "path": "%PATH(NQ:ORIG)%",
+    "path": "%PATH(NQ:ORIG_OR_PATH)%",
     "protocol": "%PROTOCOL%",
     "status": "%RESPONSE_CODE%",
     "flags": "%RESPONSE_FLAGS%",
@@ -536,7 +538,7 @@ STDOUT_LOG_FORMAT: dict[str, str] = {
     "bytes_in": "%BYTES_RECEIVED%",
     "bytes_out": "%BYTES_SENT%",
     "duration_ms": "%DURATION%",
-    "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "first_byte_ms": "%RESPONSE_DURATION%",
     "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
     "request_id": "%REQ(X-REQUEST-ID)%",
     "traceparent": "%REQ(TRACEPARENT)%",
@@ -700,17 +702,23 @@ def render(options: EnvoyOptions) -> Json:
     return {
         "admin": admin(options.admin_port),
         "static_resources": {"listeners": listeners, "clusters": clusters(options)},
-        "layered_runtime": {
-            "layers": [
-                {
-                    "name": "static",
-                    "static_layer": {
-                        # Edge recommendation: cap connections so no client can exhaust the process.
-                        "overload.global_downstream_max_connections": 50000
-                    },
-                }
-            ]
-        },
+        "overload_manager": overload_manager(options.max_connections),
+    }
+
+
+def overload_manager(max_connections: int) -> Json:
+    """Edge recommendation: cap downstream connections so no client can exhaust the process."""
+    monitor = "envoy.resource_monitors.global_downstream_max_connections"
+    return {
+        "resource_monitors": [
+            {
+                "name": monitor,
+                "typed_config": _typed(
+                    "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                    max_active_downstream_connections=max_connections,
+                ),
+            }
+        ]
     }
 
 
