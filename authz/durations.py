@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from fractions import Fraction
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -49,8 +50,8 @@ def parse_rate(text: str) -> int:
     count, multiple, unit = int(match[1]), int(match[2] or 1), match[3]
     if multiple == 0:
         raise ValueError(f"malformed rate limit {text.strip()[:40]!r}: zero-length period")
-    per_second = count / (multiple * _RATE_UNITS[unit])
-    per_hour = per_second * 3600
-    if per_hour != int(per_hour):
+    # Exact arithmetic: with floats 57/h came out as 56.99999… and was rejected.
+    per_hour = Fraction(count * 3600, multiple * _RATE_UNITS[unit])
+    if per_hour.denominator != 1:
         raise ValueError(f"rate limit {text.strip()[:40]!r} is not a whole number per hour")
     return int(per_hour)
