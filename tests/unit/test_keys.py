@@ -114,3 +114,10 @@ def test_fingerprints() -> None:
     a = keys.fingerprint(b"pepper", new.parsed)
     assert keys.same_fingerprint(a, keys.fingerprint(b"pepper", new.parsed))
     assert not keys.same_fingerprint(a, keys.fingerprint(b"other", new.parsed))
+
+
+def test_docs_publish_the_exact_pattern() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "keys.md").read_text()
+    assert f"\n{keys.KEY_PATTERN}\n" in doc
