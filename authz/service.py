@@ -342,7 +342,7 @@ class KeyService:
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        """One connection, one transaction, actor set; OperationalError → StoreUnavailable."""
+        """One connection, one transaction, the actor set; driver errors become HokusaiErrors."""
         conn = self._connect()
         where = f"{conn.info.host}:{conn.info.port}"
         try:
@@ -350,6 +350,12 @@ class KeyService:
                 conn.row_factory = dict_row  # type: ignore[assignment]
                 conn.execute("SELECT set_config('hokusai.actor', %s, true)", [self._actor])
                 yield conn
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction):
+            raise StoreUnavailable(f"the database at {where} has no key tables: "
+                                   "run `hokusai db migrate`") from None
+        except psycopg.errors.IntegrityError as exc:
+            # message_primary only: the detail line quotes the row, hash included.
+            raise Conflict(f"the database refused the change: {exc.diag.message_primary}") from None
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"database at {where} failed: {type(exc).__name__}") from None
 

@@ -306,3 +306,9 @@ def test_console_script(database_url):
     done = subprocess.run([str(HOKUSAI), "auth", "show-key", "hk_live_AAAAAAAAAAAA"], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1 and done.stderr.count("\n") == 1
+
+
+def test_unmigrated_database_says_so(cli, database_url):
+    assert cli("db", "rollback", "--to", "0")[0] == 0
+    code, _, err = cli("auth", "list-keys")
+    assert code == 1 and "hokusai db migrate" in err and len(err.strip().splitlines()) == 1
