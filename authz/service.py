@@ -303,6 +303,12 @@ class ExpiryPolicy:
                                f"of {self._max.days} days (HOKUSAI_MAX_KEY_LIFETIME)")
         return expires_at
 
+    def capped(self, lifetime: timedelta | None) -> timedelta | None:
+        """A lifetime held to the maximum (a key made before the policy may be longer-lived)."""
+        if self._max is None or lifetime is None:
+            return lifetime
+        return min(lifetime, self._max)
+
     def require_expiry(self) -> None:
         if self._max:
             raise InvalidInput("keys must expire: a maximum key lifetime is set")
@@ -537,7 +543,7 @@ class KeyService:
             fields = {"name": old.name, "scopes": old.scopes, "rate_limit_per_hour":
                       old.rate_limit_per_hour, "burst": old.burst, "allowed_ips": old.allowed_ips,
                       "metadata": old.metadata,
-                      "expires_at": self.expiry.resolve(None, lifetime)}
+                      "expires_at": self.expiry.resolve(None, self.expiry.capped(lifetime))}
             new = keys.generate(old.env)
             self._insert(conn, new, old.user_id, fields, rotated_from=key_id)
             grace_end = self._clock() + grace

@@ -85,6 +85,8 @@ def _show(args: argparse.Namespace) -> int:
 def _update(args: argparse.Namespace) -> int:
     key_id = parse_key_ref(args.key_id)
     expires_at, expires_in = _expiry(args)
+    if (args.clear_allowed_ips and args.allow_ip) or (args.clear_metadata and args.metadata):
+        raise InvalidInput("give new values or clear them, not both")
     changes = KeyChanges(
         name=args.name, scopes=None if args.scopes is None else scope_rules.parse(args.scopes),
         expires_at=expires_at, expires_in=expires_in, clear_expiry=args.no_expiry,

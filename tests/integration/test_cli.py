@@ -219,6 +219,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(cli, database_url, e
     ["auth", "audit", "--key", "x"],
     ["auth", "rotate-key", "AAAAAAAAAAAA", "--grace", "soon"],
     ["db", "rollback", "--to", "-1"],
+    ["auth", "update-key", "AAAAAAAAAAAA", "--clear-metadata", "--metadata", "a=b"],
+    ["auth", "update-key", "AAAAAAAAAAAA", "--no-expiry", "--expires-in", "1d"],
+    ["auth", "audit", "--limit", "0"],
     ["auth"],
     ["nope"],
 ])

@@ -217,3 +217,13 @@ def test_status_of():
     assert status_of(now + timedelta(days=6), None, now) == "expiring_soon"
     assert status_of(now, None, now) == "expired"
     assert status_of(None, now, now) == "revoked"
+
+
+def test_rotation_holds_an_old_long_lifetime_to_a_new_maximum(database_url):
+    lax = KeyService(connector(database_url), SETTINGS, "test:policy")
+    old, _ = lax.create_key(user_email="l@example.com", name="k", expires_in=timedelta(days=400))
+    strict = KeyService(connector(database_url), SETTINGS.replace(max_key_lifetime=86400.0 * 30),
+                        "test:policy")
+    rotation = strict.rotate_key(old.key_id)
+    assert rotation.new.expires_at is not None
+    assert rotation.new.expires_at - rotation.new.created_at <= timedelta(days=30, seconds=1)
