@@ -1,0 +1,52 @@
+# The few entry points, the same locally and in CI. `make test` and `make up` install everything
+# they need on a fresh machine (a locked virtualenv in .venv), so they are the only commands a
+# newcomer runs.
+
+PYTHON ?= python3
+UV_VERSION = 0.13.9
+VENV = .venv
+BIN = $(VENV)/bin
+STAMP = $(VENV)/.installed
+
+.PHONY: setup check test unit integration e2e up bench bench-smoke lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
+	uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: check
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -m unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -q -m integration
+
+e2e: $(STAMP)
+	$(BIN)/pytest -q -m e2e
+
+up: $(STAMP)
+	$(BIN)/hokusai gateway up
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench --smoke
+
+lock:
+	uv pip compile pyproject.toml --extra stack --extra dev --generate-hashes \
+		--python-version 3.11 --no-header -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
