@@ -135,6 +135,9 @@ class ManagedProcess:
         self.log_path = self.log_dir / f"{self.name}.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._started = False
+        self._auto_port = False  # set by servers whose port came from free_port()
+        self.port = 0
 
     # --- what subclasses provide ---------------------------------------------------------
     def command(self) -> list[str]:
@@ -168,16 +171,37 @@ class ManagedProcess:
         return self._process is not None and self._process.poll() is None
 
     def start(self, timeout: float | None = None) -> Self:
-        """Start the process and wait until it is ready; idempotent while running."""
+        """Start the process and wait until it is ready; idempotent while running.
+
+        A port picked by ``free_port`` can be taken by someone else before the server binds it:
+        on a first start with such a port, "address already in use" retries on a new port.
+        """
         if self.running:
             return self
+        for _ in range(3):
+            try:
+                return self._start_once(timeout)
+            except ServerError as exc:
+                if "address already in use" not in str(exc).lower() or not self._repick_port():
+                    raise
+        return self._start_once(timeout)
+
+    def _start_once(self, timeout: float | None) -> Self:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.prepare()
         self._process = self._spawn(self.command())
         self._finalizer = weakref.finalize(self, _kill_group, self._process)
         self.wait_ready(self.ready, self.startup_timeout if timeout is None else timeout)
+        self._started = True
         self.after_ready()
         return self
+
+    def _repick_port(self) -> bool:
+        """Move to a fresh port if the port was ours to choose and was never used yet."""
+        if not self._auto_port or self._started:
+            return False
+        self.port = free_port()
+        return True
 
     def _spawn(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
@@ -214,6 +238,12 @@ class ManagedProcess:
             process.wait(timeout=5)
         if _poll(lambda: not group_alive(pgid), 5.0, lambda: True) is not None:
             raise ServerError(f"{self.name}: process group {pgid} survived SIGKILL")
+
+    def kill(self) -> None:
+        """Crash the server: SIGKILL its whole group at once, no shutdown (fault injection)."""
+        if self._process is not None:
+            _signal_group(self._process.pid, signal.SIGKILL)
+        self.stop(grace=0.0)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -276,6 +306,7 @@ class PostgresServer(ManagedProcess):
         self.data_dir = Path(data_dir).resolve()
         super().__init__(self.data_dir.parent / f"{self.data_dir.name}-logs")
         self.port = port or free_port()
+        self._auto_port = port is None
         self.fast = fast
         self._user = _ensure_system_user(PG_SYSTEM_USER) if os.geteuid() == 0 else None
 
@@ -399,6 +430,7 @@ class RedisServer(ManagedProcess):
         super().__init__(Path(data_dir))
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
+        self._auto_port = port is None
 
     @property
     def url(self) -> str:
@@ -442,6 +474,7 @@ class MlflowServer(ManagedProcess):
         self.data_dir = Path(data_dir).resolve()
         super().__init__(self.data_dir)
         self.port = port or free_port()
+        self._auto_port = port is None
         self.extra_args = tuple(extra_args)
 
     @property

@@ -109,6 +109,20 @@ def test_postgres_second_start_reuses_the_data_directory(tmp_path):
     assert again.password == password
 
 
+def test_postgres_recovers_after_being_killed(tmp_path):
+    # Durable settings: with fast=True a crash may lose the last commits, by design.
+    server = PostgresServer(tmp_path / "pg")
+    with server:
+        with psycopg.connect(server.url) as conn:
+            conn.execute("CREATE TABLE survived (x int)")
+        pgid = server.pid
+        server.kill()
+        assert pgid is not None and not group_alive(pgid)
+        server.start()
+        with psycopg.connect(server.url) as conn:
+            assert conn.execute("SELECT count(*) FROM survived").fetchone() == (0,)
+
+
 def test_postgres_refuses_a_directory_that_is_not_a_cluster(tmp_path):
     (tmp_path / "pg").mkdir()
     (tmp_path / "pg" / "stray").write_text("x")
@@ -209,3 +223,22 @@ def test_mlflow_starts_and_its_whole_group_stops(tmp_path):
         pgid = server.pid
         assert pgid is not None and group_alive(pgid)
     assert not group_alive(pgid)
+
+
+def test_a_chosen_port_taken_meanwhile_moves_to_another(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", server.port))
+        squatter.listen()
+        taken = server.port
+        with server:
+            assert server.port != taken and _ping(server.url)
+
+
+def test_an_explicit_port_taken_is_an_error(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        server = RedisServer(tmp_path / "redis", port=squatter.getsockname()[1])
+        with pytest.raises(ServerError, match=r"(?i)address already in use"):
+            server.start()
