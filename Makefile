@@ -14,6 +14,10 @@ $(STAMP): requirements.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
 	uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)
 	uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	@# xds-protos ships its own, older copy of opentelemetry/proto; the real package must win
+	@# (MLflow needs TracesData), whatever order the installer used.
+	uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock \
+		--reinstall-package opentelemetry-proto
 	uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
