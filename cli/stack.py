@@ -9,6 +9,7 @@ parts are. Parts start in dependency order and stop in reverse.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -115,6 +116,8 @@ class StackOptions:
     mlflow_url: str | None = None
     transport: str = "grpc"
     extra_authz_env: dict[str, str] = field(default_factory=dict)
+    # EnvoyOptions fields to override (tests add recording routes this way).
+    envoy_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 class LocalStack:
@@ -197,7 +200,7 @@ class LocalStack:
         certs = ensure_certificates(self.data_dir / "tls")
         self.record.ca_cert = str(certs.ca_cert)
         mlflow = urlsplit(self.record.mlflow_url)
-        return envoy_config.EnvoyOptions(
+        options = envoy_config.EnvoyOptions(
             listen_address="127.0.0.1",
             https_port=self.record.https_port, http_port=self.record.http_port,
             public_https_port=self.record.https_port,
@@ -212,6 +215,7 @@ class LocalStack:
             rate_limit=envoy_config.RateLimitOptions(enabled=False),
             access_log_grpc=False,
         )
+        return dataclasses.replace(options, **self.options.envoy_overrides)
 
     def _start_envoy(self) -> None:
         self.record.https_port = self.options.https_port

@@ -1,0 +1,167 @@
+"""The gateway end to end: real Envoy (both ext_authz transports), authz, Postgres, Redis, MLflow,
+and the standard MLflow client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from authz import keys, wire
+from cli.main import main as hokusai
+from tests.e2e.conftest import ECHO_PREFIX, Gateway
+from tests.support.authz import poll
+
+SEARCH = "/api/mlflow/api/2.0/mlflow/experiments/search?max_results=1"
+CREATE = "/api/mlflow/api/2.0/mlflow/experiments/create"
+FLOW = Path(__file__).with_name("mlflow_flow.py")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def error_of(response: requests.Response) -> str:
+    return str(response.json()["error"])
+
+
+def test_mlflow_client_end_to_end(gateway: Gateway) -> None:
+    _, new = gateway.service().create_key(user_email="ds@example.com", name="client",
+                                          scopes=["mlflow:read", "mlflow:write"])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": gateway.mlflow_uri,
+           "MLFLOW_TRACKING_TOKEN": new.token, "MLFLOW_TRACKING_SERVER_CERT_PATH": gateway.ca}
+    done = subprocess.run([sys.executable, str(FLOW)], env=env, capture_output=True, text=True,
+                          timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["runs"] == [result["run_id"]]
+    assert result["metric"] == pytest.approx(1 / 3)
+    assert result["version"] == "1"
+    assert result["artifact_intact"] is True
+
+
+def test_read_key_searches_but_cannot_write(gateway: Gateway) -> None:
+    _, new = gateway.service().create_key(user_email="r@example.com", name="ro",
+                                          scopes=["mlflow:read"])
+    assert gateway.get(SEARCH, headers=bearer(new.token)).status_code == 200
+    search = gateway.post("/api/mlflow/api/2.0/mlflow/runs/search", headers=bearer(new.token),
+                          json={"experiment_ids": ["0"], "max_results": 1})
+    assert search.status_code == 200
+    denied = gateway.post(CREATE, headers=bearer(new.token), json={"name": "nope"})
+    assert denied.status_code == 403
+    assert error_of(denied) == "insufficient_scope"
+
+
+def test_denials_have_the_right_codes(gateway: Gateway) -> None:
+    service = gateway.service()
+    _, good = service.create_key(user_email="d@example.com", name="good")
+    _, revoked = service.create_key(user_email="d@example.com", name="revoked")
+    service.revoke_key(revoked.parsed.key_id)
+    _, expiring = service.create_key(user_email="d@example.com", name="exp",
+                                     expires_in=timedelta(seconds=1))
+    wrong = keys.generate("live", good.parsed.key_id).token
+    cases = {
+        "missing_key": {},
+        "malformed_key": bearer("hk_live_nonsense"),
+        "invalid_secret": bearer(wrong),
+        "revoked": bearer(revoked.token),
+        "unknown_key": bearer(keys.generate("live").token),
+    }
+    for code, headers in cases.items():
+        response = gateway.get(SEARCH, headers=headers)
+        assert response.status_code == 401, code
+        assert error_of(response) == code
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert set(response.json()) == {"error", "message", "docs"}
+    poll(lambda: gateway.get(SEARCH, headers=bearer(expiring.token)).status_code == 401,
+         timeout=5)
+    assert error_of(gateway.get(SEARCH, headers=bearer(expiring.token))) == "expired"
+
+
+def test_ip_allowlist_ignores_forged_forwarded_for(gateway: Gateway) -> None:
+    _, new = gateway.service().create_key(user_email="ip@example.com", name="ip",
+                                          allowed_ips=["10.0.0.0/8"])
+    for extra in ({}, {"X-Forwarded-For": "10.1.2.3"}, {"X-Real-IP": "10.1.2.3"},
+                  {"Forwarded": "for=10.1.2.3"}):
+        response = gateway.get(SEARCH, headers={**bearer(new.token), **extra})
+        assert response.status_code == 403, extra
+        assert error_of(response) == "ip_not_allowed"
+
+
+def test_upstream_never_receives_credentials(gateway: Gateway) -> None:
+    view, new = gateway.service().create_key(user_email="up@example.com", name="up",
+                                             scopes=["mlflow:read"])
+    before = len(gateway.echo.requests)
+    forged = {"x-hokusai-key-id": "forged", "x-hokusai-user-id": "0", "x-hokusai-scopes": "admin"}
+    sent = [
+        gateway.get(f"{ECHO_PREFIX}a?x=1", headers={**bearer(new.token), **forged}),
+        gateway.get(f"{ECHO_PREFIX}b", headers={"X-API-Key": new.token}),
+        gateway.get(f"{ECHO_PREFIX}c?api_key={new.token}&y=2"),
+    ]
+    assert [r.status_code for r in sent] == [200, 200, 200]
+    seen = gateway.echo.requests[before:]
+    assert len(seen) == 3
+    for request in seen:
+        assert "authorization" not in request.headers
+        assert "x-api-key" not in request.headers
+        assert "api_key" not in request.path
+        assert new.parsed.secret not in json.dumps(request.headers) + request.path
+        assert request.headers[wire.KEY_ID_HEADER] == view.key_id
+        assert request.headers[wire.USER_ID_HEADER] == str(view.user_id)
+        assert request.headers[wire.SCOPES_HEADER] == "mlflow:read"
+    assert seen[0].path.endswith("?x=1") and seen[2].path.endswith("?y=2")
+
+
+def test_client_identity_headers_are_stripped_on_public_routes(gateway: Gateway) -> None:
+    response = gateway.get("/health", headers={"x-hokusai-key-id": "forged"})
+    assert response.status_code == 200
+    assert gateway.get("/api/mlflow/health/mlflow").status_code == 200
+
+
+def test_unknown_route_is_a_json_404_for_a_valid_key(gateway: Gateway) -> None:
+    _, new = gateway.service().create_key(user_email="nf@example.com", name="nf")
+    response = gateway.get("/nowhere", headers=bearer(new.token))
+    assert response.status_code == 404
+    assert error_of(response) == "not_found"
+
+
+def test_plain_http_redirects_to_https(gateway: Gateway) -> None:
+    response = requests.get(f"http://127.0.0.1:{gateway.record.http_port}/api/mlflow/x",
+                            allow_redirects=False, timeout=5)
+    assert response.status_code == 301
+    assert response.headers["location"].startswith("https://")
+    hsts = gateway.get("/health").headers.get("strict-transport-security", "")
+    assert "max-age=" in hsts
+
+
+def test_revocation_reaches_both_instances_within_a_second(
+        gateways: dict[str, Gateway], capsys: pytest.CaptureFixture[str]) -> None:
+    first = gateways["grpc"]
+    view, new = first.service().create_key(user_email="rv@example.com", name="rv")
+    for gateway in gateways.values():
+        assert gateway.get(SEARCH, headers=bearer(new.token)).status_code == 200
+    code = hokusai(["auth", "revoke-key", view.key_id, "--reason", "e2e",
+                    "--database-url", first.database_url])
+    assert code == 0, capsys.readouterr().err
+    for gateway in gateways.values():
+        took = poll(lambda g=gateway: g.get(SEARCH, headers=bearer(new.token))  # type: ignore[misc]
+                    .status_code == 401, timeout=1.0)
+        assert took <= 1.0
+
+
+def test_rotation_grace_then_old_key_stops(gateway: Gateway) -> None:
+    service = gateway.service()
+    view, old = service.create_key(user_email="rot@example.com", name="rot")
+    assert gateway.get(SEARCH, headers=bearer(old.token)).status_code == 200
+    rotation = service.rotate_key(view.key_id, grace=timedelta(seconds=2))
+    assert gateway.get(SEARCH, headers=bearer(rotation.token.token)).status_code == 200
+    assert gateway.get(SEARCH, headers=bearer(old.token)).status_code == 200
+    poll(lambda: gateway.get(SEARCH, headers=bearer(old.token)).status_code == 401, timeout=6)
+    assert error_of(gateway.get(SEARCH, headers=bearer(old.token))) == "expired"
+    assert gateway.get(SEARCH, headers=bearer(rotation.token.token)).status_code == 200
