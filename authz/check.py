@@ -35,6 +35,9 @@ class CheckInput:
     path: str  # as the client sent it, query string included
     sources: CredentialSources
     client_address: str  # the address Envoy trusts (see the transports)
+    # True: skip phase 7 — the caller authorizes each operation on the verified record itself
+    # (the keys REST API, whose operations need keys:manage or admin, not a route scope).
+    any_scope: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +122,10 @@ class Checker:
             return Decision(Reason.EXPIRED, key_id=record.key_id)
         if record.networks and not _address_allowed(record, request.client_address):
             return Decision(Reason.IP_NOT_ALLOWED, key_id=record.key_id)
-        needed = policy.required_scope(request.method, request.path)
-        if not policy.has_scope(record.scopes, needed):
-            return Decision(Reason.INSUFFICIENT_SCOPE, key_id=record.key_id)
+        if not request.any_scope:
+            needed = policy.required_scope(request.method, request.path)
+            if not policy.has_scope(record.scopes, needed):
+                return Decision(Reason.INSUFFICIENT_SCOPE, key_id=record.key_id)
         self._on_allowed(record)
         return Decision(Reason.ALLOWED, record=record, key_id=record.key_id)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -18,17 +17,14 @@ from dataclasses import dataclass
 
 import grpc
 
-from authz.cache import LocalCache, RedisCache
-from authz.check import Checker, CheckPolicy, Decision
+from authz.check import Decision
 from authz.grpc_server import CheckService, GrpcServer
 from authz.http_check import HttpCheckServer
-from authz.invalidation import InvalidationListener
 from authz.lastused import LastUsedRecorder
-from authz.lookup import RecordLookup
+from authz.pipeline import build_checker, build_listener, build_redis, build_store
 from authz.records import KeyRecord
 from authz.settings import Settings, SettingsError
-from authz.store import KeyStore, PostgresKeyStore
-from authz.verify import SecretVerifier
+from authz.store import KeyStore
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +42,12 @@ class AuthzServer:
         if not settings.database_url and store is None:
             raise SettingsError("HOKUSAI_DATABASE_URL: required to run the authz server")
         self.settings = settings
-        self.store = store or PostgresKeyStore(
-            settings.database_url, settings.database_pool_size, settings.database_timeout)
-        self.redis = (RedisCache(settings.redis_url, settings.redis_cache_ttl,
-                                 settings.redis_timeout) if settings.redis_url else None)
-        self.local = LocalCache(settings.local_cache_ttl, settings.negative_cache_ttl,
-                                settings.stale_window, settings.local_cache_size)
-        self.lookup = RecordLookup(self.local, self.redis, self.store,
-                                   max_concurrent_fetches=settings.database_pool_size)
-        pepper = settings.pepper.encode() if settings.pepper else os.urandom(32)
-        self.verifier = SecretVerifier(pepper, settings.bcrypt_threads)
+        self.store = store or build_store(settings)
+        self.redis = build_redis(settings)
+        self.checker = build_checker(settings, self.store, self.redis, on_allowed=self._allowed)
+        self.lookup, self.verifier = self.checker.lookup, self.checker.verifier
+        self.local = self.lookup.local
         self.last_used = LastUsedRecorder(self.store, settings.last_used_interval)
-        self.checker = Checker(
-            CheckPolicy(settings.accepted_envs, settings.query_param_enabled),
-            self.lookup, self.verifier, on_allowed=self._allowed)
         self.decision_hooks: list[Callable[[Decision], None]] = []
         self.allowed_hooks: list[Callable[[KeyRecord], None]] = []
         self.grpc = GrpcServer()
@@ -68,9 +56,7 @@ class AuthzServer:
         self.grpc.add_handlers(self.check_service.handler())
         self.http = HttpCheckServer(self.checker, settings.trusted_hops, settings.docs_base_url,
                                     serving=lambda: self.serving, on_decision=self._decided)
-        self.listener = (InvalidationListener(settings.database_url, self._invalidate,
-                                              self.lookup.invalidate_all)
-                         if settings.database_url else None)
+        self.listener = build_listener(settings, self.checker)
         self.serving = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -82,10 +68,6 @@ class AuthzServer:
     def _decided(self, decision: Decision) -> None:
         for hook in self.decision_hooks:
             hook(decision)
-
-    async def _invalidate(self, key_id: str) -> None:
-        self.verifier.forget(key_id)
-        await self.lookup.invalidate(key_id)
 
     def add_grpc_handlers(self, *handlers: grpc.GenericRpcHandler) -> None:
         self.grpc.add_handlers(*handlers)

@@ -23,10 +23,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from authz import keys
+from authz import keys, usage_query
 from authz import scopes as scope_rules
 from authz.durations import parse_duration, parse_rate
-from authz.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from authz.errors import Conflict, Forbidden, InvalidInput, NotFound, StoreUnavailable
 from authz.settings import Settings
 
 Connection = psycopg.Connection[Any]
@@ -551,6 +551,17 @@ class KeyService:
             conn.execute("UPDATE api_keys SET expires_at = %s WHERE key_id = %s", [old_end, key_id])
             return Rotation(self._fetch(conn, new.parsed.key_id), new, self._fetch(conn, key_id))
 
+    # --- usage (the REST API's /usage; figures from authz.usage_query) ----------------------
+
+    def key_usage(self, key_id: str, since: timedelta) -> usage_query.KeyUsage:
+        """Usage of one key over the last ``since``: 404 for an unknown key, zeros when unused."""
+        key_id = parse_key_ref(key_id)
+        if since <= timedelta(0):
+            raise InvalidInput("the period must be positive")
+        with self._transaction() as conn:
+            self._fetch(conn, key_id)
+            return usage_query.key_usage(conn, key_id, self._clock() - since)
+
     # --- audit --------------------------------------------------------------------------------
 
     def audit_entries(self, *, key_id: str | None = None, since: datetime | None = None,
@@ -597,3 +608,61 @@ class KeyService:
                                              "its contents do not match its hash")
                 expected_prev = row["hash"]
         return AuditVerification(True, checked)
+
+
+# --- delegation: what a calling key may do (the REST API; the CLI is the operator) ------------
+# Added for the keys REST API (issue 6). A key with ``keys:manage`` manages its own user's keys,
+# ``admin`` anyone's; neither may hand out more than it holds.
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A verified calling key: whose it is and what it holds (from ``authz.records.KeyRecord``)."""
+
+    key_id: str
+    user_id: int
+    scopes: frozenset[str]
+    networks: tuple[str, ...]  # empty: unrestricted
+
+    @property
+    def is_admin(self) -> bool:
+        return scope_rules.ADMIN in self.scopes
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names changes made with this key."""
+        return f"api:{self.key_id}"
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    if not scope_rules.grants(principal.scopes, scope):
+        raise Forbidden(f"this key lacks the {scope} scope")
+
+
+def require_manager(principal: Principal, owner_user_id: int | None = None) -> None:
+    """``keys:manage`` for the caller's own keys (``owner_user_id``), ``admin`` for anyone's."""
+    require_scope(principal, scope_rules.KEYS_MANAGE)
+    if owner_user_id is not None and owner_user_id != principal.user_id and not principal.is_admin:
+        raise Forbidden("only an admin key may manage another user's keys")
+
+
+def check_delegation(principal: Principal, scopes: Sequence[str] | None,
+                     allowed_ips: Sequence[str] | None) -> None:
+    """A key may grant only scopes it holds, and — when it is itself IP-restricted — only
+    networks inside its own (an empty list, unrestricted, is wider than any)."""
+    if scopes is not None:
+        wanted = scope_rules.normalize(scopes)
+        if not scope_rules.is_subset(wanted, principal.scopes):
+            extra = sorted(set(wanted) - principal.scopes)
+            raise Forbidden(f"a key cannot grant scopes it does not hold: {', '.join(extra)}")
+    if allowed_ips is None or not principal.networks:
+        return
+    mine = [ipaddress.ip_network(n) for n in principal.networks]
+    wanted_networks = [ipaddress.ip_network(n) for n in validate_cidrs(allowed_ips)]
+    if not wanted_networks:
+        raise Forbidden("an IP-restricted key cannot create or widen a key to any address")
+    for network in wanted_networks:
+        if not any(network.version == own.version and network.subnet_of(own)  # type: ignore[arg-type]
+                   for own in mine):
+            raise Forbidden(f"{network} is outside this key's own allowed networks")
+

@@ -141,6 +141,31 @@ class Settings:
     # --- telemetry ----------------------------------------------------------------------------
     log_level: str = setting("info", _choice("debug", "info", "warning", "error"), "Log level.")
 
+    # --- keys REST API (authz/api, issue 6) ----------------------------------------------------
+    api_host: str = setting("127.0.0.1", _str, "Address the keys REST API binds to.")
+    api_port: int = setting(9193, _int, "Port of the keys REST API (behind Envoy).")
+    api_pool_size: int = setting(
+        4, _int, "Postgres connections the keys REST API keeps for key operations."
+    )
+
+    # --- telemetry exporters and log format (authz/telemetry.py, issue 8) ------------------------
+    metrics_host: str = setting(
+        "127.0.0.1", _str, "Address of the Prometheus scrape endpoint (0.0.0.0 in a pod)."
+    )
+    metrics_port: int = setting(
+        0, _int, "Port of the Prometheus scrape endpoint (/metrics); 0 turns it off."
+    )
+    otlp_endpoint: str = setting(
+        "", _str, "OTLP/gRPC collector (http://host:4317) for metrics and Check spans; "
+        "empty: no OTLP export and no span work at all."
+    )
+    log_format: str = setting(
+        "json", _choice("json", "text"), "Log lines as JSON objects or text; both redacted."
+    )
+    service_name: str = setting(
+        "hokusai-authz", _str, "service.name of metrics and spans."
+    )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every ``HOKUSAI_*`` variable; unknown ``HOKUSAI_*`` names are an error too."""
@@ -175,6 +200,13 @@ class Settings:
             ("database_timeout", self.database_timeout > 0, "must be positive"),
             ("grpc_port", 0 <= self.grpc_port < 65536, "must be a port number"),
             ("http_check_port", 0 <= self.http_check_port < 65536, "must be a port number"),
+            ("metrics_port", 0 <= self.metrics_port < 65536, "must be a port number"),
+            ("otlp_endpoint", self.otlp_endpoint == ""
+             or self.otlp_endpoint.startswith(("http://", "https://")),
+             "must start with http:// or https://"),
+            ("service_name", bool(self.service_name), "must not be empty"),
+            ("api_port", 0 <= self.api_port < 65536, "must be a port number"),
+            ("api_pool_size", self.api_pool_size >= 1, "must be at least 1"),
         ]
         for name, ok, message in checks:
             if not ok:
