@@ -22,6 +22,7 @@ from google.rpc import code_pb2, status_pb2
 from authz import wire
 from authz.check import CheckInput, Decision
 from authz.credentials import CredentialSources
+from authz.network import client_address
 from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
 from authz.records import KeyRecord
 
@@ -29,15 +30,6 @@ _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _RPC_CODES = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED,
               429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
 RETRY_AFTER_UNAVAILABLE = "1"
-
-
-def client_address(peer: str, forwarded_for: str | None, trusted_hops: int) -> str:
-    """The client address Envoy trusts: with N trusted hops, the (N+1)th entry from the right of
-    the X-Forwarded-For that Envoy (``use_remote_address``) completed; with none, the peer."""
-    if trusted_hops <= 0 or not forwarded_for:
-        return peer
-    hops = [h.strip() for h in forwarded_for.split(",")]
-    return hops[-(trusted_hops + 1)] if len(hops) > trusted_hops else hops[0]
 
 
 def to_input(request: CheckRequest, trusted_hops: int) -> CheckInput:
@@ -52,7 +44,7 @@ def to_input(request: CheckRequest, trusted_hops: int) -> CheckInput:
             api_key_header=headers.get(wire.API_KEY_HEADER),
             query=http.query or http.path.partition("?")[2],
         ),
-        client_address=client_address(peer, headers.get("x-forwarded-for"), trusted_hops),
+        client_address=client_address(headers.get("x-forwarded-for"), peer, trusted_hops),
     )
 
 

@@ -25,10 +25,11 @@ from typing import Any
 
 import httptools
 
-from authz import wire
+from authz import telemetry, wire
 from authz.check import Checker, CheckInput, Decision
 from authz.credentials import CredentialSources
 from authz.envoy_check import RETRY_AFTER_UNAVAILABLE, identity_headers, metadata_values
+from authz.network import client_address
 from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
 from authz.records import KeyRecord
 
@@ -40,6 +41,7 @@ _WATCHED = {
     b"authorization": "authorization", b"x-api-key": "x-api-key",
     b"x-forwarded-for": "x-forwarded-for", b"x-original-uri": "x-original-uri",
     b"x-original-method": "x-original-method",
+    b"traceparent": "traceparent", b"tracestate": "tracestate",  # Check spans (telemetry.py)
 }
 _CHECK_PREFIX = wire.HTTP_CHECK_PATH_PREFIX.encode()
 _REASONS = {200: b"OK", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
@@ -70,15 +72,6 @@ def allowance_response(record: KeyRecord) -> bytes:
                 if k not in {name for name, _ in headers}]
     headers.append((wire.HEADERS_TO_REMOVE_HEADER, ",".join(wire.CREDENTIAL_HEADERS)))
     return _response(200, headers)
-
-
-def client_address_from_forwarded(forwarded_for: str | None, trusted_hops: int) -> str:
-    """Envoy (``use_remote_address``) appended the peer to X-Forwarded-For: with N trusted hops
-    the client is the (N+1)th entry from the right."""
-    if not forwarded_for:
-        return ""
-    hops = [h.strip() for h in forwarded_for.split(",")]
-    return hops[-(trusted_hops + 1)] if len(hops) > trusted_hops else hops[0]
 
 
 class HttpResponses:
@@ -214,6 +207,7 @@ class HttpCheckServer:
 
     def handle(self, method: str, url: bytes, headers: dict[str, str],
                repeated: bool) -> bytes | asyncio.Future[bytes]:
+        started = telemetry.now()
         if url.startswith(_CHECK_PREFIX):
             path = url[len(_CHECK_PREFIX):].decode("latin-1") or "/"
         elif url == wire.HEALTH_PATH.encode():
@@ -227,26 +221,30 @@ class HttpCheckServer:
                 authorization=headers.get("authorization"),
                 api_key_header=headers.get("x-api-key"),
                 query=path.partition("?")[2], repeated=repeated),
-            client_address=client_address_from_forwarded(
-                headers.get("x-forwarded-for"), self._trusted_hops),
+            client_address=client_address(
+                headers.get("x-forwarded-for"), "", self._trusted_hops),
         )
         decision = self.checker.check_now(request)
         if decision is not None:
             self._on_decision(decision)
+            telemetry.checked(decision.reason, started, "http", headers)
             return self.responses.encode(decision)
-        task = asyncio.get_running_loop().create_task(self._check(request))
+        task = asyncio.get_running_loop().create_task(self._check(request, started, headers))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _check(self, request: CheckInput) -> bytes:
+    async def _check(self, request: CheckInput, started: int, headers: dict[str, str]) -> bytes:
         try:
             decision = await self.checker.check(request)
         except Exception as exc:  # fail closed; the type only: messages may quote input
             log.error("check failed", extra={"error": type(exc).__name__})
-            self._on_decision(Decision(Reason.UNAVAILABLE))
+            decision = Decision(Reason.UNAVAILABLE)
+            self._on_decision(decision)
+            telemetry.checked(decision.reason, started, "http", headers)
             return self.responses.unavailable()
         self._on_decision(decision)
+        telemetry.checked(decision.reason, started, "http", headers)
         return self.responses.encode(decision)
 
     async def start(self, host: str, port: int) -> int:

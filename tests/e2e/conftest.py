@@ -63,9 +63,9 @@ class RecordingUpstream:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _answer  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -117,7 +117,8 @@ def e2e_database_url(postgres_server_url: str, _template_database: str) -> Itera
 
     name = "e2e_stack"
     with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(drop.format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(name), sql.Identifier(_template_database)))
     yield with_database(postgres_server_url, name)

@@ -165,3 +165,16 @@ def test_rotation_grace_then_old_key_stops(gateway: Gateway) -> None:
     poll(lambda: gateway.get(SEARCH, headers=bearer(old.token)).status_code == 401, timeout=6)
     assert error_of(gateway.get(SEARCH, headers=bearer(old.token))) == "expired"
     assert gateway.get(SEARCH, headers=bearer(rotation.token.token)).status_code == 200
+
+
+def test_ip_allowlist_admits_the_address_envoy_trusts(gateway: Gateway) -> None:
+    service = gateway.service()
+    _, open_key = service.create_key(user_email="ip2@example.com", name="open")
+    before = len(gateway.echo.requests)
+    assert gateway.get(f"{ECHO_PREFIX}ip", headers=bearer(open_key.token)).status_code == 200
+    seen = gateway.echo.requests[before].headers["x-forwarded-for"].split(",")[-1].strip()
+    _, allowed = service.create_key(user_email="ip2@example.com", name="in",
+                                    allowed_ips=[seen])
+    assert gateway.get(SEARCH, headers=bearer(allowed.token)).status_code == 200
+    spoofed = {**bearer(allowed.token), "X-Forwarded-For": "203.0.113.9"}
+    assert gateway.get(SEARCH, headers=spoofed).status_code == 200  # the real peer still counts
