@@ -1,0 +1,245 @@
+"""Every server one benchmark run needs, started once from the main thread and stopped in reverse
+(process groups, also on Ctrl-C): Postgres, Redis, the real authz, the two Python floors, one
+Envoy per configuration (each with its own direct-response upstream listener) and, unless skipped,
+two MLflow servers (one behind the full gateway, one with MLflow's own basic-auth app).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from authz import keys
+from authz.migrate import migrate
+from authz.service import KeyService
+from authz.settings import Settings
+from bench.upstream import with_upstream
+from cli import envoy_config
+from cli.db_commands import connector
+from cli.envoy_config import Endpoint
+from cli.servers import (
+    EnvoyServer,
+    ManagedProcess,
+    MlflowServer,
+    PostgresServer,
+    RedisServer,
+    free_port,
+)
+from cli.stack import AuthzProcess, service_env
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NATIVE_KEYS = 1000
+ALLOWED_IPS = ("127.0.0.0/8", "192.0.2.0/24")  # Envoy appends its host address for loopback
+BASIC_AUTH_USER = "admin"
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class FloorProcess(ManagedProcess):
+    """``python -m bench.floor_grpc|floor_http``: ready once its port accepts connections."""
+
+    def __init__(self, module: str, log_dir: Path, keys_file: Path) -> None:
+        self.name = module.rsplit(".", 1)[1]
+        super().__init__(log_dir)
+        self.module, self.keys_file, self.port = module, keys_file, free_port()
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", self.module, "--port", str(self.port),
+                "--keys", str(self.keys_file)]
+
+    def popen_options(self) -> dict[str, Any]:
+        return {"cwd": str(REPO_ROOT)}
+
+    def ready(self) -> bool:
+        return _port_open(self.port)
+
+
+class BasicAuthMlflow(MlflowServer):
+    """The same MLflow with ``--app-name basic-auth``, its admin user bootstrapped from env."""
+
+    name = "mlflow-basic-auth"
+
+    def __init__(self, data_dir: Path, password: str) -> None:
+        super().__init__(data_dir, extra_args=["--app-name", "basic-auth"])
+        self.password = password
+
+    def prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ini = self.data_dir / "basic_auth.ini"
+        ini.write_text("[mlflow]\ndefault_permission = READ\n"
+                       f"database_uri = sqlite:///{self.data_dir / 'basic_auth.db'}\n"
+                       f"admin_username = {BASIC_AUTH_USER}\n")
+
+    def popen_options(self) -> dict[str, Any]:
+        env = dict(os.environ)
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(self.data_dir / "basic_auth.ini")
+        env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.password
+        return {"env": env}
+
+
+@dataclass
+class Credentials:
+    """The bench's keys: the allowed one and the three denials of F."""
+
+    valid: str = ""
+    unknown: str = ""
+    wrong_secret: str = ""
+    revoked: str = ""
+    native: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Envoy:
+    port: int
+    server: EnvoyServer
+
+
+class BenchStack:
+    def __init__(self, work: Path, *, with_mlflow: bool) -> None:
+        self.work = work
+        self.with_mlflow = with_mlflow
+        self.settings = Settings()  # the defaults: bcrypt cost as shipped
+        self.parts: list[ManagedProcess] = []
+        self.creds = Credentials()
+        self.envoys: dict[str, Envoy] = {}
+        self.authz: AuthzProcess | None = None
+        self.floors: dict[str, FloorProcess] = {}
+        self.grpc_port = self.http_port = 0
+        self.basic_auth_url = ""
+        self.basic_password = secrets.token_urlsafe(16)
+        self.database_url = ""
+
+    # --- life cycle ------------------------------------------------------------------------
+    def __enter__(self) -> BenchStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def _run(self, part: ManagedProcess) -> ManagedProcess:
+        self.parts.append(part)
+        part.start()
+        return part
+
+    def stop(self) -> None:
+        while self.parts:
+            part = self.parts.pop()
+            with contextlib.suppress(Exception):
+                part.stop(grace=5.0)
+
+    def start(self) -> None:
+        logs = self.work / "logs"
+        postgres = PostgresServer(self.work / "pg", fast=True)
+        self._run(postgres)
+        self.database_url = postgres.url
+        migrate(postgres.url)
+        redis = RedisServer(self.work / "redis")
+        self._run(redis)
+        self._make_keys(postgres.url)
+        keys_file = self.work / "floor-keys.txt"
+        keys_file.write_text("\n".join([self.creds.valid, *self.creds.native]) + "\n")
+        keys_file.chmod(0o600)
+        for module in ("bench.floor_grpc", "bench.floor_http"):
+            self.floors[module.rsplit("_", 1)[1]] = self._run(  # type: ignore[assignment]
+                FloorProcess(module, logs, keys_file))
+        self._start_authz(postgres.url, redis.url, logs)
+        self._start_envoys(logs)
+        if self.with_mlflow:
+            self._start_mlflow(logs)
+
+    # --- parts -----------------------------------------------------------------------------
+    def _make_keys(self, url: str) -> None:
+        service = KeyService(connector(url), self.settings, "bench")
+        view, new = service.create_key(
+            user_email="bench@example.com", name="bench", scopes=["mlflow:read", "mlflow:write"],
+            rate_limit_per_hour=10_000_000, burst=100_000, allowed_ips=ALLOWED_IPS,
+            metadata={"team": "bench"})
+        _, revoked = service.create_key(user_email="bench@example.com", name="revoked",
+                                        allowed_ips=ALLOWED_IPS)
+        service.revoke_key(revoked.parsed.key_id, "bench")
+        self.creds.valid = new.token
+        self.creds.revoked = revoked.token
+        self.creds.wrong_secret = keys.generate("live", view.key_id).token
+        self.creds.unknown = keys.generate("live").token
+        self.creds.native = [secrets.token_urlsafe(32) for _ in range(NATIVE_KEYS)]
+
+    def _start_authz(self, database_url: str, redis_url: str, logs: Path) -> None:
+        self.grpc_port, self.http_port = free_port(), free_port()
+        env = service_env(self.settings, {
+            "HOKUSAI_DATABASE_URL": database_url, "HOKUSAI_REDIS_URL": redis_url,
+            "HOKUSAI_GRPC_PORT": str(self.grpc_port),
+            "HOKUSAI_HTTP_CHECK_PORT": str(self.http_port),
+            "HOKUSAI_PEPPER": secrets.token_urlsafe(32), "HOKUSAI_LOG_LEVEL": "warning"})
+        self.authz = self._run(AuthzProcess(logs, env, self.http_port))  # type: ignore[assignment]
+
+    def _envoy(self, name: str, config: dict[str, Any], port: int, logs: Path) -> None:
+        path = self.work / f"envoy-{name}.json"
+        path.write_text(json.dumps(config))
+        admin = int(config["admin"]["address"]["socket_address"]["port_value"])
+        server = EnvoyServer(path, admin, logs / f"envoy-{name}", concurrency=1)
+        self._run(server)
+        self.envoys[name] = Envoy(port, server)
+
+    def _bench_envoy(self, name: str, variant: envoy_config.BenchVariant,
+                     authz: Endpoint | None, logs: Path) -> None:
+        port, upstream = free_port(), free_port()
+        config = envoy_config.render_bench(
+            variant, port=port, admin_port=free_port(),
+            upstream=Endpoint("127.0.0.1", upstream), authz=authz,
+            api_keys=self.creds.native if variant == "api_key_auth" else ())
+        self._envoy(name, with_upstream(config, upstream), port, logs)
+
+    def _start_envoys(self, logs: Path) -> None:
+        local = "127.0.0.1"
+        self._bench_envoy("A", "plain", None, logs)
+        self._bench_envoy("B", "api_key_auth", None, logs)
+        self._bench_envoy("C-grpc", "ext_authz_grpc", Endpoint(local, self.floors["grpc"].port),
+                          logs)
+        self._bench_envoy("C-http", "ext_authz_http", Endpoint(local, self.floors["http"].port),
+                          logs)
+        self._bench_envoy("D-grpc", "ext_authz_grpc", Endpoint(local, self.grpc_port), logs)
+        self._bench_envoy("D-http", "ext_authz_http", Endpoint(local, self.http_port), logs)
+
+    def _start_mlflow(self, logs: Path) -> None:
+        plain = self._run(MlflowServer(self.work / "mlflow"))
+        basic = self._run(BasicAuthMlflow(self.work / "mlflow-basic", self.basic_password))
+        self.basic_auth_url = f"http://127.0.0.1:{basic.port}"
+        port = free_port()
+        options = envoy_config.EnvoyOptions(
+            listen_address="127.0.0.1", http_port=port, admin_port=free_port(),
+            tls_cert_path=None, tls_key_path=None,
+            authz_grpc=Endpoint("127.0.0.1", self.grpc_port),
+            authz_http=Endpoint("127.0.0.1", self.http_port),
+            mlflow=Endpoint("127.0.0.1", plain.port), keys_api=None,
+            rate_limit=envoy_config.RateLimitOptions(enabled=False), local_rate_limit=None,
+            access_log_grpc=False, access_log_stdout=False)
+        self._envoy("G-ours", envoy_config.render(options), port, logs)
+
+    def pids(self) -> dict[str, int | None]:
+        return {"authz": self.authz.pid if self.authz else None,
+                "floor-grpc": self.floors["grpc"].pid, "floor-http": self.floors["http"].pid}
+
+
+def basic_header(user: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
