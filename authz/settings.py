@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from authz.durations import parse_duration
+from authz.durations import parse_duration, parse_rate
 
 PREFIX = "HOKUSAI_"
 
@@ -138,6 +138,32 @@ class Settings:
         "/docs/errors", _str, "Prefix of the docs link in every denial body."
     )
 
+    # --- rate limits and usage (issue 5; authz/ratelimit.py, authz/usage.py) ------------------
+    rate_limit_default: int = setting(
+        10_000, parse_rate, "Requests per hour for keys without their own limit (e.g. 1000/h, "
+        "50/min); 0 = unlimited, only when written explicitly."
+    )
+    rate_limit_default_burst: int = setting(
+        100, _int, "Requests a key without its own burst may make at once (capped at its limit)."
+    )
+    rate_limit_mode: str = setting(
+        "exact", _choice("exact", "approximate"), "exact: one atomic Redis call per request; "
+        "approximate: in-process counters synced to Redis (bounded overshoot, no I/O per request)."
+    )
+    rate_limit_sync_interval: float = setting(
+        0.1, _seconds, "approximate mode: how often local counters are added to Redis."
+    )
+    rate_limit_redis_down: str = setting(
+        "open", _choice("open", "deny"), "When Redis is unreachable: open (allow, counted) or "
+        "deny (503 through Envoy's failure_mode_deny). Authentication is never affected."
+    )
+    usage_flush_interval: float = setting(
+        10.0, _seconds, "How often usage rollups from the access log are written to Postgres."
+    )
+    usage_retention: float = setting(
+        30 * 86400.0, _seconds, "How long usage rollups are kept (hokusai db prune-usage)."
+    )
+
     # --- telemetry ----------------------------------------------------------------------------
     log_level: str = setting("info", _choice("debug", "info", "warning", "error"), "Log level.")
 
@@ -200,6 +226,12 @@ class Settings:
             ("database_timeout", self.database_timeout > 0, "must be positive"),
             ("grpc_port", 0 <= self.grpc_port < 65536, "must be a port number"),
             ("http_check_port", 0 <= self.http_check_port < 65536, "must be a port number"),
+            # rate limits and usage (issue 5)
+            ("rate_limit_default", self.rate_limit_default >= 0, "must not be negative"),
+            ("rate_limit_default_burst", self.rate_limit_default_burst >= 1, "must be at least 1"),
+            ("rate_limit_sync_interval", self.rate_limit_sync_interval > 0, "must be positive"),
+            ("usage_flush_interval", self.usage_flush_interval > 0, "must be positive"),
+            ("usage_retention", self.usage_retention > 0, "must be positive"),
             ("metrics_port", 0 <= self.metrics_port < 65536, "must be a port number"),
             ("otlp_endpoint", self.otlp_endpoint == ""
              or self.otlp_endpoint.startswith(("http://", "https://")),

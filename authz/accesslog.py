@@ -1,0 +1,107 @@
+"""Envoy's gRPC access log (``envoy.service.accesslog.v3.AccessLogService``) → usage rollups.
+
+Envoy streams batches of ``HTTPAccessLogEntry``; each becomes one ``UsageEvent`` (status,
+duration, method, normalised path, the key id the Check filed in dynamic metadata) recorded into
+the in-memory aggregator — no I/O per entry. The path's query string is never kept: it may hold
+``api_key`` (on denied requests Envoy logs the path as the client sent it). Path segments that
+look like identifiers become ``:id`` so routes stay a small set. Entries without a key id (the
+Check denied them, or a public route) are counted but not stored: usage is per key.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+
+import grpc
+from envoy.config.core.v3.base_pb2 import RequestMethod
+from envoy.data.accesslog.v3.accesslog_pb2 import HTTPAccessLogEntry
+from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage, StreamAccessLogsResponse
+
+from authz import wire
+from authz.usage import UsageAggregator, UsageEvent
+
+log = logging.getLogger(__name__)
+
+ACCESS_LOG_SERVICE = "envoy.service.accesslog.v3.AccessLogService"
+MAX_SEGMENTS = 8
+MAX_ROUTE_LENGTH = 200
+_ID_SEGMENT = re.compile(r"\d+|[0-9a-fA-F-]{16,}|[0-9A-Za-z]{24,}")
+_EMPTY: bytes = StreamAccessLogsResponse().SerializeToString()
+
+
+def normalise_path(path: str) -> str:
+    """The path without query or fragment; id-like segments → ``:id``; bounded in depth/length."""
+    bare = path.split("?", 1)[0].split("#", 1)[0] or "/"
+    segments = [":id" if _ID_SEGMENT.fullmatch(s) else s for s in bare.split("/")[1:]]
+    if len(segments) > MAX_SEGMENTS:
+        segments = [*segments[:MAX_SEGMENTS], "…"]
+    return ("/" + "/".join(segments))[:MAX_ROUTE_LENGTH]
+
+
+def _key_id(entry: HTTPAccessLogEntry) -> str:
+    fields = entry.common_properties.metadata.filter_metadata
+    if wire.METADATA_NAMESPACE not in fields:
+        return ""
+    value = fields[wire.METADATA_NAMESPACE].fields.get(wire.KEY_ID_HEADER)
+    return value.string_value if value is not None else ""
+
+
+def _latency_ms(entry: HTTPAccessLogEntry) -> float:
+    common = entry.common_properties
+    span = (common.duration if common.HasField("duration")
+            else common.time_to_last_downstream_tx_byte)
+    return float(span.seconds * 1000.0 + span.nanos / 1e6)
+
+
+def to_event(entry: HTTPAccessLogEntry) -> UsageEvent | None:
+    key_id = _key_id(entry)
+    if not key_id:
+        return None
+    request = entry.request
+    start = entry.common_properties.start_time
+    return UsageEvent(
+        key_id=key_id,
+        at=start.seconds + start.nanos / 1e9,
+        route=normalise_path(request.original_path or request.path),
+        method=RequestMethod.Name(request.request_method),
+        status=entry.response.response_code.value,
+        latency_ms=_latency_ms(entry),
+    )
+
+
+class AccessLogService:
+    def __init__(self, usage: UsageAggregator) -> None:
+        self._usage = usage
+        self.entries = 0
+        self.unattributed = 0
+
+    def consume(self, message: StreamAccessLogsMessage) -> None:
+        for entry in message.http_logs.log_entry:
+            self.entries += 1
+            event = to_event(entry)
+            if event is None:
+                self.unattributed += 1
+            else:
+                self._usage.record(event)
+
+    async def stream(self, messages: AsyncIterator[StreamAccessLogsMessage],
+                     _context: grpc.aio.ServicerContext) -> bytes:
+        async for message in messages:
+            try:
+                self.consume(message)
+            except Exception as exc:  # a bad entry never ends the stream; type only, no path
+                log.warning("access log entry skipped", extra={"error": type(exc).__name__})
+        return _EMPTY
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(ACCESS_LOG_SERVICE, {
+            "StreamAccessLogs": grpc.stream_unary_rpc_method_handler(
+                self.stream, request_deserializer=StreamAccessLogsMessage.FromString,
+                response_serializer=_identity),
+        })
+
+
+def _identity(data: bytes) -> bytes:
+    return data

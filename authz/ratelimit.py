@@ -1,0 +1,367 @@
+"""Per-key rate limits: GCRA (the generic cell rate algorithm), exact or approximate.
+
+GCRA keeps one number per key, the theoretical arrival time (TAT). A key limited to ``R`` per hour
+with burst ``B`` has emission interval ``T = 3600 s / R``; a request of cost ``n`` at ``now`` is
+allowed when ``max(TAT, now) + n·T − B·T <= now`` and then moves TAT there. From idle, exactly
+``B`` requests pass at once, then one per ``T``: no fixed window, so no 2× at a boundary.
+
+* ``ExactLimiter``: the whole decision is one Lua script in Redis (atomic, shared by every
+  instance, Redis's clock): one round trip per request.
+* ``ApproximateLimiter``: the same GCRA on an in-process TAT (no I/O per request); every
+  ``sync_interval`` the hits of each active key are added to the shared TAT in one pipeline and
+  the local TAT jumps to the shared one. Overshoot is bounded: with ``N`` instances, a key can get
+  at most ``(N−1)·(B + sync_interval/T)`` requests more than its limit over any stretch of time
+  (each other instance spends its local burst plus one interval of refill before it learns).
+* Redis unreachable (or no Redis configured): ``redis_down = "open"`` (default) allows and counts
+  (``stats.fail_open``); ``"deny"`` answers ``unavailable`` (the service turns it into an error,
+  which Envoy maps to 503 with ``failure_mode_deny``). The approximate limiter keeps enforcing
+  per instance while Redis is away. Authentication never depends on any of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+
+from authz.records import KeyRecord
+
+log = logging.getLogger(__name__)
+
+REDIS_PREFIX = "hokusai:rl:"
+HOUR_US = 3_600_000_000
+Clock = Callable[[], float]  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    per_hour: int  # 0: unlimited (only ever when written explicitly)
+    burst: int
+
+    @property
+    def unlimited(self) -> bool:
+        return self.per_hour == 0
+
+    @property
+    def interval_us(self) -> int:
+        """Emission interval T in microseconds (rounded down: at most 1 µs early per request)."""
+        return HOUR_US // self.per_hour
+
+
+def limit_for(record: KeyRecord, default: Limit) -> Limit:
+    """The key's own limit, else the default; a missing burst is the default burst, capped so a
+    small hourly limit is not all spendable at once; burst is at least 1."""
+    own = record.rate_limit_per_hour
+    per_hour = default.per_hour if own is None else own
+    if per_hour == 0:
+        return Limit(0, 0)
+    burst = min(default.burst, per_hour) if record.burst is None else record.burst
+    return Limit(per_hour, max(1, burst))
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    limit: Limit
+    remaining: int = 0
+    reset_after: float = 0.0  # seconds until the full burst is available again
+    retry_after: float = 0.0  # seconds until the next request could pass (0 when allowed)
+    degraded: bool = False  # Redis could not be asked: the redis_down policy decided
+
+    @property
+    def unavailable(self) -> bool:
+        """Denied because the limiter could not count (``redis_down = deny``)."""
+        return self.degraded and not self.allowed
+
+
+def unlimited_verdict(limit: Limit) -> Verdict:
+    return Verdict(True, limit)
+
+
+def gcra(tat_us: int, now_us: int, limit: Limit, cost: int = 1) -> tuple[int, Verdict]:
+    """One GCRA decision; returns the TAT to keep (unchanged on denial) and the verdict.
+
+    ``gcra.lua`` below is the same arithmetic; unit tests pin this one with an injected clock.
+    """
+    interval = limit.interval_us
+    tat = max(tat_us, now_us)
+    new_tat = tat + cost * interval
+    allow_at = new_tat - limit.burst * interval
+    if now_us < allow_at:
+        return tat_us, Verdict(False, limit, 0, (tat - now_us) / 1e6, (allow_at - now_us) / 1e6)
+    remaining = (limit.burst * interval - (new_tat - now_us)) // interval
+    return new_tat, Verdict(True, limit, int(remaining), (new_tat - now_us) / 1e6)
+
+
+def verdict_from_script(reply: list[Any], limit: Limit) -> Verdict:
+    """The Lua script's reply {allowed, tat - now, allow_at - now} as a verdict."""
+    allowed, ahead_us, wait_us = (int(v) for v in reply)
+    interval = limit.interval_us
+    if not allowed:
+        return Verdict(False, limit, 0, ahead_us / 1e6, wait_us / 1e6)
+    remaining = (limit.burst * interval - ahead_us) // interval
+    return Verdict(True, limit, int(remaining), ahead_us / 1e6)
+
+
+# KEYS[1]: the key's TAT. ARGV: interval µs, burst, cost, now µs ("" = Redis's own clock, so
+# every instance shares one clock). Returns {allowed, tat - now, allow_at - now} in µs.
+GCRA_LUA = """
+redis.replicate_commands()
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local now
+if ARGV[4] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[4])
+end
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + cost * interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then
+  return {0, tat - now, allow_at - now}
+end
+local ttl = math.floor((new_tat - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl)
+return {1, new_tat - now, 0}
+"""
+
+# The approximate mode's sync: add n hits without deciding, return the shared TAT - now (µs).
+ADD_LUA = """
+redis.replicate_commands()
+local interval = tonumber(ARGV[1])
+local hits = tonumber(ARGV[2])
+local now
+if ARGV[3] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[3])
+end
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+tat = tat + hits * interval
+redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
+return tat - now
+"""
+
+
+@dataclass(slots=True)
+class LimiterStats:
+    """Counters for telemetry: decisions the redis_down policy made, and Redis failures."""
+
+    redis_errors: int = 0
+    fail_open: int = 0
+    fail_closed: int = 0
+    syncs: int = 0
+
+
+class RateLimiter(Protocol):
+    stats: LimiterStats
+
+    async def decide(self, key_id: str, limit: Limit, cost: int = 1) -> Verdict: ...
+
+    def decide_now(self, key_id: str, limit: Limit, cost: int = 1) -> Verdict | None:
+        """The verdict without I/O, or None when only Redis can tell."""
+
+    async def run(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def redis_client(url: str, timeout: float) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                   retry_on_timeout=False, health_check_interval=0)
+
+
+class _Breaker:
+    """After a Redis failure, stop asking for ``pause`` seconds: an outage costs one time-out."""
+
+    def __init__(self, pause: float, clock: Clock) -> None:
+        self._pause, self._clock, self._open_until = pause, clock, 0.0
+
+    def closed(self) -> bool:
+        return self._clock() >= self._open_until
+
+    def trip(self) -> None:
+        self._open_until = self._clock() + self._pause
+
+
+class ExactLimiter:
+    """One atomic Lua call per decision; the fallback policy while Redis is unreachable."""
+
+    def __init__(self, client: aioredis.Redis, redis_down: str = "open",
+                 clock: Clock = time.monotonic, breaker: float = 1.0,
+                 now_us: Callable[[], int] | None = None) -> None:
+        self._redis = client
+        self._script = client.register_script(GCRA_LUA)
+        self._deny_when_down = redis_down == "deny"
+        self._breaker = _Breaker(breaker, clock)
+        self._now_us = now_us  # tests drive the clock; None: Redis's own TIME
+        self.stats = LimiterStats()
+
+    def decide_now(self, key_id: str, limit: Limit, cost: int = 1) -> Verdict | None:
+        if limit.unlimited:
+            return unlimited_verdict(limit)
+        return None if self._breaker.closed() else self._fallback(limit)
+
+    async def decide(self, key_id: str, limit: Limit, cost: int = 1) -> Verdict:
+        known = self.decide_now(key_id, limit, cost)
+        if known is not None:
+            return known
+        now = "" if self._now_us is None else str(self._now_us())
+        try:
+            reply = await self._script(keys=[REDIS_PREFIX + key_id],
+                                       args=[limit.interval_us, limit.burst, cost, now])
+        except Exception as exc:  # any Redis failure: the policy decides, never an error
+            self.stats.redis_errors += 1
+            self._breaker.trip()
+            log.warning("rate limit redis unavailable", extra={"error": type(exc).__name__})
+            return self._fallback(limit)
+        return verdict_from_script(reply, limit)
+
+    def _fallback(self, limit: Limit) -> Verdict:
+        if self._deny_when_down:
+            self.stats.fail_closed += 1
+            return Verdict(False, limit, 0, 0.0, 1.0, degraded=True)
+        self.stats.fail_open += 1
+        return Verdict(True, limit, degraded=True)
+
+    async def run(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+@dataclass(slots=True)
+class _LocalKey:
+    tat_us: int
+    limit: Limit
+    pending: int = 0  # hits not yet added to the shared TAT
+    used: float = field(default=0.0)
+
+
+class ApproximateLimiter:
+    """In-process GCRA per key, reconciled with Redis every ``sync_interval`` (see module doc).
+
+    ``client`` None: no Redis at all, limits are per instance.
+    """
+
+    def __init__(self, client: aioredis.Redis | None, sync_interval: float,
+                 redis_down: str = "open", clock: Clock = time.time,
+                 idle_after: float = 7200.0) -> None:
+        self._redis = client
+        self._add = client.register_script(ADD_LUA) if client is not None else None
+        self._interval = sync_interval
+        self._deny_when_down = redis_down == "deny" and client is not None
+        self._clock = clock
+        self._idle_after = idle_after
+        self._keys: dict[str, _LocalKey] = {}
+        self.redis_ok = True
+        self.stats = LimiterStats()
+
+    def _now_us(self) -> int:
+        return int(self._clock() * 1e6)
+
+    def decide_now(self, key_id: str, limit: Limit, cost: int = 1) -> Verdict:
+        if limit.unlimited:
+            return unlimited_verdict(limit)
+        if not self.redis_ok and self._deny_when_down:
+            self.stats.fail_closed += 1
+            return Verdict(False, limit, 0, 0.0, 1.0, degraded=True)
+        now = self._now_us()
+        state = self._keys.get(key_id)
+        if state is None:
+            state = self._keys[key_id] = _LocalKey(now, limit)
+        state.limit, state.used = limit, now / 1e6
+        state.tat_us, verdict = gcra(state.tat_us, now, limit, cost)
+        if verdict.allowed:
+            state.pending += cost
+        if not self.redis_ok:
+            self.stats.fail_open += 1
+        return verdict
+
+    async def decide(self, key_id: str, limit: Limit, cost: int = 1) -> Verdict:
+        return self.decide_now(key_id, limit, cost)
+
+    async def sync(self) -> int:
+        """Add every key's pending hits to Redis in one pipeline; adopt the shared TATs."""
+        self._forget_idle()
+        if self._redis is None or self._add is None:
+            return 0
+        batch = [(k, s, s.pending) for k, s in self._keys.items() if s.pending]
+        if not batch and self.redis_ok:
+            return 0
+        for _key, state, hits in batch:
+            state.pending -= hits
+        try:
+            replies = await self._send(batch)
+        except Exception as exc:
+            for _key, state, hits in batch:
+                state.pending += hits  # retried with the next sync
+            self.stats.redis_errors += 1
+            self.redis_ok = False
+            log.warning("rate limit sync failed", extra={"error": type(exc).__name__})
+            return 0
+        self.redis_ok = True
+        self.stats.syncs += 1
+        now = self._now_us()
+        for (_key, state, _hits), ahead in zip(batch, replies, strict=True):
+            # Hits admitted while the reply travelled are added on top of the shared TAT.
+            shared = now + int(ahead) + state.pending * state.limit.interval_us
+            state.tat_us = max(state.tat_us, shared)
+        return len(batch)
+
+    async def _send(self, batch: list[tuple[str, _LocalKey, int]]) -> list[Any]:
+        assert self._redis is not None and self._add is not None
+        if not batch:
+            await self._redis.ping()  # probing a lost Redis
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key_id, state, hits in batch:
+                await self._add(keys=[REDIS_PREFIX + key_id],
+                                args=[state.limit.interval_us, hits, ""], client=pipe)
+            result: list[Any] = await pipe.execute()
+            return result
+
+    def _forget_idle(self) -> None:
+        cutoff = self._clock() - self._idle_after
+        idle = [k for k, s in self._keys.items() if s.used < cutoff and not s.pending]
+        for key_id in idle:
+            del self._keys[key_id]
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.sync()
+
+    async def close(self) -> None:
+        await self.sync()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+def build_limiter(redis_url: str, timeout: float, mode: str, sync_interval: float,
+                  redis_down: str) -> RateLimiter:
+    """The limiter the settings ask for; without Redis, per-instance limits (approximate)."""
+    if not redis_url:
+        return ApproximateLimiter(None, sync_interval, redis_down)
+    client = redis_client(redis_url, timeout)
+    if mode == "approximate":
+        return ApproximateLimiter(client, sync_interval, redis_down)
+    return ExactLimiter(client, redis_down)
+
+
+def ceil_seconds(seconds: float) -> int:
+    """Header seconds: whole, rounded up (a client retrying at the value is then in time)."""
+    return max(0, math.ceil(seconds - 1e-9))
