@@ -17,14 +17,18 @@ from dataclasses import dataclass
 
 import grpc
 
+from authz.accesslog import AccessLogService
 from authz.check import Decision
 from authz.grpc_server import CheckService, GrpcServer
 from authz.http_check import HttpCheckServer
 from authz.lastused import LastUsedRecorder
 from authz.pipeline import build_checker, build_listener, build_redis, build_store
+from authz.ratelimit import Limit, build_limiter
+from authz.ratelimit_service import RateLimitService
 from authz.records import KeyRecord
 from authz.settings import Settings, SettingsError
 from authz.store import KeyStore
+from authz.usage import UsageAggregator
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,17 @@ class AuthzServer:
         self.check_service = CheckService(self.checker, settings.trusted_hops,
                                           settings.docs_base_url, self._decided)
         self.grpc.add_handlers(self.check_service.handler())
+        # Per-key rate limits and usage rollups (Envoy's RateLimitService and AccessLogService).
+        self.limiter = build_limiter(settings.redis_url, settings.redis_timeout,
+                                     settings.rate_limit_mode, settings.rate_limit_sync_interval,
+                                     settings.rate_limit_redis_down)
+        self.rate_limits = RateLimitService(
+            self.limiter, self.lookup,
+            Limit(settings.rate_limit_default, settings.rate_limit_default_burst),
+            settings.docs_base_url)
+        self.usage = UsageAggregator(settings.database_url)
+        self.access_log = AccessLogService(self.usage)
+        self.grpc.add_handlers(self.rate_limits.handler(), self.access_log.handler())
         self.http = HttpCheckServer(self.checker, settings.trusted_hops, settings.docs_base_url,
                                     serving=lambda: self.serving, on_decision=self._decided)
         self.listener = build_listener(settings, self.checker)
@@ -81,6 +96,8 @@ class AuthzServer:
             except TimeoutError:
                 log.warning("starting without cache invalidation: database not reachable")
         self._tasks.append(loop.create_task(self.last_used.run()))
+        self._tasks.append(loop.create_task(self.limiter.run()))
+        self._tasks.append(loop.create_task(self.usage.run(self.settings.usage_flush_interval)))
         grpc_port = await self.grpc.start(self.settings.grpc_host, self.settings.grpc_port)
         http_port = await self.http.start(self.settings.http_check_host,
                                           self.settings.http_check_port)
@@ -97,6 +114,8 @@ class AuthzServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.last_used.flush()
+        await self.usage.flush()  # the access-log streams have ended: nothing more arrives
+        await self.limiter.close()
         self.verifier.close()
         if self.redis is not None:
             await self.redis.close()
