@@ -14,6 +14,7 @@ import grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from authz import telemetry
 from authz.check import Checker, Decision
 from authz.envoy_check import ResponseCache, to_input
 from authz.reasons import Reason
@@ -36,6 +37,7 @@ class CheckService:
         self._on_decision = on_decision
 
     async def check(self, request: CheckRequest, _context: grpc.aio.ServicerContext) -> bytes:
+        started = telemetry.now()
         try:
             check_input = to_input(request, self._hops)
             decision = self._checker.check_now(check_input)
@@ -45,6 +47,7 @@ class CheckService:
             log.error("check failed", extra={"error": type(exc).__name__})
             decision = Decision(Reason.UNAVAILABLE)
         self._on_decision(decision)
+        telemetry.checked(decision.reason, started, "grpc", request)
         return self._responses.encode(decision)
 
     def handler(self) -> grpc.GenericRpcHandler:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 
+from authz import telemetry
 from authz.cache import LocalCache, RedisCache
 from authz.records import KeyRecord
 from authz.store import KeyStore, StoreUnavailable
@@ -36,6 +37,7 @@ class RecordLookup:
         """The fresh in-process answer, or None when only I/O can tell."""
         entry = self.local.get(key_id)
         if entry is not None and self.local.is_fresh(entry):
+            telemetry.cache_hit("local" if entry.record is not None else "negative")
             return Missing.UNKNOWN if entry.record is None else entry.record
         return None
 
@@ -64,16 +66,19 @@ class RecordLookup:
         if self.redis is not None:
             cached = await self.redis.get(key_id)
             if cached is not None:
+                telemetry.cache_hit("redis")
                 self._remember(cached, generation, share=False)
                 return cached
         try:
             async with self._fetch_slots:
                 record = await self.store.fetch(key_id)
         except StoreUnavailable:
+            telemetry.store_error("postgres")
             entry = self.local.get(key_id)
             if entry is not None and entry.record is not None and self.local.is_usable_stale(entry):
                 return entry.record
             return Missing.UNAVAILABLE
+        telemetry.cache_hit("postgres")
         if record is None:
             if generation == self._invalidations:
                 self.local.put_unknown(key_id)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import grpc
 
 from authz.accesslog import AccessLogService
+from authz import telemetry
 from authz.check import Decision
 from authz.grpc_server import CheckService, GrpcServer
 from authz.http_check import HttpCheckServer
@@ -74,6 +75,8 @@ class AuthzServer:
         self.listener = build_listener(settings, self.checker)
         self.serving = False
         self._tasks: list[asyncio.Task[None]] = []
+        self.telemetry: telemetry.Runtime | None = None  # exporters, when the settings ask
+        self._unobserve = telemetry.observe_bcrypt(lambda: self.verifier.bcrypt_runs)
 
     def _allowed(self, record: KeyRecord) -> None:
         self.last_used.seen(record)
@@ -96,6 +99,7 @@ class AuthzServer:
             except TimeoutError:
                 log.warning("starting without cache invalidation: database not reachable")
         self._tasks.append(loop.create_task(self.last_used.run()))
+        self.telemetry = telemetry.start(self.settings)
         self._tasks.append(loop.create_task(self.limiter.run()))
         self._tasks.append(loop.create_task(self.usage.run(self.settings.usage_flush_interval)))
         grpc_port = await self.grpc.start(self.settings.grpc_host, self.settings.grpc_port)
@@ -114,6 +118,9 @@ class AuthzServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.last_used.flush()
+        if self.telemetry is not None:
+            await self.telemetry.stop()
+        self._unobserve()
         await self.usage.flush()  # the access-log streams have ended: nothing more arrives
         await self.limiter.close()
         self.verifier.close()
@@ -141,7 +148,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"hokusai authz: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper())
+    telemetry.configure_logging(settings)
     try:
         asyncio.run(serve(settings))
     except SettingsError as exc:
