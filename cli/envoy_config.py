@@ -840,9 +840,23 @@ def render_bench(
 
 # --- committed defaults ---------------------------------------------------------------------
 
+# Container layouts: the same gateway as gateway.yaml; only where the neighbours are differs.
+# docker-compose.yml: authz and MLflow are other containers, reached by service name.
+COMPOSE = replace(
+    EnvoyOptions(),
+    authz_grpc=Endpoint("authz", 9191),
+    authz_http=Endpoint("authz", 9192),
+    mlflow=Endpoint("mlflow", 5000),
+    keys_api=Endpoint("authz", 9193),
+)
+# deploy/ (Kubernetes): authz is the sidecar on 127.0.0.1; MLflow is the `mlflow` Service.
+KUBERNETES = replace(EnvoyOptions(), mlflow=Endpoint("mlflow", 5000))
+
 DEFAULTS: dict[str, EnvoyOptions] = {
     "gateway.yaml": EnvoyOptions(),
     "gateway-http.yaml": EnvoyOptions(transport="http"),
+    "compose.yaml": COMPOSE,
+    "kubernetes.yaml": KUBERNETES,
 }
 
 
