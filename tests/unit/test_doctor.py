@@ -13,8 +13,8 @@ from cli import doctor
 from cli.main import main
 
 TOKEN = keys.generate("live").token
-PARSED = keys.parse(TOKEN)
-assert PARSED is not None
+PARSED = keys.ParsedKey("live", TOKEN[8:20], TOKEN[21:64])
+assert keys.parse(TOKEN) == PARSED
 SECRET = PARSED.secret
 
 
