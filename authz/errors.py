@@ -23,7 +23,10 @@ material (the secret part of a key or a whole key) or a database password.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
+
+_KEYLIKE = re.compile(r"(hk_[A-Za-z]+_[0-9A-Za-z]{1,12})_[0-9A-Za-z]*")
 
 
 class HokusaiError(Exception):
@@ -34,8 +37,9 @@ class HokusaiError(Exception):
     http_status: ClassVar[int] = 500
 
     def __init__(self, message: str) -> None:
-        # One line, always: the CLI prints exactly this on stderr.
-        self.message = " ".join(message.split())
+        # One line, always: the CLI prints exactly this on stderr. Anything shaped like a key
+        # (whole or truncated) loses its secret part: messages quote user input.
+        self.message = _KEYLIKE.sub(r"\1_[redacted]", " ".join(message.split()))
         super().__init__(self.message)
 
     def to_json(self) -> dict[str, str]:

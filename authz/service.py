@@ -252,11 +252,19 @@ def parse_rate_limit(text: str) -> int:
         raise InvalidInput(str(exc)) from None
 
 
+MAX_DURATION = timedelta(days=36_500)  # beyond this, datetime arithmetic would overflow
+
+
 def parse_expires_in(text: str) -> timedelta:
     try:
-        return parse_duration(text)
+        value = parse_duration(text)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+    except OverflowError:
+        value = MAX_DURATION + MAX_DURATION
+    if value > MAX_DURATION:
+        raise InvalidInput(f"durations longer than {MAX_DURATION.days} days are not accepted")
+    return value
 
 
 def parse_grace(text: str) -> timedelta:
@@ -666,3 +674,21 @@ def check_delegation(principal: Principal, scopes: Sequence[str] | None,
                    for own in mine):
             raise Forbidden(f"{network} is outside this key's own allowed networks")
 
+
+
+def owner_for(principal: Principal, caller_email: str, requested: str | None) -> str:
+    """Whose keys a call is about: the caller's own user, or (admin keys only) another."""
+    if requested is None:
+        return caller_email
+    email = validate_email(requested)
+    if email != caller_email.lower() and not principal.is_admin:
+        raise Forbidden("only an admin key may manage another user's keys")
+    return email
+
+
+def check_change(principal: Principal, current: KeyView, scopes: Sequence[str] | None,
+                 allowed_ips: Sequence[str] | None) -> None:
+    """A key may change or rotate only a key whose resulting grants it could create itself."""
+    require_manager(principal, current.user_id)
+    check_delegation(principal, current.scopes if scopes is None else scopes,
+                     current.allowed_ips if allowed_ips is None else allowed_ips)

@@ -1,0 +1,29 @@
+"""``python -m authz.api``: serve the keys REST API with uvicorn on HOKUSAI_API_HOST:PORT."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from authz.api.app import create_app
+from authz.settings import Settings, SettingsError
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"hokusai api: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper())
+    # access_log off: uvicorn's access log would write the query string.
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_level=settings.log_level, access_log=False, proxy_headers=False,
+                server_header=False, date_header=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

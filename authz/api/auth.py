@@ -1,0 +1,89 @@
+"""Who is calling: the caller's own API key, validated by the Check server's pipeline.
+
+The key comes from ``Authorization: Bearer`` or ``X-API-Key`` — never the query string (Envoy
+strips ``api_key`` from every route, and a key in a URL ends up in logs). Phases 1–6 of
+``authz.check.Checker`` run unchanged; phase 7 (route scope) is replaced by the per-operation
+rules of ``authz.service`` (``keys:manage`` / ``admin``). A denial answers exactly as the gateway
+does: the reason's status, the one JSON body and the ``WWW-Authenticate`` challenge.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPBearer
+
+from authz import wire
+from authz.check import Checker, CheckInput, Decision
+from authz.credentials import CredentialSources
+from authz.network import client_address
+from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
+from authz.service import Principal
+
+log = logging.getLogger(__name__)
+
+# Declared for the OpenAPI document (so clients and the interactive docs know how to send a
+# key); the credential itself is read by ``authenticate`` below.
+BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer hk_live_…")
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+class Denied(Exception):
+    """The caller's key was refused; carries the check's reason (never the key)."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+def sources_of(request: Request) -> CredentialSources:
+    headers = request.headers
+    authorization = headers.getlist(wire.AUTHORIZATION_HEADER)
+    api_key = headers.getlist(wire.API_KEY_HEADER)
+    return CredentialSources(
+        authorization=authorization[0] if authorization else None,
+        api_key_header=api_key[0] if api_key else None,
+        query="",  # never from the URL
+        repeated=len(authorization) > 1 or len(api_key) > 1,
+    )
+
+
+def _client_address(request: Request, trusted_hops: int) -> str:
+    """Phase 6's rule (``authz.network``): behind Envoy, X-Forwarded-For; direct, the peer."""
+    peer = request.client.host if request.client else ""
+    return client_address(request.headers.get("x-forwarded-for"), peer, trusted_hops)
+
+
+async def identify(checker: Checker, request: Request, trusted_hops: int) -> Principal:
+    """The verified calling key, or ``Denied``; an unexpected failure denies (fail closed)."""
+    check = CheckInput(request.method, request.url.path, sources_of(request),
+                       _client_address(request, trusted_hops), any_scope=True)
+    try:
+        decision = await checker.check(check)
+    except Exception as exc:
+        log.error("key check failed", extra={"error": type(exc).__name__})
+        raise Denied(Reason.UNAVAILABLE) from None
+    return principal_of(decision)
+
+
+def principal_of(decision: Decision) -> Principal:
+    if not decision.allowed or decision.record is None:
+        raise Denied(decision.reason if not decision.allowed else Reason.UNAVAILABLE)
+    record = decision.record
+    return Principal(key_id=record.key_id, user_id=record.user_id, scopes=record.scopes,
+                     networks=tuple(str(n) for n in record.networks))
+
+
+def denial_response(reason: Reason, docs_base: str) -> JSONResponse:
+    """The gateway's answer for a refused key: status, one JSON body, challenge, retry-after."""
+    response = JSONResponse(status_code=OUTCOMES[reason].status, content=None)
+    response.body = denial_body(reason, docs_base)
+    response.headers["content-length"] = str(len(response.body))
+    challenge = www_authenticate(reason)
+    if challenge:
+        response.headers["www-authenticate"] = challenge
+    if reason is Reason.UNAVAILABLE:
+        response.headers["retry-after"] = "1"
+    return response

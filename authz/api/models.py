@@ -1,0 +1,185 @@
+"""Pydantic models of every request and response body of the keys REST API.
+
+Requests forbid unknown fields (a typo is a 422, not a silently ignored change) and reject text
+the database cannot store (NUL, lone surrogates) before it reaches the service. Every rule beyond
+syntax — scopes, CIDRs, expiry policy, delegation — is the service's (``authz.service``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from authz.service import MAX_LIMIT, AuditEntry, KeyView, Rotation
+from authz.usage_query import KeyUsage
+
+
+def storable(text: str) -> str:
+    """Text Postgres can hold: no NUL byte, no lone surrogate."""
+    if "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text):
+        raise ValueError("contains characters that cannot be stored")
+    return text
+
+
+Text = Annotated[str, AfterValidator(storable)]
+Limit = Annotated[int, Field(ge=0, le=MAX_LIMIT)]
+Scopes = Annotated[list[Text], Field(max_length=16, examples=[["mlflow:read", "mlflow:write"]])]
+Networks = Annotated[list[Text], Field(max_length=64, examples=[["10.0.0.0/8"]])]
+Metadata = Annotated[dict[Text, Text], Field(max_length=32, examples=[{"team": "ml"}])]
+Duration = Annotated[Text, Field(max_length=32, examples=["90d"])]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyCreate(_Request):
+    name: Annotated[Text, Field(min_length=1, max_length=200, examples=["ci-pipeline"])]
+    env: Literal["live", "test"] = "live"
+    scopes: Scopes = Field(default_factory=lambda: ["mlflow:read"])
+    expires_at: datetime | None = Field(None, description="ISO-8601; or use expires_in")
+    expires_in: Duration | None = Field(None, description="a lifetime such as 90d or 12h")
+    rate_limit_per_hour: Limit | None = None
+    burst: Limit | None = None
+    allowed_ips: Networks = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
+    user: Annotated[Text, Field(max_length=320)] | None = Field(
+        None, description="owner's e-mail (admin keys only; default: the caller's user)")
+
+
+class KeyUpdate(_Request):
+    """Omitted fields stay; lists and metadata replace (an empty list clears)."""
+
+    name: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+    scopes: Scopes | None = None
+    expires_at: datetime | None = None
+    expires_in: Duration | None = None
+    clear_expiry: bool = False
+    rate_limit_per_hour: Limit | None = None
+    burst: Limit | None = None
+    allowed_ips: Networks | None = None
+    metadata: Metadata | None = None
+
+
+class RotateRequest(_Request):
+    grace: Duration | None = Field(None, description="how long the old key keeps working (24h)")
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    display_prefix: str
+    user_email: str
+    user_id: int
+    name: str
+    env: str
+    scopes: list[str]
+    status: Literal["active", "expiring_soon", "expired", "revoked"]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    revoked_reason: str | None
+    rate_limit_per_hour: int | None
+    burst: int | None
+    allowed_ips: list[str]
+    rotated_from: str | None
+    metadata: dict[str, str]
+
+    @classmethod
+    def of(cls, view: KeyView) -> KeyOut:
+        return cls.model_validate(view.to_json())
+
+
+class KeyCreated(BaseModel):
+    token: str = Field(description="the whole key: shown once, store it now")
+    key: KeyOut
+
+
+class KeyRotated(BaseModel):
+    token: str = Field(description="the new key: shown once, store it now")
+    key: KeyOut
+    old_key: KeyOut = Field(description="the previous key, with its grace-period expiry")
+
+    @classmethod
+    def of(cls, rotation: Rotation) -> KeyRotated:
+        return cls(token=rotation.token.token, key=KeyOut.of(rotation.new),
+                   old_key=KeyOut.of(rotation.old))
+
+
+class KeyPage(BaseModel):
+    items: list[KeyOut]
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="pass as offset for the next page; null: last")
+
+
+class RouteUsageOut(BaseModel):
+    route: str
+    method: str
+    requests: int
+    errors: int
+
+
+class UsageOut(BaseModel):
+    key_id: str
+    since: datetime
+    requests: int
+    errors: int
+    by_status_class: dict[str, int]
+    latency_avg_ms: float | None
+    latency_max_ms: float | None
+    last_seen_minute: datetime | None
+    routes: list[RouteUsageOut]
+
+    @classmethod
+    def of(cls, usage: KeyUsage) -> UsageOut:
+        return cls(key_id=usage.key_id, since=usage.since, requests=usage.requests,
+                   errors=usage.errors, by_status_class=usage.by_status_class,
+                   latency_avg_ms=usage.latency_avg_ms, latency_max_ms=usage.latency_max_ms,
+                   last_seen_minute=usage.last_seen_minute,
+                   routes=[RouteUsageOut(route=r.route, method=r.method, requests=r.requests,
+                                         errors=r.errors) for r in usage.routes])
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: datetime
+    action: str
+    key_id: str | None
+    actor: str
+    changes: dict[str, Any]
+    hash: str
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditEntryOut:
+        return cls.model_validate(entry.to_json())
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryOut]
+
+
+class WhoAmI(BaseModel):
+    user_email: str
+    user_id: int
+    key_id: str
+    env: str
+    scopes: list[str]
+    rate_limit_per_hour: int | None
+    burst: int | None
+    allowed_ips: list[str]
+    expires_at: datetime | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class ErrorBody(BaseModel):
+    """The gateway's one error shape (also Envoy's and the Check server's denials)."""
+
+    error: str = Field(examples=["insufficient_scope"])
+    message: str
+    docs: str

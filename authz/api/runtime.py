@@ -1,0 +1,111 @@
+"""What the keys API keeps for its lifetime: the check pipeline and a Postgres connection pool.
+
+Built in the application's lifespan (never at import time), on the server's event loop: the
+pipeline's async clients belong to that loop. Start mirrors ``authz.server``: the invalidation
+listener first (a revocation must reach this process's cache too), then the pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from authz.cache import RedisCache
+from authz.check import Checker
+from authz.errors import StoreUnavailable
+from authz.invalidation import InvalidationListener
+from authz.pipeline import build_checker, build_listener, build_redis, build_store
+from authz.service import Connection, ConnectionFactory
+from authz.settings import Settings, SettingsError
+from authz.store import KeyStore
+
+log = logging.getLogger(__name__)
+
+
+class _PooledConnection(psycopg.Connection[TupleRow]):
+    """Leaving ``with conn`` gives the connection back to the pool.
+
+    The service opens and closes a connection per operation (``with conn``); psycopg leaves a
+    pooled connection open on exit, so this returns it (the pool has ``close_returns``).
+    """
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None,
+                 exc_tb: TracebackType | None) -> None:
+        super().__exit__(exc_type, exc_val, exc_tb)
+        self.close()
+
+
+def pooled_connector(settings: Settings) -> tuple[ConnectionPool[Any], ConnectionFactory]:
+    """A connection pool for the service, and the factory that borrows from it."""
+    timeout = max(1.0, settings.database_timeout)
+    pool: ConnectionPool[Any] = ConnectionPool(
+        settings.database_url, min_size=1, max_size=settings.api_pool_size, open=False,
+        connection_class=_PooledConnection, timeout=timeout, close_returns=True,
+        check=ConnectionPool.check_connection,
+        kwargs={"connect_timeout": max(1, int(timeout))})
+
+    def connect() -> Connection:
+        try:
+            conn: Connection = pool.getconn()
+        except PoolTimeout:
+            raise StoreUnavailable("no database connection available (pool exhausted or "
+                                   "database unreachable)") from None
+        return conn
+
+    return pool, connect
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    checker: Checker
+    connect: ConnectionFactory
+    store: KeyStore
+    redis: RedisCache | None
+    pool: ConnectionPool[Any] | None
+    listener: InvalidationListener | None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings, connect: ConnectionFactory | None = None,
+              store: KeyStore | None = None) -> Runtime:
+        if not settings.database_url:
+            raise SettingsError("HOKUSAI_DATABASE_URL: required to run the keys API")
+        store = store or build_store(settings)
+        redis = build_redis(settings)
+        checker = build_checker(settings, store, redis)
+        pool = None
+        if connect is None:
+            pool, connect = pooled_connector(settings)
+        return cls(settings, checker, connect, store, redis, pool,
+                   build_listener(settings, checker))
+
+    async def start(self, listen_timeout: float = 10.0) -> None:
+        if self.listener is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(self.listener.run()))
+            try:
+                await asyncio.wait_for(self.listener.connected.wait(), listen_timeout)
+            except TimeoutError:
+                log.warning("keys API starting without cache invalidation")
+        if self.pool is not None:
+            self.pool.open(wait=False)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)
+        self.checker.verifier.close()
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.close()
+        await self.store.close()
