@@ -87,6 +87,7 @@ class RateLimitService:
         self._lookup = lookup
         self._default = default
         self._denial = denial_body(Reason.RATE_LIMITED, docs_base)
+        self.calls = 0
 
     async def limit_of(self, key_id: str) -> Limit | None:
         """The key's limit, from the record the Check cached (None: not a key we can find)."""
@@ -99,6 +100,7 @@ class RateLimitService:
 
     async def should_rate_limit(self, request: RateLimitRequest,
                                 context: grpc.aio.ServicerContext) -> bytes:
+        self.calls += 1
         key_id = key_id_of(request)
         if key_id is None:
             return _NO_LIMIT

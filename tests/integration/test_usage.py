@@ -16,7 +16,8 @@ NOW = datetime.now(UTC).timestamp()
 ROUTE = "/api/mlflow/api/2.0/mlflow/experiments/search"
 
 
-def events(key_id: str, n: int, status: int, latency: float, route: str = ROUTE) -> list[UsageEvent]:
+def events(key_id: str, n: int, status: int, latency: float,
+           route: str = ROUTE) -> list[UsageEvent]:
     return [UsageEvent(key_id, NOW, route, "GET", status, latency) for _ in range(n)]
 
 
@@ -85,8 +86,10 @@ def test_report_groups_and_prune(database_url: str) -> None:
 
 
 @pytest.mark.parametrize(("path", "route"), [
-    ("/api/mlflow/api/2.0/mlflow/runs/get?run_id=abc&api_key=hk_live_x", "/api/mlflow/api/2.0/mlflow/runs/get"),
-    ("/api/mlflow/ajax-api/2.0/mlflow/experiments/123", "/api/mlflow/ajax-api/2.0/mlflow/experiments/:id"),
+    ("/api/mlflow/api/2.0/mlflow/runs/get?run_id=abc&api_key=hk_live_x",
+     "/api/mlflow/api/2.0/mlflow/runs/get"),
+    ("/api/mlflow/ajax-api/2.0/mlflow/experiments/123",
+     "/api/mlflow/ajax-api/2.0/mlflow/experiments/:id"),
     ("/x/0123456789abcdef0123456789abcdef/y", "/x/:id/y"),
     ("", "/"),
 ])

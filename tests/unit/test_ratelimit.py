@@ -1,4 +1,4 @@
-"""GCRA arithmetic with an injected clock; the approximate limiter without Redis; the RLS encoding."""
+"""GCRA arithmetic with an injected clock; the approximate limiter without Redis; RLS encoding."""
 
 from __future__ import annotations
 
