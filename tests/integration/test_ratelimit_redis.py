@@ -125,12 +125,12 @@ def test_approximate_instances_converge_through_redis(redis_url: str) -> None:
         two = ApproximateLimiter(redis_client(redis_url, 0.2), 0.1, clock=lambda: now[0])
         limit = Limit(ONE_PER_SECOND, 5)
         try:
-            first = sum(lim.decide_now("k6", limit).allowed for lim in (one, two) for _ in range(10))
+            first = sum(x.decide_now("k6", limit).allowed for x in (one, two) for _ in range(10))
             await one.sync()
             await two.sync()
             await one.sync()
             # Both now know about all 10 hits: nothing more until the shared TAT has passed.
-            after = sum(lim.decide_now("k6", limit).allowed for lim in (one, two) for _ in range(10))
+            after = sum(x.decide_now("k6", limit).allowed for x in (one, two) for _ in range(10))
             return first, after
         finally:
             await one.close()
