@@ -122,7 +122,7 @@ def probe(cell: Cell) -> str | None:
     for headers in cell.header_sets:
         request = urllib.request.Request(cell.url, headers=dict(headers))
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=30) as response:
                 status = response.status
         except urllib.error.HTTPError as exc:
             status = exc.code
@@ -196,7 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     wrk.ensure_wrk()
     started = time.time()
-    e_built = importlib.util.find_spec("authz.ratelimit") is not None
+    # E needs a render_bench variant with Envoy's rate-limit filter and the ALS sink: until then
+    # the table says so rather than measuring something else.
+    e_built = False
+    if importlib.util.find_spec("authz.ratelimit") is None:
+        print("bench: E not built yet (no authz.ratelimit)")
     with tempfile.TemporaryDirectory(prefix="hokusai-bench-") as tmp:
         work = Path(tmp)
         print("bench: starting Postgres, Redis, authz, floors, Envoys"
@@ -204,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with BenchStack(work, with_mlflow=not args.no_mlflow) as stack:
             cells = build_cells(stack)
             problems = [p for p in map(probe, cells) if p]
+            if any(p.startswith("G-") for p in problems):  # MLflow is a peer, not our path
+                print("bench: G skipped: " + "; ".join(problems), file=sys.stderr)
+                cells = [c for c in cells if not c.name.startswith("G-")]
+                problems = [p for p in problems if not p.startswith("G-")]
             if problems:
                 print("bench: " + "; ".join(problems), file=sys.stderr)
                 return 1

@@ -65,7 +65,7 @@ def table(results: Results) -> str:
             f"{cell['p99_ms']:.2f} | {_cpu(cell['checker_cpu_us'])} | "
             f"{_cpu(cell['envoy_cpu_us'])} |")
     if not results.e_built:
-        lines.append("| E | D + per-key rate limit + usage log | not built yet | | | | |")
+        lines.append("| E | D + per-key rate limit + usage log | not measured yet | | | | |")
     lines += ["", "| ratio (req/s) | value | target | met |", "|---|---:|---:|---|"]
     for ratio in results.ratios():
         target = "" if ratio["target"] is None else f"≥ {ratio['target']:g}"

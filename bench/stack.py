@@ -87,6 +87,7 @@ class BasicAuthMlflow(MlflowServer):
         env = dict(os.environ)
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(self.data_dir / "basic_auth.ini")
         env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.password
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.password + "-csrf"
         return {"env": env}
 
 

@@ -1,0 +1,209 @@
+"""In-process microbenchmarks of the check path (no sockets): ``python -m bench.micro``.
+
+* warm gRPC Check: CheckRequest bytes → ``CheckService.check`` → CheckResponse bytes;
+* warm HTTP Check: raw request bytes → ``CheckProtocol.data_received`` → response bytes;
+* cold Check: record from a real Postgres + one bcrypt at the default cost (caches dropped);
+* the approximate rate-limit decision and one usage (access-log) entry aggregated, when those
+  modules exist.
+
+Warm figures are the best median of several batches (µs per call); cold is p50/p99 (ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from envoy.config.core.v3.address_pb2 import Address, SocketAddress
+from envoy.service.auth.v3 import attribute_context_pb2 as ac
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
+
+from authz import keys
+from authz.check import CheckInput
+from authz.credentials import CredentialSources
+from authz.http_check import CheckProtocol
+from authz.records import KeyRecord
+from authz.server import AuthzServer
+from authz.settings import Settings
+from authz.store import MemoryKeyStore
+
+PATH = "/api/mlflow/api/2.0/mlflow/experiments/get?experiment_id=0"
+BATCH, BATCHES = 2000, 7
+
+
+def run_sync(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Drive a coroutine that never suspends (a warm check) without the event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("the warm check suspended: the cache is not warm")
+
+
+def per_call_us(fn: Callable[[], object], batch: int = BATCH, batches: int = BATCHES) -> float:
+    """Median over batches of the mean µs per call."""
+    results = []
+    for _ in range(batches):
+        start = time.perf_counter_ns()
+        for _ in range(batch):
+            fn()
+        results.append((time.perf_counter_ns() - start) / batch / 1000)
+    return statistics.median(results)
+
+
+def grpc_request(token: str) -> bytes:
+    http = ac.AttributeContext.HttpRequest(
+        method="GET", path=PATH, query=PATH.partition("?")[2], protocol="HTTP/1.1",
+        host="127.0.0.1:8080",
+        headers={":authority": "127.0.0.1:8080", ":method": "GET", ":path": PATH,
+                 ":scheme": "http", "authorization": f"Bearer {token}",
+                 "user-agent": "wrk", "x-forwarded-for": "192.0.2.1",
+                 "x-forwarded-proto": "http", "x-request-id": "1b4f0e98-5cd1-4c2a-9cd2"})
+    peer = ac.AttributeContext.Peer(address=Address(socket_address=SocketAddress(
+        address="127.0.0.1", port_value=40000)))
+    encoded: bytes = CheckRequest(attributes=ac.AttributeContext(
+        source=peer, request=ac.AttributeContext.Request(http=http))).SerializeToString()
+    return encoded
+
+
+def http_request(token: str) -> bytes:
+    return (f"GET /check{PATH} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+            f"authorization: Bearer {token}\r\nx-forwarded-for: 192.0.2.1\r\n"
+            "x-request-id: 1b4f0e98-5cd1-4c2a-9cd2\r\ncontent-length: 0\r\n\r\n").encode()
+
+
+class SinkTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.last = bytes(data)
+
+    def close(self) -> None:
+        pass
+
+
+def make_record(key: keys.NewKey, cost: int) -> KeyRecord:
+    import ipaddress
+
+    return KeyRecord(
+        key_id=key.parsed.key_id, user_id=1, env="live",
+        secret_hash=keys.hash_secret(key.parsed.secret, cost),
+        scopes=frozenset({"mlflow:read", "mlflow:write"}), expires_at=None, revoked_at=None,
+        networks=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("192.0.2.0/24")),
+        rate_limit_per_hour=1_000_000, burst=1000, version=1)
+
+
+async def warm(settings: Settings) -> dict[str, float]:
+    key = keys.generate("live")
+    server = AuthzServer(settings, store=MemoryKeyStore([make_record(key, 4)]))
+    raw = grpc_request(key.token)
+    service = server.check_service
+    first = await service.check(CheckRequest.FromString(raw), None)  # type: ignore[arg-type]
+    assert first == run_sync(service.check(CheckRequest.FromString(raw), None))  # type: ignore[arg-type]
+    results = {"warm_grpc_check_us": per_call_us(
+        lambda: run_sync(service.check(CheckRequest.FromString(raw), None)))}  # type: ignore[arg-type]
+    protocol, sink = CheckProtocol(server.http), SinkTransport()
+    protocol.connection_made(sink)
+    request = http_request(key.token)
+    protocol.data_received(request)
+    assert sink.last.startswith(b"HTTP/1.1 200"), sink.last[:40]
+    results["warm_http_check_us"] = per_call_us(lambda: protocol.data_received(request))
+    protocol.connection_lost(None)
+    results.update(optional_parts(key.parsed.key_id))
+    return results
+
+
+def optional_parts(key_id: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    try:
+        from authz.ratelimit import ApproximateLimiter, Limit
+
+        limiter = ApproximateLimiter(None, 1.0)
+        limit = Limit(per_hour=1_000_000_000, burst=1_000_000)
+        out["rate_limit_decision_us"] = per_call_us(lambda: limiter.decide_now(key_id, limit))
+    except (ImportError, TypeError, AttributeError) as exc:
+        print(f"micro: rate-limit decision skipped ({type(exc).__name__}: not built yet?)")
+    try:
+        from authz.usage import UsageAggregator, UsageEvent
+
+        usage = UsageAggregator("postgresql://unused")
+        event = UsageEvent(key_id=key_id, at=time.time(), route="/api/2.0/mlflow/experiments/get",
+                           method="GET", status=200, latency_ms=1.7)
+        out["usage_record_us"] = per_call_us(lambda: usage.record(event))
+    except (ImportError, TypeError, AttributeError) as exc:
+        print(f"micro: usage aggregation skipped ({type(exc).__name__}: not built yet?)")
+    return out
+
+
+async def cold(settings: Settings, database_url: str, samples: int) -> dict[str, float]:
+    """Local cache and verifier memory dropped before each check: Postgres + bcrypt every time."""
+    from authz.migrate import migrate
+    from authz.service import KeyService
+    from cli.db_commands import connector
+
+    migrate(database_url)
+    service = KeyService(connector(database_url), settings, "bench")
+    _, key = service.create_key(user_email="micro@example.com", name="cold",
+                                allowed_ips=["127.0.0.0/8"])
+    server = AuthzServer(settings.replace(database_url=database_url, redis_url=""))
+    check_input = CheckInput("GET", PATH, CredentialSources(
+        authorization=f"Bearer {key.token}", api_key_header=None, query=""), "127.0.0.1")
+    times = []
+    try:
+        for _ in range(samples):
+            server.lookup.local.drop(key.parsed.key_id)
+            server.verifier.forget(key.parsed.key_id)
+            start = time.perf_counter()
+            decision = await server.checker.check(check_input)
+            times.append((time.perf_counter() - start) * 1000)
+            assert decision.allowed, decision.reason
+    finally:
+        server.verifier.close()
+        await server.store.close()
+    times.sort()
+    return {"cold_check_p50_ms": statistics.median(times),
+            "cold_check_p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+            "bcrypt_cost": settings.bcrypt_cost}
+
+
+def run(database_url: str | None, samples: int) -> dict[str, float]:
+    settings = Settings()  # shipped defaults (bcrypt cost included)
+    results = asyncio.run(warm(settings))
+    if database_url:
+        results.update(asyncio.run(cold(settings, database_url, samples)))
+        return results
+    from cli.servers import PostgresServer
+
+    with tempfile.TemporaryDirectory(prefix="hokusai-micro-") as tmp, \
+            PostgresServer(Path(tmp) / "pg", fast=True) as pg:
+        results.update(asyncio.run(cold(settings, pg.url, samples)))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.micro",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--database-url", help="an existing Postgres (else one is started)")
+    parser.add_argument("--cold-samples", type=int, default=100)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results = run(args.database_url, args.cold_samples)
+    for name, value in results.items():
+        print(f"{name:28} {value:10.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
