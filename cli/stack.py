@@ -212,8 +212,10 @@ class LocalStack:
             mlflow=envoy_config.Endpoint(mlflow.hostname or "127.0.0.1", mlflow.port or 80),
             keys_api=(envoy_config.Endpoint("127.0.0.1", self.record.keys_api_port)
                       if self.record.keys_api_port else None),
-            rate_limit=envoy_config.RateLimitOptions(enabled=False),
-            access_log_grpc=False,
+            # Per-key limits (fail mode from HOKUSAI_RATE_LIMIT_REDIS_DOWN) and usage via the ALS.
+            rate_limit=envoy_config.RateLimitOptions(
+                failure_mode_deny=self.settings.rate_limit_redis_down == "deny"),
+            access_log_grpc=True,
         )
         return dataclasses.replace(options, **self.options.envoy_overrides)
 
