@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from authz import wire
 from authz.settings import Settings
 from cli import envoy_config
 from cli.servers import (
@@ -92,6 +93,26 @@ class AuthzProcess(ManagedProcess):
         return http_ok(f"http://127.0.0.1:{self.http_port}/health")
 
 
+class KeysApiProcess(ManagedProcess):
+    """``python -m authz.api``: the keys REST API (uvicorn), behind Envoy's /api/v1/auth/."""
+
+    name = "keys-api"
+    startup_timeout = 30.0
+
+    def __init__(self, log_dir: Path, env: dict[str, str], port: int) -> None:
+        super().__init__(log_dir)
+        self.env, self.port = env, port
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "authz.api"]
+
+    def popen_options(self) -> dict[str, Any]:
+        return {"env": self.env}
+
+    def ready(self) -> bool:
+        return http_ok(f"http://127.0.0.1:{self.port}{wire.KEYS_API_PREFIX}health")
+
+
 def _secret_file(path: Path) -> str:
     """A random secret kept in ``path`` (0600), made on first use."""
     if not path.exists():
@@ -137,6 +158,7 @@ class LocalStack:
             self._start_stores()
             self._start_mlflow()
             self._start_authz()
+            self._start_keys_api()
             self._start_envoy()
         except BaseException:
             self.stop()
@@ -195,6 +217,12 @@ class LocalStack:
         self.record.authz_http_port = free_port()
         self._run(AuthzProcess(self.data_dir / "logs", self.authz_env(),
                                self.record.authz_http_port))
+
+    def _start_keys_api(self) -> None:
+        """After authz: same stores and pepper, its own port (Envoy routes /api/v1/auth/ here)."""
+        self.record.keys_api_port = free_port()
+        env = {**self.authz_env(), "HOKUSAI_API_PORT": str(self.record.keys_api_port)}
+        self._run(KeysApiProcess(self.data_dir / "logs", env, self.record.keys_api_port))
 
     def envoy_options(self) -> envoy_config.EnvoyOptions:
         certs = ensure_certificates(self.data_dir / "tls")
