@@ -21,6 +21,7 @@ from tests.support.authz import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 HOKUSAI = str(Path(sys.executable).with_name("hokusai"))
+Stack = tuple[subprocess.Popen[str], Path, str]  # the `gateway up` process, data dir, output
 
 
 def quickstart_blocks() -> list[tuple[str, str]]:
@@ -55,7 +56,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[str], Path, str]]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir = tmp_path_factory.mktemp("readme") / "hokusai"
     out = data_dir.parent / "up.out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOKUSAI_")}
@@ -78,7 +79,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess
 
 
 def test_first_run_prints_url_ca_and_a_bootstrap_admin_key(
-        stack: tuple[subprocess.Popen[str], Path, str]) -> None:
+        stack: Stack) -> None:
     _up, data_dir, output = stack
     assert "gateway:  https://localhost:" in output
     assert str(data_dir / "tls" / "ca.crt") in output
@@ -87,7 +88,7 @@ def test_first_run_prints_url_ca_and_a_bootstrap_admin_key(
 
 
 def test_status_then_quickstart_runs_as_written(
-        stack: tuple[subprocess.Popen[str], Path, str], tmp_path: Path) -> None:
+        stack: Stack, tmp_path: Path) -> None:
     _up, data_dir, _ = stack
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
     env["HOKUSAI_DATA_DIR"] = str(data_dir)
@@ -116,7 +117,7 @@ def test_status_then_quickstart_runs_as_written(
     assert re.search(KEY_PATTERN, done.stderr) is None  # the key went to stdout only
 
 
-def test_sigterm_leaves_nothing_running(stack: tuple[subprocess.Popen[str], Path, str]) -> None:
+def test_sigterm_leaves_nothing_running(stack: Stack) -> None:
     up, _data_dir, _ = stack
     children = descendants(up.pid)
     assert len(children) >= 5  # postgres, redis, mlflow, authz, envoy (and their workers)
