@@ -76,7 +76,8 @@ def _containers(obj: Obj) -> list[Obj]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cli.deploy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m cli.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="regenerate the Envoy ConfigMap")
     parser.add_argument("--check", action="store_true", help="exit 1 when it is stale")
     parser.add_argument("--render", metavar="DIR", help="print the objects of a kustomization")

@@ -18,7 +18,14 @@ from typing import Any, NoReturn
 
 from authz.errors import HokusaiError
 from authz.settings import SettingsError
-from cli import auth_commands, db_commands, doctor_commands, gateway_commands, usage_commands
+from cli import (
+    auth_commands,
+    db_commands,
+    doctor_commands,
+    gateway_commands,
+    settings_commands,
+    usage_commands,
+)
 
 Registrar = Callable[[Any], None]  # receives the top-level sub-parsers action
 
@@ -26,6 +33,7 @@ REGISTRARS: list[Registrar] = [
     auth_commands.register, db_commands.register, gateway_commands.register,
     usage_commands.register,  # after auth and db: it adds to their groups
     doctor_commands.register,
+    settings_commands.register,
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

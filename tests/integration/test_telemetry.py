@@ -43,7 +43,7 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer,
     spans: list[Any] = field(default_factory=list)
     metric_names: set[str] = field(default_factory=set)
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method name
+    def Export(self, request: Any, context: Any) -> Any:
         if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
             for resource in request.resource_spans:
                 for scope in resource.scope_spans:
@@ -54,7 +54,7 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer,
                 self.metric_names.update(m.name for m in scope.metrics)
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
-    def span_in_trace(self, trace_id: str) -> Any | None:
+    def span_in_trace(self, trace_id: str) -> Any:
         return next((s for s in self.spans if s.trace_id.hex() == trace_id), None)
 
 
@@ -192,7 +192,7 @@ def _flush_metrics(authz: RunningAuthz) -> bool:
 
 
 class _Upstream(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("content-length", "0")
         self.end_headers()
