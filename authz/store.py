@@ -7,6 +7,7 @@ tests. A store raises ``StoreUnavailable`` when it cannot answer; it never guess
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -50,10 +51,16 @@ def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
 
 
 class PostgresKeyStore:
-    """Reads key records with a short time-out; the pool is opened lazily and re-tried."""
+    """Reads key records with a short time-out; the pool is opened lazily and re-tried.
 
-    def __init__(self, url: str, pool_size: int, timeout: float) -> None:
+    After a failure the store answers "unavailable" at once for ``breaker`` seconds, so an
+    outage costs one time-out, not one per cold check, and the pool is never queued up.
+    """
+
+    def __init__(self, url: str, pool_size: int, timeout: float, breaker: float = 1.0) -> None:
         self._timeout = timeout
+        self._breaker = breaker
+        self._open_until = 0.0
         self._pool = AsyncConnectionPool(
             url, min_size=1, max_size=pool_size, timeout=timeout, open=False,
             kwargs={"connect_timeout": max(1, int(timeout)), "autocommit": True,
@@ -66,26 +73,36 @@ class PostgresKeyStore:
             await self._pool.open(wait=False)
             self._opened = True
 
+    def _check_breaker(self) -> None:
+        if time.monotonic() < self._open_until:
+            raise StoreUnavailable("circuit open")
+
+    def _trip(self, exc: BaseException) -> StoreUnavailable:
+        self._open_until = time.monotonic() + self._breaker
+        return StoreUnavailable(type(exc).__name__)
+
     async def fetch(self, key_id: str) -> KeyRecord | None:
+        self._check_breaker()
         await self._ensure_open()
         try:
             async with self._pool.connection(timeout=self._timeout) as conn:
                 cur = await conn.execute(_FETCH, (key_id,), prepare=True)
                 row = await cur.fetchone()
         except Exception as exc:  # any driver or pool failure means "cannot verify"
-            raise StoreUnavailable(type(exc).__name__) from None
+            raise self._trip(exc) from None
         return None if row is None else record_from_row(row)
 
     async def touch(self, key_ids: Iterable[str]) -> None:
         ids = list(key_ids)
         if not ids:
             return
+        self._check_breaker()
         await self._ensure_open()
         try:
             async with self._pool.connection(timeout=self._timeout) as conn:
                 await conn.execute(_TOUCH, (ids,))
         except Exception as exc:
-            raise StoreUnavailable(type(exc).__name__) from None
+            raise self._trip(exc) from None
 
     async def close(self) -> None:
         if self._opened:

@@ -124,7 +124,7 @@ class EnvoyOptions:
     transport: Transport = "grpc"
     authz_grpc: Endpoint = Endpoint("127.0.0.1", 9191)
     authz_http: Endpoint = Endpoint("127.0.0.1", 9192)
-    authz_timeout: float = 0.25
+    authz_timeout: float = 1.0  # above bcrypt under load and the database time-out (0.5 s)
     mlflow: Endpoint = Endpoint("127.0.0.1", 5000)
     mlflow_host_header: str = "localhost"  # MLflow 3 only accepts localhost Host headers by default
     keys_api: Endpoint | None = Endpoint("127.0.0.1", 9193)
