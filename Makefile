@@ -8,7 +8,7 @@ VENV = .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 
-.PHONY: setup check test unit integration e2e up bench bench-smoke lock clean
+.PHONY: setup check test unit integration e2e up bench bench-smoke lock clean nginx
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
@@ -21,13 +21,22 @@ $(STAMP): requirements.lock pyproject.toml
 	uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) nginx
+
+# Debian's nginx (it has auth_request) for tests/e2e/test_nginx.py. Idempotent: nothing happens
+# when nginx is installed; the apt lists are refreshed only when apt knows no candidate.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		apt-cache policy nginx 2>/dev/null | grep -q 'Candidate: [0-9]' || $$sudo apt-get update -qq; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
 
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: check
+test: check nginx
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -36,7 +45,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest -q -m integration
 
-e2e: $(STAMP)
+e2e: $(STAMP) nginx
 	$(BIN)/pytest -q -m e2e
 
 up: $(STAMP)

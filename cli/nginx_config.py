@@ -1,4 +1,4 @@
-"""NGINX in front of MLflow, authorising every request through authz's HTTP check (``auth_request``).
+"""NGINX in front of MLflow, authorising each request through authz's HTTP check (auth_request).
 
 ``render(options)`` is pure: a frozen ``NginxOptions`` becomes one complete ``nginx.conf`` (run it
 with ``nginx -p <runtime_dir> -c <file> -e <runtime_dir>/error.log``). Header and path names come
@@ -26,7 +26,8 @@ How the pieces map onto authz's HTTP check (authz/http_check.py):
   ``auth_request_set`` captures the check's status, so the 500 handler answers 429 for authz's 429
   and 503 for everything else (authz 503, authz down, time-out). Bodies cannot come from authz
   here: each status has one generic JSON body (the precise reason is in authz's logs and, for
-  401/403, in the ``error`` parameter of ``WWW-Authenticate``, which is passed through).
+  401/403, in the ``error`` parameter of ``WWW-Authenticate``, which is passed through: NGINX
+  copies it from a 401 check response itself, ``add_header`` does it for 403).
 * Logs: the access log format has ``$uri`` (no query string) and never ``$request``; NGINX's error
   log quotes the whole request line, query included, in ``error``-level messages, so it logs at
   ``crit`` by default (``error_log_level``).
@@ -64,6 +65,9 @@ IDENTITY_VARIABLES = {
     wire.SCOPES_HEADER: "hk_scopes",
 }
 
+AUTHZ_HTTP = Endpoint("127.0.0.1", 9192)
+MLFLOW = Endpoint("127.0.0.1", 5000)
+
 
 @dataclass(frozen=True, slots=True)
 class NginxOptions:
@@ -73,9 +77,9 @@ class NginxOptions:
     public_https_port: int = 443  # port in the redirect Location (the one clients see)
     tls_cert_path: str = "/etc/hokusai/tls/tls.crt"
     tls_key_path: str = "/etc/hokusai/tls/tls.key"
-    authz_http: Endpoint = Endpoint("127.0.0.1", 9192)
+    authz_http: Endpoint = AUTHZ_HTTP
     authz_timeout: float = 0.25
-    mlflow: Endpoint = Endpoint("127.0.0.1", 5000)
+    mlflow: Endpoint = MLFLOW
     mlflow_host_header: str = "localhost"  # MLflow 3 only accepts localhost Host headers by default
     runtime_dir: str = "/var/lib/hokusai/nginx"  # pid, temp files, access log
     error_log: str = "stderr"
@@ -120,7 +124,8 @@ def encoded_name_pattern(name: str) -> str:
     """A regex for a query-parameter name, each character literal or percent-encoded."""
     parts = []
     for char in name:
-        high, low = f"{ord(char):02x}"
+        code = f"{ord(char):02x}"
+        high, low = code[0], code[1]
         hexes = f"%{high}[{low}{low.upper()}]" if low.isalpha() else f"%{high}{low}"
         parts.append(f"(?:{re.escape(char)}|{hexes})")
     return "".join(parts)
@@ -169,7 +174,7 @@ def main_block(options: NginxOptions) -> list[str]:
 
 
 def query_maps() -> list[str]:
-    """``$hk_args``: the query without its first ``api_key``; ``$hk_args_left``: 1 if one remains."""
+    """``$hk_args``: the query minus its first ``api_key``; ``$hk_args_left``: 1 if one remains."""
     name = encoded_name_pattern(wire.API_KEY_QUERY_PARAM)
     value = "(?:=[^&]*)?"
     return [
@@ -246,7 +251,8 @@ def _upstream_headers(options: NginxOptions) -> list[str]:
     lines += [f"            proxy_set_header {header} ${var};"
               for header, var in IDENTITY_VARIABLES.items()]
     return [
-        "            proxy_pass_request_headers off;  # whitelist: no credential, no forged x-hokusai-*",
+        # A whitelist: no credential and no forged x-hokusai-* header can reach MLflow.
+        "            proxy_pass_request_headers off;",
         f"            proxy_set_header Host {options.mlflow_host_header};",
         '            proxy_set_header Connection "";',
         "            proxy_set_header X-Forwarded-For $remote_addr;",
@@ -295,12 +301,11 @@ def denial_locations(options: NginxOptions) -> list[str]:
     bodies = {status: quoted(body) for status, body in denial_bodies(options).items()}
     no_store = "            add_header Cache-Control no-store always;"
     return [
-        "        location @hokusai_401 {",
+        "        location @hokusai_401 {  # NGINX itself copies the check's WWW-Authenticate",
         no_store,
-        "            add_header WWW-Authenticate $hk_www always;",
         f"            return 401 {bodies[401]};",
         "        }",
-        "        location @hokusai_403 {",
+        "        location @hokusai_403 {  # ... but only for 401: here it is ours to pass",
         no_store,
         "            add_header WWW-Authenticate $hk_www always;",
         f"            return 403 {bodies[403]};",
