@@ -191,6 +191,7 @@ def test_malformed_key_never_goes_on_the_wire(one: Gateway, fetched: list[str],
 
 
 def test_console_script_with_the_mlflow_environment(one: Gateway) -> None:
+    """Once as a real process, configured only by the MLflow variables (no flags)."""
     token = new_key(one).token
     env = {**os.environ, "MLFLOW_TRACKING_URI": one.mlflow_uri, "MLFLOW_TRACKING_TOKEN": token,
            "MLFLOW_TRACKING_SERVER_CERT_PATH": one.ca}
@@ -199,12 +200,6 @@ def test_console_script_with_the_mlflow_environment(one: Gateway) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert secret_of(token) not in done.stdout + done.stderr
     assert '"ok": true' in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "cli.main", "doctor", "--key", token[:-1]],
-                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         check=False)
-    assert bad.returncode == 1
-    assert secret_of(token)[:16] not in bad.stdout + bad.stderr
-    assert "FAIL key" in bad.stdout
 
 
 # --- docs/troubleshooting.md, executed ---------------------------------------------------------
