@@ -36,6 +36,7 @@ from typing import Any, Literal
 import yaml
 
 from authz import wire
+from authz.reasons import Reason, denial_body
 
 Json = dict[str, Any]
 Transport = Literal["grpc", "http"]
@@ -591,6 +592,36 @@ def access_logs(options: EnvoyOptions) -> list[Json]:
 # --- connection manager and listeners --------------------------------------------------------
 
 
+def _status_mapper(status: int, body: str, headers: dict[str, str]) -> Json:
+    return {
+        "filter": {"status_code_filter": {"comparison": {
+            "op": "EQ",
+            "value": {"default_value": status, "runtime_key": f"hokusai.local_reply.{status}"},
+        }}},
+        "body": {"inline_string": body},
+        "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+                                 "content_type": "application/json"},
+        "headers_to_add": [
+            {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for k, v in headers.items()
+        ],
+    }
+
+
+def local_reply_config(options: EnvoyOptions) -> Json:
+    """Envoy's own replies in the gateway's one JSON shape: authz unreachable or timed out (503,
+    with retry-after), the local rate-limit shield (429), oversized headers (431)."""
+    too_large = json.dumps({"error": "request_too_large",
+                            "message": "The request headers are too large.",
+                            "docs": options.docs_url.split("#")[0] + "#request-too-large"})
+    return {"mappers": [
+        _status_mapper(503, denial_body(Reason.UNAVAILABLE).decode(),
+                       {"retry-after": "1", "cache-control": "no-store"}),
+        _status_mapper(429, denial_body(Reason.RATE_LIMITED).decode(), {}),
+        _status_mapper(431, too_large, {}),
+    ]}
+
+
 def connection_manager(
     options: EnvoyOptions, stat_prefix: str, route_config: Json, filters: list[Json]
 ) -> Json:
@@ -618,6 +649,7 @@ def connection_manager(
         },
         "route_config": route_config,
         "http_filters": filters,
+        "local_reply_config": local_reply_config(options),
     }
     logs = access_logs(options)
     if logs:
