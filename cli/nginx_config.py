@@ -299,7 +299,9 @@ def public_locations(options: NginxOptions) -> list[str]:
 
 def denial_locations(options: NginxOptions) -> list[str]:
     bodies = {status: quoted(body) for status, body in denial_bodies(options).items()}
-    no_store = "            add_header Cache-Control no-store always;"
+    # A location with its own add_header inherits none: HSTS is repeated with Cache-Control.
+    hsts = f'add_header Strict-Transport-Security "max-age={options.hsts_max_age}" always;'
+    no_store = f"            {hsts}\n            add_header Cache-Control no-store always;"
     return [
         "        location @hokusai_401 {  # NGINX itself copies the check's WWW-Authenticate",
         no_store,

@@ -193,6 +193,7 @@ def test_no_key_is_401_with_a_challenge(stack: NginxStack) -> None:
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert len(response.raw.headers.getlist("www-authenticate")) == 1  # NGINX copies it too
     assert response.headers["cache-control"] == "no-store"
+    assert "max-age=" in response.headers["strict-transport-security"]
     malformed = stack.mlflow.get(SEARCH, headers=bearer("hk_live_nonsense"))
     assert malformed.status_code == 401
     assert 'error="invalid_token"' in malformed.headers["www-authenticate"]
@@ -242,11 +243,12 @@ def test_upstream_never_receives_credentials(stack: NginxStack) -> None:
         stack.echo.get(f"/api/mlflow/f?api_key={new.token}"),
         # Sent raw: requests would normalise %5F to "_". authz's parse_qsl decodes the name.
         stack.echo.raw_get(f"/api/mlflow/g?y=api_key&api%5Fke%79={new.token}"),
+        stack.echo.get(f"/api/mlflow/h?api_keys=1&xapi_key=2&api_key={new.token}&api_key2=3"),
     ]
     assert [r.status_code for r in sent] == [200] * len(sent), [r.text for r in sent]
     seen = stack.echo_upstream.requests[before:]
     assert [r.path for r in seen] == ["/a?x=1", "/b", "/c?y=2", "/d?y=1", "/e?y=1&z=3", "/f",
-                                      "/g?y=api_key"]
+                                      "/g?y=api_key", "/h?api_keys=1&xapi_key=2&api_key2=3"]
     for request in seen:
         assert not {"authorization", "x-api-key", "x-hokusai-admin"} & set(request.headers)
         assert new.parsed.secret not in json.dumps(request.headers) + request.path
