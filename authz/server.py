@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from authz.accesslog import AccessLogService
 from authz import telemetry
+from authz.accesslog import AccessLogService
 from authz.check import Decision
 from authz.grpc_server import CheckService, GrpcServer
 from authz.http_check import HttpCheckServer
@@ -99,9 +99,9 @@ class AuthzServer:
             except TimeoutError:
                 log.warning("starting without cache invalidation: database not reachable")
         self._tasks.append(loop.create_task(self.last_used.run()))
-        self.telemetry = telemetry.start(self.settings)
         self._tasks.append(loop.create_task(self.limiter.run()))
         self._tasks.append(loop.create_task(self.usage.run(self.settings.usage_flush_interval)))
+        self.telemetry = telemetry.start(self.settings)
         grpc_port = await self.grpc.start(self.settings.grpc_host, self.settings.grpc_port)
         http_port = await self.http.start(self.settings.http_check_host,
                                           self.settings.http_check_port)
@@ -118,11 +118,11 @@ class AuthzServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.last_used.flush()
+        await self.usage.flush()  # the access-log streams have ended: nothing more arrives
+        await self.limiter.close()
         if self.telemetry is not None:
             await self.telemetry.stop()
         self._unobserve()
-        await self.usage.flush()  # the access-log streams have ended: nothing more arrives
-        await self.limiter.close()
         self.verifier.close()
         if self.redis is not None:
             await self.redis.close()
