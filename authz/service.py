@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from authz import keys, usage_query
+from authz import keys, usage
 from authz import scopes as scope_rules
 from authz.durations import parse_duration, parse_rate
 from authz.errors import Conflict, Forbidden, InvalidInput, NotFound, StoreUnavailable
@@ -559,16 +559,17 @@ class KeyService:
             conn.execute("UPDATE api_keys SET expires_at = %s WHERE key_id = %s", [old_end, key_id])
             return Rotation(self._fetch(conn, new.parsed.key_id), new, self._fetch(conn, key_id))
 
-    # --- usage (the REST API's /usage; figures from authz.usage_query) ----------------------
+    # --- usage (the REST API's /usage: the same report as `hokusai auth usage`) -------------
 
-    def key_usage(self, key_id: str, since: timedelta) -> usage_query.KeyUsage:
+    def key_usage(self, key_id: str, since: timedelta) -> usage.KeyReport:
         """Usage of one key over the last ``since``: 404 for an unknown key, zeros when unused."""
         key_id = parse_key_ref(key_id)
         if since <= timedelta(0):
             raise InvalidInput("the period must be positive")
         with self._transaction() as conn:
             self._fetch(conn, key_id)
-            return usage_query.key_usage(conn, key_id, self._clock() - since)
+            now = self._clock()
+            return usage.key_report(conn, key_id, now - since, now)
 
     # --- audit --------------------------------------------------------------------------------
 

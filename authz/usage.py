@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import psycopg
+from psycopg.rows import tuple_row
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +247,8 @@ GROUP_LABELS = {
 }
 
 
-def report(conn: psycopg.Connection[Any], key_id: str | None, since: datetime,
-           by: str, interval: timedelta | None = None) -> list[UsageRow]:
+def report(conn: psycopg.Connection[Any] | psycopg.Cursor[Any], key_id: str | None,
+           since: datetime, by: str, interval: timedelta | None = None) -> list[UsageRow]:
     """Rows grouped by ``by`` (a GROUP_LABELS name, or "interval" with ``interval``)."""
     if by == "interval":
         assert interval is not None
@@ -277,3 +278,51 @@ def _add_group(groups: dict[str, list[Any]], row: tuple[Any, ...]) -> None:
     group[3] = max(group[3], float(peak))
     group[4] = [a + b for a, b in zip(group[4], padded, strict=True)]
 
+
+
+# --- one key's report: the figures of `hokusai auth usage` and of GET …/keys/{id}/usage -------
+
+CHART_STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
+CHART_COLUMNS = 48
+
+
+def chart_step(span: timedelta) -> int:
+    """The smallest interval that fits ``span`` into ``CHART_COLUMNS`` columns (seconds)."""
+    seconds = span.total_seconds()
+    return next((s for s in CHART_STEPS if seconds / s <= CHART_COLUMNS), CHART_STEPS[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class KeyReport:
+    key_id: str
+    since: datetime
+    interval_seconds: int
+    total: UsageRow | None
+    endpoints: list[UsageRow]
+    status_classes: list[UsageRow]
+    series: list[tuple[int, int]]  # (interval start, epoch seconds; requests), gaps as 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id, "since": self.since.isoformat(),
+            "interval_seconds": self.interval_seconds,
+            "total": self.total.to_json() if self.total else None,
+            "endpoints": [r.to_json() for r in self.endpoints],
+            "status_classes": [r.to_json() for r in self.status_classes],
+            "series": [{"start": datetime.fromtimestamp(t).astimezone().isoformat(),
+                        "requests": n} for t, n in self.series],
+        }
+
+
+def key_report(conn: psycopg.Connection[Any], key_id: str, since: datetime,
+               now: datetime) -> KeyReport:
+    """Totals, endpoints, status classes and a per-interval series for one key."""
+    step = chart_step(now - since)
+    cursor = conn.cursor(row_factory=tuple_row)  # whatever the connection's row factory is
+    grouped = {by: report(cursor, key_id, since, by) for by in ("total", "endpoint", "status")}
+    counts = {int(r.label): r.count
+              for r in report(cursor, key_id, since, "interval", timedelta(seconds=step))}
+    start = int(since.timestamp()) // step * step
+    series = [(t, counts.get(t, 0)) for t in range(start, int(now.timestamp()) + 1, step)]
+    return KeyReport(key_id, since, step, next(iter(grouped["total"]), None),
+                     grouped["endpoint"], grouped["status"], series)

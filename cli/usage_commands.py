@@ -21,15 +21,12 @@ from authz import durations
 from authz.errors import InvalidInput
 from authz.service import parse_key_ref, parse_timestamp, utcnow
 from authz.settings import Settings
-from authz.usage import UsageRow, prune, report
+from authz.usage import UsageRow, key_report, prune, report
 from cli import output
 from cli.db_commands import add_database_option, connector, resolve_database_url
 
 SPARK = "▁▂▃▄▅▆▇█"
-CHART_COLUMNS = 48
 BAR_WIDTH = 30
-# Chart intervals: the smallest that fits the period into CHART_COLUMNS columns.
-STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
 
 
 def _since(text: str) -> datetime:
@@ -39,10 +36,6 @@ def _since(text: str) -> datetime:
     except ValueError:
         return parse_timestamp(text)
 
-
-def chart_step(span: timedelta) -> int:
-    seconds = span.total_seconds()
-    return next((s for s in STEPS if seconds / s <= CHART_COLUMNS), STEPS[-1])
 
 
 def sparkline(values: list[int]) -> str:
@@ -56,13 +49,6 @@ def sparkline(values: list[int]) -> str:
 def bar(value: int, peak: int, width: int = BAR_WIDTH) -> str:
     return "█" * max(1 if value else 0, round(width * value / peak)) if peak else ""
 
-
-def series(rows: list[UsageRow], since: datetime, step: int) -> list[tuple[int, int]]:
-    """(interval start, requests) from ``since`` to now, intervals without traffic as 0."""
-    counts = {int(r.label): r.count for r in rows}
-    start = int(since.timestamp()) // step * step
-    end = int(utcnow().timestamp())
-    return [(t, counts.get(t, 0)) for t in range(start, end + 1, step)]
 
 
 def _ms(value: float | None) -> str:
@@ -90,30 +76,18 @@ def _connect(args: argparse.Namespace) -> psycopg.Connection[Any]:
 def _key_report(args: argparse.Namespace) -> int:
     key_id = parse_key_ref(args.key_id)
     since = _since(args.since)
-    step = chart_step(utcnow() - since)
     with _connect(args) as conn:
-        total = next(iter(report(conn, key_id, since, "total")), None)
-        endpoints = report(conn, key_id, since, "endpoint")
-        statuses = report(conn, key_id, since, "status")
-        points = series(report(conn, key_id, since, "interval", timedelta(seconds=step)),
-                        since, step)
+        found = key_report(conn, key_id, since, utcnow())
     if args.json:
-        output.emit_json({
-            "key_id": key_id, "since": since.isoformat(), "interval_seconds": step,
-            "total": total.to_json() if total else None,
-            "endpoints": [r.to_json() for r in endpoints],
-            "status_classes": [r.to_json() for r in statuses],
-            "series": [{"start": datetime.fromtimestamp(t).astimezone().isoformat(),
-                        "requests": n} for t, n in points],
-        })
+        output.emit_json(found.to_json())
         return 0
-    print(_summary(key_id, args.since, total, statuses))
+    print(_summary(key_id, args.since, found.total, found.status_classes))
     if args.by is None:
-        print(_chart(points, step))
+        print(_chart(found.series, found.interval_seconds))
         print("\ntop endpoints")
-        print(output.table(("ENDPOINT", *GROUP_HEADERS), _group_rows(endpoints, 10)))
+        print(output.table(("ENDPOINT", *GROUP_HEADERS), _group_rows(found.endpoints, 10)))
     else:
-        rows = endpoints if args.by == "endpoint" else statuses
+        rows = found.endpoints if args.by == "endpoint" else found.status_classes
         label = "ENDPOINT" if args.by == "endpoint" else "STATUS"
         print(output.table((label, *GROUP_HEADERS), _group_rows(rows)))
     return 0

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from authz.service import MAX_LIMIT, AuditEntry, KeyView, Rotation
-from authz.usage_query import KeyUsage
+from authz.usage import KeyReport
 
 
 def storable(text: str) -> str:
@@ -115,32 +115,38 @@ class KeyPage(BaseModel):
     next_offset: int | None = Field(description="pass as offset for the next page; null: last")
 
 
-class RouteUsageOut(BaseModel):
-    route: str
-    method: str
+class UsageGroupOut(BaseModel):
+    """One group of a usage report: an endpoint ("GET /route"), a status class, or the total."""
+
+    label: str
     requests: int
     errors: int
+    error_rate: float
+    latency_avg_ms: float | None
+    latency_max_ms: float
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+class UsagePointOut(BaseModel):
+    start: datetime
+    requests: int
 
 
 class UsageOut(BaseModel):
+    """The figures of ``hokusai auth usage KEY_ID --json``."""
+
     key_id: str
     since: datetime
-    requests: int
-    errors: int
-    by_status_class: dict[str, int]
-    latency_avg_ms: float | None
-    latency_max_ms: float | None
-    last_seen_minute: datetime | None
-    routes: list[RouteUsageOut]
+    interval_seconds: int
+    total: UsageGroupOut | None
+    endpoints: list[UsageGroupOut]
+    status_classes: list[UsageGroupOut]
+    series: list[UsagePointOut]
 
     @classmethod
-    def of(cls, usage: KeyUsage) -> UsageOut:
-        return cls(key_id=usage.key_id, since=usage.since, requests=usage.requests,
-                   errors=usage.errors, by_status_class=usage.by_status_class,
-                   latency_avg_ms=usage.latency_avg_ms, latency_max_ms=usage.latency_max_ms,
-                   last_seen_minute=usage.last_seen_minute,
-                   routes=[RouteUsageOut(route=r.route, method=r.method, requests=r.requests,
-                                         errors=r.errors) for r in usage.routes])
+    def of(cls, report: KeyReport) -> UsageOut:
+        return cls.model_validate(report.to_json())
 
 
 class AuditEntryOut(BaseModel):

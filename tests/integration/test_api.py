@@ -338,11 +338,11 @@ def test_usage_sums_rollups(client, callers, settings):
                              4.0])
     body = client.get(f"{API}/keys/{key_id}/usage", headers=callers["bob"].headers,
                       params={"since": "24h"}).json()
-    assert (body["requests"], body["errors"]) == (11, 3)
-    assert body["by_status_class"] == {"2xx": 8, "5xx": 3}
-    assert body["routes"][0] == {"route": "/api/mlflow/runs", "method": "GET", "requests": 10,
-                                 "errors": 3}
-    assert body["latency_avg_ms"] == pytest.approx(2.0)
+    assert (body["total"]["requests"], body["total"]["errors"]) == (11, 3)
+    assert {g["label"]: g["requests"] for g in body["status_classes"]} == {"2xx": 8, "5xx": 3}
+    assert body["endpoints"][0]["label"] == "GET /api/mlflow/runs"
+    assert (body["endpoints"][0]["requests"], body["endpoints"][0]["errors"]) == (10, 3)
+    assert body["total"]["latency_avg_ms"] == pytest.approx(2.0)
     assert_error(client.get(f"{API}/keys/{key_id}/usage", headers=callers["alice"].headers), 403)
     assert_error(client.get(f"{API}/keys/{key_id}/usage", headers=callers["bob"].headers,
                             params={"since": "forever"}), 422)
