@@ -12,21 +12,15 @@ from pathlib import Path
 
 from authz import keys
 from cli.main import main
+from tests.support import docs
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
-EXPECTED_EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
 TOKEN = re.compile(keys.KEY_PATTERN)
 
 
 def doc_commands() -> list[tuple[int, str]]:
     """(line number, command) for every ``$ hokusai`` line inside a ```console block."""
-    found, inside = [], False
-    for number, line in enumerate(DOC.read_text().splitlines(), start=1):
-        if line.startswith("```"):
-            inside = line.strip() == "```console"
-        elif inside and line.startswith("$ hokusai "):
-            found.append((number, line[2:]))
-    return found
+    return [(c.line, c.text) for c in docs.console_commands(DOC, prefix="$ hokusai ")]
 
 
 def test_the_doc_covers_every_command() -> None:
@@ -40,8 +34,7 @@ def test_every_example_runs(database_url, capsys, monkeypatch) -> None:
     monkeypatch.setenv("HOKUSAI_DATABASE_URL", database_url)
     names: dict[str, str] = {}
     for number, command in doc_commands():
-        match = EXPECTED_EXIT.search(command)
-        expected = int(match[1]) if match else 0
+        expected = docs.Command(number, command, ()).expected_exit
         line = command
         for placeholder, value in names.items():
             line = line.replace(placeholder, value)
