@@ -9,6 +9,9 @@
 5. status     — revoked? expired? (checked on every request: expiry fires no notification)
 6. network    — the client address Envoy determined, against the key's allowlist
 7. scope      — the route and method's scope (``policy.py``)
+8. rate limit — only with ``HOKUSAI_RATE_LIMIT_ENFORCEMENT=check`` (``limits`` set): the key's
+   limit, decided by the limiter; a denial is ``rate_limited`` (429). Otherwise Envoy's global
+   ratelimit filter does this after the Check, through ``ratelimit_service.py``.
 
 A denial is a returned ``Decision``, never an exception; an unexpected exception is turned into
 an ``unavailable`` denial by the transports (fail closed).
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from authz import credentials, keys, policy
 from authz.credentials import CredentialSources
 from authz.lookup import Missing, RecordLookup
+from authz.ratelimit import KeyLimits, Verdict
 from authz.reasons import Reason
 from authz.records import KeyRecord
 from authz.verify import SecretVerifier
@@ -45,6 +49,8 @@ class Decision:
     reason: Reason
     record: KeyRecord | None = None
     key_id: str | None = None  # public id, when the credential parsed: safe to log
+    # Phase 8's verdict when it set numbers for the x-ratelimit-* headers (None: no headers).
+    limit: Verdict | None = None
 
     @property
     def allowed(self) -> bool:
@@ -60,12 +66,14 @@ class CheckPolicy:
 class Checker:
     def __init__(self, policy_: CheckPolicy, lookup: RecordLookup, verifier: SecretVerifier,
                  on_allowed: Callable[[KeyRecord], None] = lambda _r: None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 limits: KeyLimits | None = None) -> None:
         self._policy = policy_
         self.lookup = lookup
         self.verifier = verifier
         self._on_allowed = on_allowed
         self._clock = clock
+        self.limits = limits  # phase 8; None: Envoy's ratelimit filter enforces (or nobody)
 
     async def check(self, request: CheckInput) -> Decision:
         key = self._parse(request)
@@ -76,7 +84,10 @@ class Checker:
             return _missing(found, key)
         if found.env != key.env or not await self.verifier.verify(key, found):
             return Decision(Reason.INVALID_SECRET, key_id=key.key_id)
-        return self.authorize(found, request)
+        decision = self.authorize(found, request)
+        if not decision.allowed or self.limits is None:
+            return self._admit(decision)
+        return self._admit(decision, await self.limits.decide(found))
 
     def check_now(self, request: CheckInput) -> Decision | None:
         """The same decision when it needs no I/O (warm caches); None when it would wait.
@@ -99,7 +110,11 @@ class Checker:
             return None
         if not verified:
             return Decision(Reason.INVALID_SECRET, key_id=key.key_id)
-        return self.authorize(found, request)
+        decision = self.authorize(found, request)
+        if not decision.allowed or self.limits is None:
+            return self._admit(decision)
+        verdict = self.limits.decide_now(found)
+        return None if verdict is None else self._admit(decision, verdict)
 
     def _parse(self, request: CheckInput) -> keys.ParsedKey | Decision:
         """Phases 1 and 2: one credential, well formed, of an accepted environment."""
@@ -114,7 +129,7 @@ class Checker:
         return key
 
     def authorize(self, record: KeyRecord, request: CheckInput) -> Decision:
-        """Phases 5–7 for a verified key: status, network, scope."""
+        """Phases 5–7 for a verified key: status, network, scope (``_admit`` completes it)."""
         now = self._clock()
         if record.revoked_at is not None and record.revoked_at <= now:
             return Decision(Reason.REVOKED, key_id=record.key_id)
@@ -126,8 +141,24 @@ class Checker:
             needed = policy.required_scope(request.method, request.path)
             if not policy.has_scope(record.scopes, needed):
                 return Decision(Reason.INSUFFICIENT_SCOPE, key_id=record.key_id)
-        self._on_allowed(record)
         return Decision(Reason.ALLOWED, record=record, key_id=record.key_id)
+
+    def _admit(self, decision: Decision, verdict: Verdict | None = None) -> Decision:
+        """Phase 8's outcome; an admission is reported (last-used, hooks) only once it stands."""
+        record = decision.record
+        if record is None or not decision.allowed:
+            return decision
+        if verdict is None:
+            self._on_allowed(record)
+            return decision
+        if verdict.unavailable:  # redis_down = deny: the limiter could not count
+            return Decision(Reason.UNAVAILABLE, key_id=record.key_id)
+        if not verdict.allowed:
+            return Decision(Reason.RATE_LIMITED, key_id=record.key_id, limit=verdict)
+        self._on_allowed(record)
+        if verdict.degraded or verdict.limit.unlimited:
+            return decision  # no numbers are known (or none apply): no headers
+        return Decision(Reason.ALLOWED, record=record, key_id=record.key_id, limit=verdict)
 
 
 def _missing(found: Missing, key: keys.ParsedKey) -> Decision:

@@ -23,6 +23,7 @@ from authz import wire
 from authz.check import CheckInput, Decision
 from authz.credentials import CredentialSources
 from authz.network import client_address
+from authz.ratelimit_headers import grpc_tail
 from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
 from authz.records import KeyRecord
 
@@ -116,6 +117,8 @@ class ResponseCache:
     def encode(self, decision: Decision) -> bytes:
         record = decision.record
         if record is None or not decision.allowed:
+            if decision.limit is not None:  # in-Check rate limit: per-request numbers
+                return self._denials[decision.reason] + grpc_tail(decision.limit)
             return self._denials[decision.reason]
         cache_key = (record.key_id, record.version)
         encoded = self._allowances.get(cache_key)
@@ -124,7 +127,7 @@ class ResponseCache:
             self._allowances[cache_key] = encoded
             if len(self._allowances) > self._size:
                 self._allowances.popitem(last=False)
-        return encoded
+        return encoded if decision.limit is None else encoded + grpc_tail(decision.limit)
 
     def unavailable(self) -> bytes:
         return self._denials[Reason.UNAVAILABLE]

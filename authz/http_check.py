@@ -30,6 +30,7 @@ from authz.check import Checker, CheckInput, Decision
 from authz.credentials import CredentialSources
 from authz.envoy_check import RETRY_AFTER_UNAVAILABLE, identity_headers, metadata_values
 from authz.network import client_address
+from authz.ratelimit_headers import http_with_headers
 from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
 from authz.records import KeyRecord
 
@@ -91,6 +92,8 @@ class HttpResponses:
     def encode(self, decision: Decision) -> bytes:
         record = decision.record
         if record is None or not decision.allowed:
+            if decision.limit is not None:  # in-Check rate limit: per-request numbers
+                return http_with_headers(self._denials[decision.reason], decision.limit)
             return self._denials[decision.reason]
         cache_key = (record.key_id, record.version)
         encoded = self._allowances.get(cache_key)
@@ -99,7 +102,7 @@ class HttpResponses:
             self._allowances[cache_key] = encoded
             if len(self._allowances) > self._size:
                 self._allowances.popitem(last=False)
-        return encoded
+        return encoded if decision.limit is None else http_with_headers(encoded, decision.limit)
 
     def unavailable(self) -> bytes:
         return self._denials[Reason.UNAVAILABLE]

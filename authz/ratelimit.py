@@ -365,3 +365,20 @@ def build_limiter(redis_url: str, timeout: float, mode: str, sync_interval: floa
 def ceil_seconds(seconds: float) -> int:
     """Header seconds: whole, rounded up (a client retrying at the value is then in time)."""
     return max(0, math.ceil(seconds - 1e-9))
+
+
+class KeyLimits:
+    """The Check's rate-limit phase (``HOKUSAI_RATE_LIMIT_ENFORCEMENT=check``): a verified
+    record's limit, decided by the limiter. ``decide_now`` answers without I/O whenever the
+    limiter can (always in approximate mode, for unlimited keys, and while exact mode's Redis
+    breaker is open); otherwise the Check awaits ``decide``."""
+
+    def __init__(self, limiter: RateLimiter, default: Limit) -> None:
+        self.limiter = limiter
+        self._default = default
+
+    def decide_now(self, record: KeyRecord) -> Verdict | None:
+        return self.limiter.decide_now(record.key_id, limit_for(record, self._default))
+
+    async def decide(self, record: KeyRecord) -> Verdict:
+        return await self.limiter.decide(record.key_id, limit_for(record, self._default))

@@ -22,15 +22,12 @@ from google.protobuf.duration_pb2 import Duration
 from authz import wire
 from authz.lookup import Missing, RecordLookup
 from authz.ratelimit import Limit, RateLimiter, Verdict, ceil_seconds, limit_for
+from authz.ratelimit_headers import header_pairs
 from authz.reasons import Reason, denial_body
 
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
-LIMIT_HEADER = "x-ratelimit-limit"
-REMAINING_HEADER = "x-ratelimit-remaining"
-RESET_HEADER = "x-ratelimit-reset"
-RETRY_AFTER_HEADER = "retry-after"
 
 _OK = RateLimitResponse.OK
 _OVER = RateLimitResponse.OVER_LIMIT
@@ -46,15 +43,7 @@ def key_id_of(request: RateLimitRequest) -> str | None:
 
 
 def limit_headers(verdict: Verdict) -> list[HeaderValue]:
-    headers = [
-        HeaderValue(key=LIMIT_HEADER, value=str(verdict.limit.per_hour)),
-        HeaderValue(key=REMAINING_HEADER, value=str(max(0, verdict.remaining))),
-        HeaderValue(key=RESET_HEADER, value=str(ceil_seconds(verdict.reset_after))),
-    ]
-    if not verdict.allowed:
-        retry = max(1, ceil_seconds(verdict.retry_after))
-        headers.append(HeaderValue(key=RETRY_AFTER_HEADER, value=str(retry)))
-    return headers
+    return [HeaderValue(key=k, value=v) for k, v in header_pairs(verdict)]
 
 
 def encode(verdict: Verdict, denial: bytes) -> bytes:

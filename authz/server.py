@@ -24,7 +24,7 @@ from authz.grpc_server import CheckService, GrpcServer
 from authz.http_check import HttpCheckServer
 from authz.lastused import LastUsedRecorder
 from authz.pipeline import build_checker, build_listener, build_redis, build_store
-from authz.ratelimit import Limit, build_limiter
+from authz.ratelimit import KeyLimits, Limit, build_limiter
 from authz.ratelimit_service import RateLimitService
 from authz.records import KeyRecord
 from authz.settings import Settings, SettingsError
@@ -67,6 +67,9 @@ class AuthzServer:
             self.limiter, self.lookup,
             Limit(settings.rate_limit_default, settings.rate_limit_default_burst),
             settings.docs_base_url)
+        if settings.rate_limit_enforcement == "check":  # phase 8 of the Check (authz/check.py)
+            self.checker.limits = KeyLimits(
+                self.limiter, Limit(settings.rate_limit_default, settings.rate_limit_default_burst))
         self.usage = UsageAggregator(settings.database_url)
         self.access_log = AccessLogService(self.usage)
         self.grpc.add_handlers(self.rate_limits.handler(), self.access_log.handler())

@@ -165,6 +165,13 @@ class Settings:
         30 * 86400.0, _seconds, "How long usage rollups are kept (hokusai db prune-usage)."
     )
 
+    # --- where the per-key limit is enforced (issue 7's E; authz/check.py phase 8) --------------
+    rate_limit_enforcement: str = setting(
+        "envoy", _choice("envoy", "check"), "envoy: Envoy's global ratelimit filter calls authz's "
+        "RateLimitService (a second gRPC hop per request); check: the Check itself decides "
+        "(429 from ext_authz, no second hop; with approximate mode no I/O per request)."
+    )
+
     # --- telemetry ----------------------------------------------------------------------------
     log_level: str = setting("info", _choice("debug", "info", "warning", "error"), "Log level.")
 

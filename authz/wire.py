@@ -38,6 +38,8 @@ HEALTH_PATH = "/health"
 RATE_LIMIT_DOMAIN = "hokusai"
 RATE_LIMIT_DESCRIPTOR_KEY = "key_id"
 ACCESS_LOG_NAME = "hokusai"
+# The limit's numbers on responses to the client (both enforcement modes; 429s add retry-after).
+RATE_LIMIT_RESPONSE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 
 # Routes on the gateway.
 MLFLOW_PREFIX = "/api/mlflow/"

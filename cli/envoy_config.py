@@ -68,8 +68,12 @@ CHECK_HEADERS = (
     "traceparent",
     "tracestate",
 )
-# Headers of a denial that reach the client (HTTP mode; WWW-Authenticate is always added by Envoy).
-DENIAL_CLIENT_HEADERS = ("content-type", "retry-after", "cache-control")
+# Headers of a denial that reach the client (HTTP mode; WWW-Authenticate is always added by Envoy);
+# the x-ratelimit-* names carry an in-Check 429's numbers (HOKUSAI_RATE_LIMIT_ENFORCEMENT=check).
+DENIAL_CLIENT_HEADERS = ("content-type", "retry-after", "cache-control",
+                         *wire.RATE_LIMIT_RESPONSE_HEADERS)
+# Headers of an allowing HTTP check response added to the client's response (in-Check limits).
+SUCCESS_CLIENT_HEADERS = wire.RATE_LIMIT_RESPONSE_HEADERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +324,7 @@ def _http_service(options: EnvoyOptions) -> Json:
         "authorization_response": {
             "allowed_upstream_headers": _exact(wire.IDENTITY_HEADERS),
             "allowed_client_headers": _exact(DENIAL_CLIENT_HEADERS),
+            "allowed_client_headers_on_success": _exact(SUCCESS_CLIENT_HEADERS),
             "dynamic_metadata_from_headers": _exact(wire.METADATA_HEADERS),
         },
     }
@@ -805,10 +810,12 @@ def _bench_filters(
             ),
         }
         return [auth, router_filter()]
+    limit = [rate_limit_filter(options)] if options.rate_limit.enabled else []
     return [
         strip_identity_filter(),
         ext_authz_filter(options),
         strip_query_credential_filter(),
+        *limit,
         router_filter(),
     ]
 
@@ -821,11 +828,17 @@ def render_bench(
     upstream: Endpoint,
     authz: Endpoint | None = None,
     api_keys: Sequence[str] = (),
+    rate_limit: bool = False,
+    access_log_grpc: bool = False,
+    authz_grpc: Endpoint | None = None,
 ) -> Json:
     """One benchmark bootstrap: plain HTTP on ``port``, every path to ``upstream``, no access log.
 
     ``authz`` is the gRPC server for ``ext_authz_grpc`` and the HTTP check server for
     ``ext_authz_http``; ``api_keys`` feed Envoy's native filter (sent in ``X-API-Key``).
+    ``rate_limit`` adds the gateway's global ratelimit filter (per-key descriptor) and
+    ``access_log_grpc`` its gRPC access log, both to the authz gRPC server (``authz_grpc``; the
+    default is ``authz``, which is right for ``ext_authz_grpc``): issue 7's E variants.
     """
     if variant not in BENCH_VARIANTS:
         raise ValueError(f"unknown bench variant {variant!r}")
@@ -833,9 +846,20 @@ def render_bench(
         raise ValueError(f"{variant} needs the authz address")
     if variant == "api_key_auth" and not api_keys:
         raise ValueError("api_key_auth needs at least one key")
+    if (rate_limit or access_log_grpc) and not variant.startswith("ext_authz"):
+        raise ValueError("rate_limit and access_log_grpc go with the ext_authz variants")
     options = _bench_options(
         port, admin_port, authz, "http" if variant == "ext_authz_http" else "grpc"
     )
+    options = replace(
+        options,
+        rate_limit=RateLimitOptions(enabled=rate_limit),
+        access_log_grpc=access_log_grpc,
+        authz_grpc=authz_grpc or options.authz_grpc,
+    )
+    bench_route: Json = {"cluster": BENCH_UPSTREAM_CLUSTER, "timeout": "15s"}
+    if rate_limit:
+        bench_route["rate_limits"] = key_id_rate_limits()
     route_config = {
         "name": "bench",
         "virtual_hosts": [
@@ -843,10 +867,7 @@ def render_bench(
                 "name": "bench",
                 "domains": ["*"],
                 "routes": [
-                    {
-                        "match": {"prefix": "/"},
-                        "route": {"cluster": BENCH_UPSTREAM_CLUSTER, "timeout": "15s"},
-                    }
+                    {"match": {"prefix": "/"}, "route": bench_route}
                 ],
             }
         ],
@@ -855,7 +876,7 @@ def render_bench(
         options, "bench", route_config, _bench_filters(variant, options, api_keys)
     )
     bench_clusters = [cluster(BENCH_UPSTREAM_CLUSTER, upstream)]
-    if variant == "ext_authz_grpc":
+    if variant == "ext_authz_grpc" or rate_limit or access_log_grpc:
         bench_clusters.append(cluster(AUTHZ_GRPC_CLUSTER, options.authz_grpc, http2=True))
     if variant == "ext_authz_http":
         bench_clusters.append(cluster(AUTHZ_HTTP_CLUSTER, options.authz_http))

@@ -209,6 +209,9 @@ class LocalStack:
             "HOKUSAI_GRPC_PORT": str(self.record.authz_grpc_port),
             "HOKUSAI_HTTP_CHECK_PORT": str(self.record.authz_http_port),
             "HOKUSAI_PEPPER": _secret_file(self.data_dir / "pepper"),
+            # Where the per-key limit is enforced decides Envoy's filters too (envoy_options).
+            "HOKUSAI_RATE_LIMIT_ENFORCEMENT": self.settings.rate_limit_enforcement,
+            "HOKUSAI_RATE_LIMIT_MODE": self.settings.rate_limit_mode,
             **self.options.extra_authz_env,
         })
 
@@ -241,7 +244,9 @@ class LocalStack:
             keys_api=(envoy_config.Endpoint("127.0.0.1", self.record.keys_api_port)
                       if self.record.keys_api_port else None),
             # Per-key limits (fail mode from HOKUSAI_RATE_LIMIT_REDIS_DOWN) and usage via the ALS.
+            # With enforcement in the Check, Envoy must not call the RateLimitService as well.
             rate_limit=envoy_config.RateLimitOptions(
+                enabled=self.authz_env()["HOKUSAI_RATE_LIMIT_ENFORCEMENT"] == "envoy",
                 failure_mode_deny=self.settings.rate_limit_redis_down == "deny"),
             access_log_grpc=True,
         )
