@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 
+from authz import keys
 from authz.service import KeyService
 from authz.settings import Settings
 from cli import envoy_config
@@ -85,6 +86,7 @@ class Gateway:
     database_url: str
     echo: RecordingUpstream
     settings: Settings
+    data_dir: Path
 
     @property
     def url(self) -> str:
@@ -106,6 +108,23 @@ class Gateway:
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.post(self.url + path, verify=self.ca, timeout=10, **kwargs)
+
+
+GENERATED: list[str] = []  # every key this test process made: the secrets sweep looks for them
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_generated_keys() -> Iterator[None]:
+    original = keys.generate
+
+    def generate(env: str, key_id: str | None = None) -> keys.NewKey:
+        new = original(env, key_id)
+        GENERATED.append(new.token)
+        return new
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keys, "generate", generate)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +159,9 @@ def _start_gateway(transport: str, tmp: Path, database_url: str, redis_url: str,
     options = StackOptions(
         data_dir=tmp / f"stack-{transport}", https_port=free_port(), http_port=free_port(),
         mlflow_url=mlflow.url, transport=transport,
-        extra_authz_env={"HOKUSAI_NEGATIVE_CACHE_TTL": "0.2"},
+        extra_authz_env={"HOKUSAI_NEGATIVE_CACHE_TTL": "0.2",
+                         # usage rows within a second, for docs/getting-started.md
+                         "HOKUSAI_USAGE_FLUSH_INTERVAL": "0.5"},
         envoy_overrides={
             "extra_routes": (envoy_config.Route(ECHO_PREFIX, "echo"),),
             "extra_clusters": (envoy_config.Cluster("echo", envoy_config.Endpoint(
@@ -148,7 +169,7 @@ def _start_gateway(transport: str, tmp: Path, database_url: str, redis_url: str,
         })
     stack = LocalStack(options, settings)
     record = stack.start()
-    return stack, Gateway(transport, record, database_url, echo, settings)
+    return stack, Gateway(transport, record, database_url, echo, settings, stack.data_dir)
 
 
 @pytest.fixture(scope="session")

@@ -178,3 +178,9 @@ def test_ip_allowlist_admits_the_address_envoy_trusts(gateway: Gateway) -> None:
     assert gateway.get(SEARCH, headers=bearer(allowed.token)).status_code == 200
     spoofed = {**bearer(allowed.token), "X-Forwarded-For": "203.0.113.9"}
     assert gateway.get(SEARCH, headers=spoofed).status_code == 200  # the real peer still counts
+
+
+def test_huge_headers_are_refused_by_envoy_before_authz(gateway: Gateway) -> None:
+    response = gateway.get(SEARCH, headers={"X-Padding": "a" * 70_000})
+    assert response.status_code == 431
+    assert error_of(response) == "request_too_large"

@@ -209,3 +209,24 @@ def test_invalidation_drops_the_record(fixture_keys: dict[str, keys.NewKey]) -> 
         assert (await checker.check(request(case))).reason is Reason.REVOKED
 
     asyncio.run(run())
+
+
+def test_a_flood_of_random_keys_is_bounded_and_valid_keys_stay_warm(
+        fixture_keys: dict[str, keys.NewKey]) -> None:
+    valid = fixture_keys["valid"]
+    checker, store = build([make_record(valid)])
+    good = Case("v", "", (("authorization", f"Bearer {valid.token}"),))
+    flood = [Case("r", "", (("authorization", f"Bearer {keys.generate('live').token}"),))
+             for _ in range(200)]
+
+    async def run() -> None:
+        assert (await checker.check(request(good))).allowed
+        before = store.fetches
+        results = await asyncio.gather(*(checker.check(request(c)) for c in flood * 3))
+        assert {r.reason for r in results} == {Reason.UNKNOWN_KEY}
+        assert store.fetches - before == len(flood)  # one lookup per id, then negative cache
+        warm = checker.check_now(request(good))  # no I/O, no waiting behind the flood
+        assert warm is not None and warm.allowed
+        assert checker.verifier.bcrypt_runs == 1
+
+    asyncio.run(run())
