@@ -1,14 +1,14 @@
 """``python -m bench``: every configuration under the same wrk load, interleaved, medians of rounds.
 
-Round r runs A, B, C-grpc, C-http, D-grpc, D-http, F-grpc, F-http, G-ours, G-basic-auth in that
-order, so slow drift of a noisy machine spreads over every cell alike. CPU per request is read
-from /proc (utime + stime) of the process that answers Check (the floor or authz) and of Envoy.
+Round r runs A, B, C-grpc, C-http, D-grpc, D-http, E1/E2/E3 (gRPC, HTTP), F-grpc, F-http, G-ours,
+G-basic-auth in that order (``--cells`` picks a subset), so slow drift of a noisy machine spreads
+over every cell alike. CPU per request is read from /proc (utime + stime) of the process that
+answers Check (the floor or authz) and of Envoy.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import signal
 import statistics
 import sys
@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from bench import report, wrk
-from bench.stack import BASIC_AUTH_USER, BenchStack, basic_header
+from bench.stack import BASIC_AUTH_USER, E_VARIANTS, BenchStack, basic_header
 
 CHECK_PATH = "/api/mlflow/api/2.0/mlflow/experiments/get?experiment_id=0"
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=10"
@@ -96,6 +96,7 @@ def build_cells(stack: BenchStack) -> list[Cell]:
              checker("authz"), envoy("D-grpc")),
         Cell("D-http", "authz HTTP, warm, all features", url("D-http"), [bearer],
              checker("authz"), envoy("D-http")),
+        *e_cells(url, envoy, checker, bearer),
         Cell("F-grpc", "denials (unknown, wrong secret, revoked) gRPC", url("D-grpc"), denials,
              checker("authz"), envoy("D-grpc"), allowed=False),
         Cell("F-http", "denials (unknown, wrong secret, revoked) HTTP", url("D-http"), denials,
@@ -115,6 +116,18 @@ def build_cells(stack: BenchStack) -> list[Cell]:
 
 
 NATIVE_PICK = 500
+E_WHAT = {"E1": "+ Envoy global rate limit (exact) + gRPC access log",
+          "E2": "+ Envoy global rate limit (approximate) + gRPC access log",
+          "E3": "+ in-Check rate limit (approximate) + gRPC access log"}
+
+
+def e_cells(url: Callable[[str], str], envoy: Callable[[str], Callable[[], int | None]],
+            checker: Callable[[str], Callable[[], int | None]], bearer: Headers) -> list[Cell]:
+    """Issue 7's E: D plus per-key limits and usage, each enforcement mode on both transports."""
+    return [Cell(f"{name}-{transport}", f"authz {transport}, {E_WHAT[name]}",
+                 url(f"{name}-{transport}"), [bearer], checker(f"authz-{name}"),
+                 envoy(f"{name}-{transport}"))
+            for name in E_VARIANTS for transport in ("grpc", "http")]
 
 
 def probe(cell: Cell) -> str | None:
@@ -168,6 +181,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="1 s cells, 1 round, no MLflow: proves the harness runs")
     parser.add_argument("--no-mlflow", action="store_true", help="skip G")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--cells", help="comma-separated cell name prefixes to run (e.g. C,D,E)")
     parser.add_argument("--no-results-md", action="store_true",
                         help="do not rewrite bench/RESULTS.md")
     args = parser.parse_args(argv)
@@ -196,17 +210,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     wrk.ensure_wrk()
     started = time.time()
-    # E needs a render_bench variant with Envoy's rate-limit filter and the ALS sink: until then
-    # the table says so rather than measuring something else.
-    e_built = False
-    if importlib.util.find_spec("authz.ratelimit") is None:
-        print("bench: E not built yet (no authz.ratelimit)")
+    e_built = True
     with tempfile.TemporaryDirectory(prefix="hokusai-bench-") as tmp:
         work = Path(tmp)
         print("bench: starting Postgres, Redis, authz, floors, Envoys"
               + ("" if args.no_mlflow else ", MLflow ×2"), flush=True)
         with BenchStack(work, with_mlflow=not args.no_mlflow) as stack:
             cells = build_cells(stack)
+            if args.cells:
+                wanted = tuple(p.strip() for p in args.cells.split(",") if p.strip())
+                cells = [c for c in cells if c.name.startswith(wanted)]
             problems = [p for p in map(probe, cells) if p]
             if any(p.startswith("G-") for p in problems):  # MLflow is a peer, not our path
                 print("bench: G skipped: " + "; ".join(problems), file=sys.stderr)

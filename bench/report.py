@@ -15,7 +15,15 @@ BENCH_DIR = Path(__file__).resolve().parent
 RATIOS = [
     ("D/C gRPC", "D-grpc", "C-grpc", 0.90),
     ("D/C HTTP", "D-http", "C-http", 0.90),
-    ("E/C", "E", "C-grpc", 0.80),
+    # E: D + per-key rate limit + usage (gRPC access log); E1 Envoy filter exact, E2 Envoy filter
+    # approximate, E3 in-Check approximate (bench/stack.py E_VARIANTS).
+    ("E1/C gRPC (Envoy RL, exact)", "E1-grpc", "C-grpc", 0.80),
+    ("E1/C HTTP (Envoy RL, exact)", "E1-http", "C-http", 0.80),
+    ("E2/C gRPC (Envoy RL, approx.)", "E2-grpc", "C-grpc", 0.80),
+    ("E2/C HTTP (Envoy RL, approx.)", "E2-http", "C-http", 0.80),
+    ("E3/C gRPC (in-Check, approx.)", "E3-grpc", "C-grpc", 0.80),
+    ("E3/C HTTP (in-Check, approx.)", "E3-http", "C-http", 0.80),
+    ("E3/D HTTP (cost of limits+usage)", "E3-http", "D-http", None),
     ("D/A gRPC", "D-grpc", "A", None),
     ("D/A HTTP (HTTP full/A)", "D-http", "A", 0.45),
     ("HTTP full/C-http", "D-http", "C-http", 0.85),

@@ -38,6 +38,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NATIVE_KEYS = 1000
 ALLOWED_IPS = ("127.0.0.0/8", "192.0.2.0/24")  # Envoy appends its host address for loopback
 BASIC_AUTH_USER = "admin"
+# Issue 7's E: D plus per-key rate limiting and the gRPC access log, one authz process each.
+# E1/E2: Envoy's global ratelimit filter → RateLimitService (exact / approximate limiter);
+# E3: the limit decided inside Check (approximate), no second gRPC hop.
+E_VARIANTS: dict[str, dict[str, str]] = {
+    "E1": {"HOKUSAI_RATE_LIMIT_ENFORCEMENT": "envoy", "HOKUSAI_RATE_LIMIT_MODE": "exact"},
+    "E2": {"HOKUSAI_RATE_LIMIT_ENFORCEMENT": "envoy", "HOKUSAI_RATE_LIMIT_MODE": "approximate"},
+    "E3": {"HOKUSAI_RATE_LIMIT_ENFORCEMENT": "check", "HOKUSAI_RATE_LIMIT_MODE": "approximate"},
+}
 
 
 def _port_open(port: int) -> bool:
@@ -117,6 +125,7 @@ class BenchStack:
         self.creds = Credentials()
         self.envoys: dict[str, Envoy] = {}
         self.authz: AuthzProcess | None = None
+        self.e_authz: dict[str, tuple[AuthzProcess, int, int]] = {}  # name → (process, gRPC, HTTP)
         self.floors: dict[str, FloorProcess] = {}
         self.grpc_port = self.http_port = 0
         self.basic_auth_url = ""
@@ -182,14 +191,22 @@ class BenchStack:
         self.creds.unknown = keys.generate("live").token
         self.creds.native = [secrets.token_urlsafe(32) for _ in range(NATIVE_KEYS)]
 
-    def _start_authz(self, database_url: str, redis_url: str, logs: Path) -> None:
-        self.grpc_port, self.http_port = free_port(), free_port()
+    def _authz_process(self, database_url: str, redis_url: str, log_dir: Path,
+                       extra: dict[str, str]) -> tuple[AuthzProcess, int, int]:
+        grpc_port, http_port = free_port(), free_port()
         env = service_env(self.settings, {
             "HOKUSAI_DATABASE_URL": database_url, "HOKUSAI_REDIS_URL": redis_url,
-            "HOKUSAI_GRPC_PORT": str(self.grpc_port),
-            "HOKUSAI_HTTP_CHECK_PORT": str(self.http_port),
-            "HOKUSAI_PEPPER": secrets.token_urlsafe(32), "HOKUSAI_LOG_LEVEL": "warning"})
-        self.authz = self._run(AuthzProcess(logs, env, self.http_port))  # type: ignore[assignment]
+            "HOKUSAI_GRPC_PORT": str(grpc_port), "HOKUSAI_HTTP_CHECK_PORT": str(http_port),
+            "HOKUSAI_PEPPER": secrets.token_urlsafe(32), "HOKUSAI_LOG_LEVEL": "warning", **extra})
+        process = self._run(AuthzProcess(log_dir, env, http_port))
+        return process, grpc_port, http_port  # type: ignore[return-value]
+
+    def _start_authz(self, database_url: str, redis_url: str, logs: Path) -> None:
+        self.authz, self.grpc_port, self.http_port = self._authz_process(
+            database_url, redis_url, logs, {})
+        for name, extra in E_VARIANTS.items():
+            self.e_authz[name] = self._authz_process(database_url, redis_url,
+                                                     logs / f"authz-{name}", extra)
 
     def _envoy(self, name: str, config: dict[str, Any], port: int, logs: Path) -> None:
         path = self.work / f"envoy-{name}.json"
@@ -200,12 +217,12 @@ class BenchStack:
         self.envoys[name] = Envoy(port, server)
 
     def _bench_envoy(self, name: str, variant: envoy_config.BenchVariant,
-                     authz: Endpoint | None, logs: Path) -> None:
+                     authz: Endpoint | None, logs: Path, **extras: Any) -> None:
         port, upstream = free_port(), free_port()
         config = envoy_config.render_bench(
             variant, port=port, admin_port=free_port(),
             upstream=Endpoint("127.0.0.1", upstream), authz=authz,
-            api_keys=self.creds.native if variant == "api_key_auth" else ())
+            api_keys=self.creds.native if variant == "api_key_auth" else (), **extras)
         self._envoy(name, with_upstream(config, upstream), port, logs)
 
     def _start_envoys(self, logs: Path) -> None:
@@ -218,6 +235,13 @@ class BenchStack:
                           logs)
         self._bench_envoy("D-grpc", "ext_authz_grpc", Endpoint(local, self.grpc_port), logs)
         self._bench_envoy("D-http", "ext_authz_http", Endpoint(local, self.http_port), logs)
+        for name, (_process, grpc_port, http_port) in self.e_authz.items():
+            services = Endpoint(local, grpc_port)  # RateLimitService and the access log
+            extras = {"rate_limit": E_VARIANTS[name]["HOKUSAI_RATE_LIMIT_ENFORCEMENT"] == "envoy",
+                      "access_log_grpc": True, "authz_grpc": services}
+            self._bench_envoy(f"{name}-grpc", "ext_authz_grpc", services, logs, **extras)
+            self._bench_envoy(f"{name}-http", "ext_authz_http", Endpoint(local, http_port), logs,
+                              **extras)
 
     def _start_mlflow(self, logs: Path) -> None:
         plain = self._run(MlflowServer(self.work / "mlflow"))
@@ -236,7 +260,8 @@ class BenchStack:
 
     def pids(self) -> dict[str, int | None]:
         return {"authz": self.authz.pid if self.authz else None,
-                "floor-grpc": self.floors["grpc"].pid, "floor-http": self.floors["http"].pid}
+                "floor-grpc": self.floors["grpc"].pid, "floor-http": self.floors["http"].pid,
+                **{f"authz-{name}": e[0].pid for name, e in self.e_authz.items()}}
 
 
 def basic_header(user: str, password: str) -> str:
