@@ -14,8 +14,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 
 import psycopg
 import pytest
@@ -23,28 +22,11 @@ import requests
 
 from authz.service import KeyService
 from authz.settings import Settings
-from cli import envoy_config as ec
 from cli.db_commands import connector
 from cli.main import main as hokusai
 from cli.servers import EnvoyServer, RedisServer, free_port
 from tests.support.authz import RunningAuthz, poll, running_authz
-
-
-class Upstream(BaseHTTPRequestHandler):
-    def _answer(self) -> None:
-        parts = self.path.split("?")[0].split("/")
-        status = int(parts[3]) if len(parts) > 3 and parts[2] == "status" else 200
-        body = b'{"ok": true}'
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+from tests.support.envoy_rig import Upstream, envoy_bootstrap
 
 
 @dataclass
@@ -64,33 +46,6 @@ class Rig:
     def get(self, token: str, path: str = "/t/a", method: str = "GET") -> requests.Response:
         return requests.request(method, self.url + path, timeout=10,
                                 headers={"authorization": f"Bearer {token}"})
-
-
-def envoy_bootstrap(port: int, admin: int, upstream: int,
-                    authz: list[RunningAuthz]) -> dict[str, Any]:
-    first = authz[0].ports
-    options = ec.EnvoyOptions(
-        listen_address="127.0.0.1", http_port=port, admin_port=admin,
-        tls_cert_path=None, tls_key_path=None,
-        authz_grpc=ec.Endpoint("127.0.0.1", first.grpc),
-        authz_http=ec.Endpoint("127.0.0.1", first.http),
-        mlflow=ec.Endpoint("127.0.0.1", upstream), keys_api=None,
-        rate_limit=ec.RateLimitOptions(enabled=True), access_log_grpc=True,
-        access_log_stdout=False,
-        extra_routes=(ec.Route("/t/", "upstream"),),
-        extra_clusters=(ec.Cluster("upstream", ec.Endpoint("127.0.0.1", upstream)),),
-    )
-    config = ec.render(options)
-    grpc_cluster = next(c for c in config["static_resources"]["clusters"]
-                        if c["name"] == ec.AUTHZ_GRPC_CLUSTER)
-    grpc_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
-        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
-                                                     "port_value": a.ports.grpc}}}}
-        for a in authz]
-    # Round robin would alternate Check and RateLimit calls between the two instances, so every
-    # RLS call of a request sequence would land on the same one; random spreads both over both.
-    grpc_cluster["lb_policy"] = "RANDOM"
-    return config
 
 
 @pytest.fixture(scope="module")
