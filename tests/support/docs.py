@@ -94,8 +94,13 @@ def console_commands(path: Path, prefix: str = "$ ") -> list[Command]:
 
 def output_matches(documented: str, actual: str) -> bool:
     """Whether a documented output line appears in the actual output; ``…`` stands for anything."""
-    pattern = ".*".join(re.escape(part.strip()) for part in documented.split("…"))
-    return any(re.fullmatch(pattern, line.strip()) for line in actual.splitlines())
+    pattern = ".*".join(re.escape(_squeezed(part)) for part in documented.split("…"))
+    return any(re.fullmatch(pattern, _squeezed(line)) for line in actual.splitlines())
+
+
+def _squeezed(text: str) -> str:
+    """Runs of spaces as one: table columns are padded to the width of the real values."""
+    return " ".join(text.split())
 
 
 @dataclass
