@@ -4,7 +4,9 @@
 * warm HTTP Check: raw request bytes → ``CheckProtocol.data_received`` → response bytes;
 * cold Check: record from a real Postgres + one bcrypt at the default cost (caches dropped);
 * the approximate rate-limit decision and one usage (access-log) entry aggregated, when those
-  modules exist.
+  modules exist;
+* both warm Checks again with the limit decided inside the Check (``_in_check_limit``:
+  HOKUSAI_RATE_LIMIT_ENFORCEMENT=check, approximate), headers included.
 
 Warm figures are the best median of several batches (µs per call); cold is p50/p99 (ms).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -23,7 +26,7 @@ from typing import Any
 
 from envoy.config.core.v3.address_pb2 import Address, SocketAddress
 from envoy.service.auth.v3 import attribute_context_pb2 as ac
-from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
 from authz import keys
 from authz.check import CheckInput
@@ -106,20 +109,38 @@ def make_record(key: keys.NewKey, cost: int) -> KeyRecord:
 async def warm(settings: Settings) -> dict[str, float]:
     key = keys.generate("live")
     server = AuthzServer(settings, store=MemoryKeyStore([make_record(key, 4)]))
-    raw = grpc_request(key.token)
+    results = await warm_transports(server, key.token, "")
+    results.update(optional_parts(key.parsed.key_id))
+    # E3: the limit decided inside the Check (approximate, no Redis: the decision itself), with
+    # the x-ratelimit-* headers appended to the cached responses. A limit that never runs out.
+    limited = keys.generate("live")
+    record = dataclasses.replace(make_record(limited, 4), rate_limit_per_hour=1_000_000_000,
+                                 burst=10_000_000)
+    in_check = AuthzServer(settings.replace(rate_limit_enforcement="check",
+                                            rate_limit_mode="approximate", redis_url=""),
+                           store=MemoryKeyStore([record]))
+    results.update(await warm_transports(in_check, limited.token, "_in_check_limit"))
+    return results
+
+
+async def warm_transports(server: AuthzServer, token: str, suffix: str) -> dict[str, float]:
+    """Warm µs per Check on both transports: first one cold (fills the caches), then batches."""
+    raw = grpc_request(token)
     service = server.check_service
     first = await service.check(CheckRequest.FromString(raw), None)  # type: ignore[arg-type]
-    assert first == run_sync(service.check(CheckRequest.FromString(raw), None))  # type: ignore[arg-type]
-    results = {"warm_grpc_check_us": per_call_us(
+    again = run_sync(service.check(CheckRequest.FromString(raw), None))  # type: ignore[arg-type]
+    assert CheckResponse.FromString(again).HasField("ok_response"), again[:40]
+    if server.checker.limits is None:
+        assert first == again
+    results = {f"warm_grpc_check{suffix}_us": per_call_us(
         lambda: run_sync(service.check(CheckRequest.FromString(raw), None)))}  # type: ignore[arg-type]
     protocol, sink = CheckProtocol(server.http), SinkTransport()
     protocol.connection_made(sink)
-    request = http_request(key.token)
+    request = http_request(token)
     protocol.data_received(request)
     assert sink.last.startswith(b"HTTP/1.1 200"), sink.last[:40]
-    results["warm_http_check_us"] = per_call_us(lambda: protocol.data_received(request))
+    results[f"warm_http_check{suffix}_us"] = per_call_us(lambda: protocol.data_received(request))
     protocol.connection_lost(None)
-    results.update(optional_parts(key.parsed.key_id))
     return results
 
 

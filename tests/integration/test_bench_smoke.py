@@ -28,6 +28,7 @@ def test_harness_smoke_runs_every_cell(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     cells = data["cells"]
     assert {"A", "B", "C-grpc", "C-http", "D-grpc", "D-http", "F-grpc", "F-http"} <= set(cells)
+    assert {f"E{n}-{t}" for n in (1, 2, 3) for t in ("grpc", "http")} <= set(cells)
     for name, cell in cells.items():
         assert cell["requests"] > 0, name
         assert cell["unexpected"] == 0, (name, cell)  # allowed cells 2xx, F cells all denied
@@ -39,3 +40,4 @@ def test_micro_warm_checks_run() -> None:
     results = asyncio.run(micro.warm(Settings()))
     assert results["warm_grpc_check_us"] > 0
     assert results["warm_http_check_us"] > 0
+    assert results["warm_http_check_in_check_limit_us"] > 0
