@@ -19,7 +19,6 @@ an ``unavailable`` denial by the transports (fail closed).
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,8 +166,4 @@ def _missing(found: Missing, key: keys.ParsedKey) -> Decision:
 
 
 def _address_allowed(record: KeyRecord, address: str) -> bool:
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return False  # an address we cannot read never matches an allowlist
-    return record.allows_address(parsed)
+    return record.allows_client(address)  # an address we cannot read never matches (memoised)
