@@ -57,12 +57,15 @@ class PostgresKeyStore:
     outage costs one time-out, not one per cold check, and the pool is never queued up.
     """
 
-    def __init__(self, url: str, pool_size: int, timeout: float, breaker: float = 1.0) -> None:
+    def __init__(self, url: str, pool_size: int, timeout: float, breaker: float = 0.5) -> None:
         self._timeout = timeout
         self._breaker = breaker
         self._open_until = 0.0
         self._pool = AsyncConnectionPool(
             url, min_size=1, max_size=pool_size, timeout=timeout, open=False,
+            # A checkout pings the connection (cold lookups only: warm checks never get here),
+            # so a Postgres restart costs no failed check on a dead pooled connection.
+            check=AsyncConnectionPool.check_connection,
             kwargs={"connect_timeout": max(1, int(timeout)), "autocommit": True,
                     "options": f"-c statement_timeout={int(timeout * 1000)}"},
         )
@@ -96,13 +99,12 @@ class PostgresKeyStore:
         ids = list(key_ids)
         if not ids:
             return
-        self._check_breaker()
         await self._ensure_open()
         try:
             async with self._pool.connection(timeout=self._timeout) as conn:
                 await conn.execute(_TOUCH, (ids,))
-        except Exception as exc:
-            raise self._trip(exc) from None
+        except Exception as exc:  # background bookkeeping: retried later, trips no breaker
+            raise StoreUnavailable(type(exc).__name__) from None
 
     async def close(self) -> None:
         if self._opened:

@@ -73,12 +73,43 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+# Groups this process started: leader pid → the leader's start time (clock ticks since boot).
+_STARTED: dict[int, int] = {}
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _remember(pid: int) -> None:
+    started = _start_time(pid)
+    if started is not None:
+        _STARTED[pid] = started
+
+
+def _reused(pgid: int) -> bool:
+    """Whether ``pgid`` now names someone else's process (pids wrap: pid_max is often 32768).
+
+    While any member of our group lives, the kernel never hands its id to a new process, so a
+    live process with that pid but another start time means our whole group is gone — and a
+    signal to that id would hit a stranger (seen: a test's stale stop killed a shared Postgres).
+    """
+    started = _STARTED.get(pgid)
+    now = _start_time(pgid)
+    return started is not None and now is not None and now != started
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any non-zombie process of the group is still running."""
-    return bool(_group_members(pgid))
+    return not _reused(pgid) and bool(_group_members(pgid))
 
 
 def _signal_group(pgid: int, sig: int) -> None:
+    if _reused(pgid):
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
@@ -207,11 +238,13 @@ class ManagedProcess:
         with self.log_path.open("ab") as log:
             log.write(f"--- start: {' '.join(argv)}\n".encode())
             log.flush()
-            return subprocess.Popen(
+            process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
                 **self.popen_options(),
             )
+        _remember(process.pid)
+        return process
 
     def wait_ready(self, probe: Callable[[], bool], timeout: float) -> None:
         """Poll ``probe`` for up to ``timeout`` seconds; on failure stop and raise ServerError."""
@@ -405,8 +438,9 @@ class PostgresServer(ManagedProcess):
 
     def request_stop(self, pgid: int) -> None:
         # SIGINT is PostgreSQL's "fast" shutdown: it ends sessions instead of waiting for them.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pgid, signal.SIGINT)
+        if not _reused(pgid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pgid, signal.SIGINT)
 
 
 # --- Redis ---------------------------------------------------------------------------------

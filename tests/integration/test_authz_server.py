@@ -202,3 +202,47 @@ def test_postgres_down_serves_recent_keys_and_fails_closed_for_others(
         assert answer.status == 503 and answer.header("retry-after") == "1"
         unknown = keys.generate("live").token
         assert http_check(port, "GET", MLFLOW_GET, [("x-api-key", unknown)]).status == 503
+
+
+def test_postgres_restart_relistens_and_a_later_revoke_is_seen_within_a_second(
+        private_postgres: PostgresServer, redis_url: str) -> None:
+    from authz.migrate import migrate
+
+    migrate(private_postgres.url)
+    settings = BASE.replace(database_url=private_postgres.url, redis_url=redis_url,
+                            local_cache_ttl=60.0)
+    svc = service(private_postgres.url)
+    _, new = svc.create_key(user_email="h@example.com", name="k")
+    header = [("x-api-key", new.token)]
+    with running_authz(settings) as authz:
+        listener = authz.server.listener
+        assert listener is not None
+        port = authz.ports.http
+        assert http_check(port, "GET", MLFLOW_GET, header).status == 200
+        resets = listener.resets
+        private_postgres.stop()
+        private_postgres.start()
+        poll(lambda: listener.resets > resets and listener.connected.is_set(), timeout=10)
+        # The caches were flushed on reconnect; the key is served again from Postgres.
+        poll(lambda: http_check(port, "GET", MLFLOW_GET, header).status == 200, timeout=5)
+        svc.revoke_key(new.parsed.key_id)
+        took = poll(lambda: http_check(port, "GET", MLFLOW_GET, header).status == 401,
+                    timeout=1.0)
+        assert took <= 1.0
+
+
+def test_redis_flushed_costs_no_failures_and_no_extra_bcrypt(
+        database_url: str, redis_url: str) -> None:
+    import redis as redis_client
+
+    settings = BASE.replace(database_url=database_url, redis_url=redis_url, local_cache_ttl=0.05)
+    svc = service(database_url)
+    _, new = svc.create_key(user_email="i@example.com", name="k")
+    header = [("authorization", f"Bearer {new.token}")]
+    with running_authz(settings) as authz:
+        port = authz.ports.http
+        assert http_check(port, "GET", MLFLOW_GET, header).status == 200
+        redis_client.Redis.from_url(redis_url).flushall()
+        for _ in range(20):
+            assert http_check(port, "GET", MLFLOW_GET, header).status == 200
+        assert authz.server.verifier.bcrypt_runs == 1
