@@ -163,7 +163,41 @@ def optional_parts(key_id: str) -> dict[str, float]:
         out["usage_record_us"] = per_call_us(lambda: usage.record(event))
     except (ImportError, TypeError, AttributeError) as exc:
         print(f"micro: usage aggregation skipped ({type(exc).__name__}: not built yet?)")
+    out.update(access_log_entry(key_id))
     return out
+
+
+def access_log_entry(key_id: str, batch: int = 30) -> dict[str, float]:
+    """The usage pipeline's per-request cost in authz: one ALS entry as Envoy sends it (in a
+    message of ``batch`` entries) decoded and aggregated, µs per entry."""
+    from envoy.data.accesslog.v3 import accesslog_pb2 as al
+    from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
+    from google.protobuf.struct_pb2 import Struct
+
+    from authz import wire
+    from authz.accesslog import AccessLogService
+    from authz.usage import UsageAggregator
+
+    metadata = Struct()
+    metadata.update({wire.KEY_ID_HEADER: key_id, wire.USER_ID_HEADER: "1"})
+    common = al.AccessLogCommon(downstream_remote_address=Address(socket_address=SocketAddress(
+        address="127.0.0.1", port_value=40000)))
+    common.metadata.filter_metadata[wire.METADATA_NAMESPACE].CopyFrom(metadata)
+    common.start_time.GetCurrentTime()
+    common.duration.FromMicroseconds(1700)
+    entry = al.HTTPAccessLogEntry(
+        common_properties=common,
+        request=al.HTTPRequestProperties(request_method=1, path=PATH, authority="127.0.0.1",
+                                         request_id="1b4f0e98-5cd1-4c2a-9cd2"),
+        response=al.HTTPResponseProperties(response_body_bytes=14))
+    entry.response.response_code.value = 200
+    message = StreamAccessLogsMessage()
+    message.http_logs.log_entry.extend([entry] * batch)
+    raw = message.SerializeToString()
+    service = AccessLogService(UsageAggregator("postgresql://unused"))
+    per_message = per_call_us(lambda: service.consume(StreamAccessLogsMessage.FromString(raw)),
+                              batch=200)
+    return {"access_log_entry_us": per_message / batch}
 
 
 async def cold(settings: Settings, database_url: str, samples: int) -> dict[str, float]:
