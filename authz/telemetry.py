@@ -6,6 +6,7 @@ Metrics (OpenTelemetry, exported on a Prometheus scrape endpoint and/or over OTL
 |---|---|
 | ``hokusai_checks`` (counter) | ``decision`` allow/deny, ``reason`` (``authz.reasons.Reason``) |
 | ``hokusai_check_duration`` (histogram, seconds, buckets from 1 µs) | ``transport`` grpc/http |
+| ``hokusai_check_duration_bucket``, ``_sum`` (counters, OTLP only) | ``transport``, ``le`` |
 | ``hokusai_cache_hits`` (counter) | ``tier`` local/redis/postgres/negative |
 | ``hokusai_bcrypt_verifications`` (counter) | — |
 | ``hokusai_store_errors`` (counter) | ``store`` postgres/redis |
@@ -17,10 +18,14 @@ bounded and no key material can reach a metric.
 
 Cost: recording through the OpenTelemetry SDK costs 3.5–6.5 µs per call here, about half of a
 whole warm HTTP check. So the hot path only bumps plain Python integers (≈50 ns each) that
-*observable* instruments read at collection time, and appends the latency to a list that a
-background task drains into the SDK histogram every ``DRAIN_INTERVAL`` (only while an exporter
-runs; with metrics and OTLP off nothing is buffered). With no OTLP endpoint there is no tracer and
-no span work at all.
+*observable* instruments read at collection time — the latency too: the check counts itself in
+its fixed bucket (``LATENCY_BUCKETS``, one bisect) and adds to a sum, and nothing is handed to the
+SDK per check (with metrics and OTLP off not even that). The OpenTelemetry API has no observable
+histogram, so the buckets are exported without it: on the Prometheus endpoint as a real
+``hokusai_check_duration_seconds`` histogram (a collector on our private registry, the same
+names and labels the SDK histogram had), over OTLP as the cumulative counters
+``hokusai_check_duration_bucket`` (per ``le``, not cumulative across buckets) and
+``hokusai_check_duration_sum``. With no OTLP endpoint there is no tracer and no span work at all.
 
 Traces: one ``Check`` span per check, child of the W3C ``traceparent`` Envoy forwarded (it is in
 ``allowed_headers``), created when the decision is known with the check's real start time.
@@ -34,14 +39,15 @@ query values are replaced before anything is written.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from authz.reasons import Reason
@@ -50,8 +56,7 @@ from authz.settings import Settings
 METER_NAME = "hokusai.authz"
 # Latency buckets (seconds): 1 µs doubling up to ~1 s — the warm path lives in the first few.
 LATENCY_BUCKETS = tuple(1e-6 * 2**i for i in range(21))
-DRAIN_INTERVAL = 0.5
-MAX_BUFFERED = 100_000  # latencies kept between drains; beyond that they are not recorded
+_BOUNDS_NS = tuple(round(bound * 1e9) for bound in LATENCY_BUCKETS)  # bisect_left: ``le``
 CACHE_TIERS = ("local", "redis", "postgres", "negative")
 STORES = ("postgres", "redis")
 RATE_LIMIT_OUTCOMES = ("ok", "over_limit", "failed_open", "failed_closed", "no_limit", "other")
@@ -72,9 +77,17 @@ class Counts:
     bcrypt_sources: list[Callable[[], int]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Latency:
+    """One transport's check latencies: a count per bucket (the last is +Inf) and their sum."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    sum_ns: int = 0
+
+
 COUNTS = Counts()
-# (transport, seconds) pairs waiting for the drain; None while no exporter runs.
-_latencies: list[tuple[str, float]] | None = None
+# Per transport, while an exporter runs (None: latencies are not measured at all).
+_latency: dict[str, Latency] | None = None
 _tracer: Any = None  # an opentelemetry Tracer while an OTLP endpoint is configured
 
 now = time.perf_counter_ns  # the clock transports read when a check starts
@@ -88,8 +101,11 @@ def checked(reason: Reason, started_ns: int, transport: str, carrier: Any = None
     so the warm path never touches the protobuf map for nothing).
     """
     COUNTS.checks[reason] += 1
-    if _latencies is not None and len(_latencies) < MAX_BUFFERED:
-        _latencies.append((transport, (now() - started_ns) / 1e9))
+    if _latency is not None:
+        elapsed = now() - started_ns
+        latency = _latency[transport]
+        latency.counts[bisect_left(_BOUNDS_NS, elapsed)] += 1
+        latency.sum_ns += elapsed
     if _tracer is not None:
         headers = carrier if isinstance(carrier, dict) or carrier is None else (
             carrier.attributes.request.http.headers)
@@ -165,21 +181,18 @@ class Runtime:
         self.settings = settings
         self.metrics_port = 0
         self._shutdowns: list[Callable[[], object]] = []
-        self._histogram: Any = None
         self._tracer_provider: Any = None
         self._meter_provider_: Any = None
-        self._drain_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        global _latencies, _tracer
+        global _latency, _tracer
+        if _latency is None:
+            _latency = {transport: Latency() for transport in TRANSPORTS}
         readers = self._readers()
         if readers:
             self._meter_provider(readers)
-            _latencies = []
         if self.settings.otlp_endpoint:
             _tracer = self._start_tracing()
-        with contextlib.suppress(RuntimeError):
-            self._drain_task = asyncio.get_running_loop().create_task(self._drain_loop())
 
     def _readers(self) -> list[Any]:
         readers: list[Any] = []
@@ -199,6 +212,7 @@ class Runtime:
 
         registry = CollectorRegistry()  # private: several servers in one process never collide
         reader = PrometheusMetricReader(registry=registry)
+        registry.register(_LatencyCollector())
         server, thread = start_http_server(
             self.settings.metrics_port, self.settings.metrics_host, registry)
         self.metrics_port = int(server.server_address[1])
@@ -209,17 +223,14 @@ class Runtime:
 
     def _meter_provider(self, readers: list[Any]) -> None:
         from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
-        provider = MeterProvider(metric_readers=readers, resource=self._resource(), views=[View(
-            instrument_name="hokusai_check_duration",
-            aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS))])
+        provider = MeterProvider(metric_readers=readers, resource=self._resource())
         self._shutdowns.insert(0, provider.shutdown)
         self._meter_provider_ = provider
         meter = provider.get_meter(METER_NAME)
-        self._histogram = meter.create_histogram(
-            "hokusai_check_duration", unit="s", description="Check latency inside authz")
         _declare_observables(meter)
+        if self.settings.otlp_endpoint:
+            _declare_latency_counters(meter)
 
     def _resource(self) -> Any:
         from opentelemetry.sdk.resources import Resource
@@ -237,36 +248,16 @@ class Runtime:
         self._tracer_provider = provider
         return provider.get_tracer(METER_NAME)
 
-    def drain(self) -> None:
-        """Move buffered latencies into the SDK histogram (off the check path)."""
-        global _latencies
-        if _latencies is None or self._histogram is None:
-            return
-        batch, _latencies = _latencies, []
-        attributes = {t: {"transport": t} for t in TRANSPORTS}
-        for transport, seconds in batch:
-            self._histogram.record(seconds, attributes[transport])
-
-    async def _drain_loop(self) -> None:
-        while True:
-            await asyncio.sleep(DRAIN_INTERVAL)
-            self.drain()
-
     def force_flush(self, metrics: bool = False) -> None:
-        """Export buffered latencies and spans now (and metrics over OTLP when asked)."""
-        self.drain()
+        """Export buffered spans now (and metrics over OTLP when asked)."""
         if self._tracer_provider is not None:
             self._tracer_provider.force_flush()
         if metrics and self._meter_provider_ is not None:
             self._meter_provider_.force_flush()
 
     async def stop(self) -> None:
-        global _latencies, _tracer
-        if self._drain_task is not None:
-            self._drain_task.cancel()
-            await asyncio.gather(self._drain_task, return_exceptions=True)
-        self.drain()
-        _latencies, _tracer = None, None
+        global _latency, _tracer
+        _latency, _tracer = None, None
         if self._tracer_provider is not None:
             await asyncio.to_thread(self._tracer_provider.shutdown)
         for shutdown in self._shutdowns:
@@ -301,6 +292,50 @@ def _declare_observables(meter: Any) -> None:
     ]
     for name, callback, description in declared:
         meter.create_observable_counter(name, callbacks=[callback], description=description)
+
+
+class _LatencyCollector:
+    """``hokusai_check_duration_seconds`` on the Prometheus endpoint, from the bucket counts.
+
+    The names, ``le`` values and labels are those the SDK's histogram had, so dashboards and
+    ``histogram_quantile`` queries are unchanged.
+    """
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import HistogramMetricFamily
+
+        family = HistogramMetricFamily(
+            "hokusai_check_duration_seconds", "Check latency inside authz",
+            labels=["otel_scope_name", "otel_scope_schema_url", "otel_scope_version",
+                    "transport"])
+        for transport, latency in (_latency or {}).items():
+            cumulative = list(accumulate(latency.counts))
+            buckets = [(f"{bound}", count)
+                       for bound, count in zip(LATENCY_BUCKETS, cumulative[:-1], strict=True)]
+            buckets.append(("+Inf", cumulative[-1]))
+            family.add_metric([METER_NAME, "", "", transport], buckets, latency.sum_ns / 1e9)
+        yield family
+
+
+def _declare_latency_counters(meter: Any) -> None:
+    """OTLP's view of the latency buckets: counters (the API has no observable histogram)."""
+    from opentelemetry.metrics import CallbackOptions, Observation
+
+    labels = [f"{bound}" for bound in LATENCY_BUCKETS] + ["+Inf"]
+
+    def buckets(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {"transport": transport, "le": le})
+                for transport, latency in (_latency or {}).items()
+                for le, count in zip(labels, latency.counts, strict=True)]
+
+    def total(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(latency.sum_ns / 1e9, {"transport": transport})
+                for transport, latency in (_latency or {}).items()]
+
+    meter.create_observable_counter("hokusai_check_duration_bucket", callbacks=[buckets],
+                                    description="Checks per latency bucket (upper bound le, s)")
+    meter.create_observable_counter("hokusai_check_duration_sum", callbacks=[total], unit="s",
+                                    description="Total Check latency inside authz")
 
 
 def start(settings: Settings) -> Runtime | None:
