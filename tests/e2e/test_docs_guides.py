@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from authz import keys
+from authz import keys, policy, wire
+from authz.reasons import OUTCOMES, Reason, denial_body
 from tests.e2e.conftest import Gateway
 from tests.support import docs
 from tests.support.authz import poll
@@ -148,3 +149,88 @@ def test_getting_started(one: Gateway, tmp_path: Path) -> None:
         return bool(total and total["requests"] > 0)
 
     poll(counted, timeout=10, interval=0.3)
+
+
+@pytest.mark.parametrize("page", ["authentication.md", "security.md", "mlflow.md"])
+def test_guide_runs(page: str, one: Gateway, tmp_path: Path) -> None:
+    run_page(page, one, tmp_path, {**base_env(one), **mlflow_env(one)})
+
+
+def basic_auth_db(directory: Path) -> None:
+    """A sample MLflow basic-auth database, made with MLflow's own store."""
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore()
+    store.init_db(f"sqlite:///{directory / 'basic_auth.db'}")
+    store.create_user("admin", "password1234", is_admin=True)
+    for user, permission in (("carol", "EDIT"), ("dave", "READ"), ("erin", "DENY")):
+        store.create_user(user, "password1234")
+        store.create_experiment_permission("0", user, permission)
+
+
+def test_migration_guide_runs(one: Gateway, tmp_path: Path) -> None:
+    basic_auth_db(tmp_path)
+    run = run_page("migrating-from-basic-auth.md", one, tmp_path,
+                   {**base_env(one), **mlflow_env(one)})
+    printed = "".join(run.outputs)
+    assert "--user admin@example.com --name migrated-from-basic-auth --scopes admin" in printed
+    for user, scopes in (("carol", "mlflow:read,mlflow:write"), ("dave", "mlflow:read")):
+        line = f"--user {user}@example.com --name migrated-from-basic-auth --scopes {scopes} "
+        assert line in printed
+    assert "erin@" not in printed
+
+
+# --- what the pages must say, kept in step with the code ------------------------------------
+
+
+def section(page: str, heading: str) -> str:
+    text = (DOCS / page).read_text()
+    return text.split(heading, 1)[1].split("\n#", 1)[0]
+
+
+def test_authentication_lists_exactly_the_read_only_posts() -> None:
+    listed = re.findall(r"`POST /api/2\.0/(mlflow/[^`]+)`",
+                        section("authentication.md", "### `POST` endpoints that only read"))
+    assert sorted(listed) == sorted(policy.READ_ONLY_POSTS)
+
+
+def test_authentication_lists_every_reason_with_its_status() -> None:
+    table = section("authentication.md", "## Errors")
+    for reason, outcome in OUTCOMES.items():
+        if reason is Reason.ALLOWED:
+            continue
+        assert re.search(rf"`{reason.value}`.*\| {outcome.status} \|", table), reason
+
+
+def test_authentication_names_the_identity_headers() -> None:
+    text = section("authentication.md", "## What the upstream receives")
+    assert set(re.findall(r"`(x-hokusai-[a-z-]+)`", text)) == set(wire.IDENTITY_HEADERS)
+
+
+def test_errors_page_has_an_anchor_per_reason() -> None:
+    text = (DOCS / "errors.md").read_text()
+    for reason, outcome in OUTCOMES.items():
+        if reason is Reason.ALLOWED:
+            continue
+        anchor = json.loads(denial_body(reason))["docs"].split("#", 1)[1]
+        assert re.search(rf"^#+ {re.escape(anchor)}$", text, re.M), anchor
+        body = section("errors.md", f" {anchor}\n")
+        assert f"**{outcome.status}**" in body and outcome.message in body, anchor
+
+
+def test_security_publishes_the_key_pattern() -> None:
+    text = (DOCS / "security.md").read_text()
+    assert f"```text\n{keys.KEY_PATTERN}\n```" in text
+    assert keys.KEY_PATTERN.replace("(?:", "(") in text  # the grep form
+
+
+def test_index_links_every_page() -> None:
+    index = (DOCS / "index.md").read_text()
+    pages = {p.name for p in DOCS.glob("*.md")} - {"index.md"}
+    assert pages <= set(re.findall(r"\]\(([a-z-]+\.md)\)", index)), pages
+
+
+def test_links_between_pages_resolve() -> None:
+    for page in DOCS.glob("*.md"):
+        for target in re.findall(r"\]\(([a-z-]+\.md)(?:#[^)]*)?\)", page.read_text()):
+            assert (DOCS / target).exists(), f"{page.name} → {target}"
