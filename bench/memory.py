@@ -75,8 +75,23 @@ def make_keys(database_url: str, count: int) -> list[str]:
 
 
 # --- warming: one HTTP and one gRPC Check per key ---------------------------------------------
-async def http_checks(port: int, tokens: Sequence[str], connections: int) -> dict[int, int]:
+async def http_checks(port: int, tokens: Sequence[str], connections: int,
+                      passes: int = 3) -> dict[int, int]:
+    """One allowed HTTP Check per token; a token refused (503: the database or bcrypt queue
+    was slow on a loaded machine — never cached) is tried again in the next pass."""
     statuses: dict[int, int] = {}
+    for _ in range(passes):
+        refused = await _http_pass(port, tokens, connections, statuses)
+        if not refused:
+            break
+        statuses = {200: statuses.get(200, 0)}
+        tokens = refused
+    return statuses
+
+
+async def _http_pass(port: int, tokens: Sequence[str], connections: int,
+                     statuses: dict[int, int]) -> list[str]:
+    refused: list[str] = []
     queue = list(reversed(tokens))
 
     async def worker() -> None:
@@ -93,11 +108,13 @@ async def http_checks(port: int, tokens: Sequence[str], connections: int) -> dic
                                if line.lower().startswith(b"content-length:")), 0)
                 await reader.readexactly(length)
                 statuses[status] = statuses.get(status, 0) + 1
+                if status != 200:
+                    refused.append(token)
         finally:
             writer.close()
 
     await asyncio.gather(*(worker() for _ in range(connections)))
-    return statuses
+    return refused
 
 
 async def grpc_checks(port: int, tokens: Sequence[str], concurrency: int) -> dict[str, int]:
@@ -184,12 +201,12 @@ def run(count: int, seconds: float, every: float) -> dict[str, object]:
                 assert pid is not None
                 results["rss_idle_mb"] = round(rss_mb(pid), 1)
                 started = time.monotonic()
-                statuses = asyncio.run(http_checks(http_port, tokens, 16))
+                statuses = asyncio.run(http_checks(http_port, tokens, 8))
                 results["rss_http_warm_mb"] = round(rss_mb(pid), 1)
                 print(f"memory: one HTTP Check per key (bcrypt each) in "
                       f"{time.monotonic() - started:.0f} s: {statuses}", flush=True)
                 started = time.monotonic()
-                outcomes = asyncio.run(grpc_checks(grpc_port, tokens, 16))
+                outcomes = asyncio.run(grpc_checks(grpc_port, tokens, 32))
                 results["rss_all_cached_mb"] = round(rss_mb(pid), 1)
                 print(f"memory: one gRPC Check per key in {time.monotonic() - started:.0f} s:"
                       f" {outcomes}", flush=True)
