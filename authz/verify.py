@@ -21,7 +21,7 @@ from authz.records import KeyRecord
 class SecretVerifier:
     def __init__(self, pepper: bytes, threads: int, remember: int = 200_000,
                  remember_wrong: int = 10_000) -> None:
-        self._pepper = pepper
+        self._fingerprint = keys.Fingerprinter(pepper)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
         self._right: dict[str, tuple[str, bytes]] = {}  # key id → (bcrypt hash, fingerprint)
         self._wrong: OrderedDict[bytes, None] = OrderedDict()
@@ -31,7 +31,7 @@ class SecretVerifier:
 
     def known(self, key: ParsedKey, record: KeyRecord) -> bool | None:
         """The answer without bcrypt, or None when bcrypt must decide."""
-        return self._known(keys.fingerprint(self._pepper, key), record)
+        return self._known(self._fingerprint(key), record)
 
     def _known(self, presented: bytes, record: KeyRecord) -> bool | None:
         right = self._right.get(record.key_id)
@@ -42,7 +42,7 @@ class SecretVerifier:
         return None
 
     async def verify(self, key: ParsedKey, record: KeyRecord) -> bool:
-        presented = keys.fingerprint(self._pepper, key)
+        presented = self._fingerprint(key)
         answer = self._known(presented, record)
         if answer is not None:
             return answer
