@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from authz import credentials, keys, policy
+from authz import credentials, keys, policy, scopes
 from authz.credentials import CredentialSources
 from authz.lookup import Missing, RecordLookup
 from authz.ratelimit import KeyLimits, Verdict
@@ -138,7 +138,7 @@ class Checker:
             return Decision(Reason.IP_NOT_ALLOWED, key_id=record.key_id)
         if not request.any_scope:
             needed = policy.required_scope(request.method, request.path)
-            if not policy.has_scope(record.scopes, needed):
+            if not scopes.grants(record.scopes, needed):
                 return Decision(Reason.INSUFFICIENT_SCOPE, key_id=record.key_id)
         return Decision(Reason.ALLOWED, record=record, key_id=record.key_id)
 

@@ -3,19 +3,18 @@
 MLflow's REST API uses POST for some reads (searches, batch gets), so the method alone does not
 decide: ``READ_ONLY_POSTS`` lists MLflow's POST endpoints that change nothing (taken from MLflow's
 own service descriptors; ``tests/unit/test_policy.py`` checks the table against the installed
-MLflow). Everything else follows HTTP semantics: safe methods read, the rest write. ``admin``
-passes everything. Paths not under a protected prefix never reach the check (Envoy answers 404).
+MLflow). Everything else follows HTTP semantics: safe methods read, the rest write. What a key's
+scopes imply (``admin`` passes everything) is ``authz.scopes.grants``.
 """
 
 from __future__ import annotations
 
 import re
 
-from authz import wire
+from authz import scopes, wire
 
-READ = "mlflow:read"
-WRITE = "mlflow:write"
-ADMIN = "admin"
+READ = scopes.MLFLOW_READ
+WRITE = scopes.MLFLOW_WRITE
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -57,10 +56,3 @@ def required_scope(method: str, path: str) -> str:
         if match and match[1].rstrip("/") in READ_ONLY_POSTS:
             return READ
     return WRITE
-
-
-def has_scope(granted: frozenset[str], needed: str) -> bool:
-    """``admin`` implies every scope; ``mlflow:write`` implies ``mlflow:read``."""
-    if needed in granted or ADMIN in granted:
-        return True
-    return needed == READ and WRITE in granted

@@ -1,13 +1,15 @@
 """The closed set of scopes a key can hold, and what each grants.
 
-``admin`` implies every other scope; no other scope implies another (``mlflow:write`` does not
-grant ``mlflow:read``: a key that needs both lists both). Scopes are stored sorted and
-de-duplicated, so two keys with the same grants compare equal.
+``admin`` implies every other scope, and ``mlflow:write`` implies ``mlflow:read`` (the MLflow
+client reads while it logs: a write-only key would be useless). ``keys:manage`` implies nothing
+else. Scopes are stored sorted and de-duplicated, so two keys with the same grants compare equal.
+``grants`` is the one definition of these implications: the check path and the key service
+(delegation: a key never hands out more than it holds) both use it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from authz.errors import InvalidInput
 
@@ -38,10 +40,10 @@ def parse(text: str) -> tuple[str, ...]:
     return normalize(part for part in text.split(",") if part.strip())
 
 
-def grants(held: Iterable[str], required: str) -> bool:
-    """Whether a key holding ``held`` may do what ``required`` allows."""
-    held_set = set(held)
-    return ADMIN in held_set or required in held_set
+def grants(held: Collection[str], required: str) -> bool:
+    """Whether a key holding ``held`` may do what ``required`` allows (hot path: no allocation)."""
+    return (required in held or ADMIN in held
+            or (required == MLFLOW_READ and MLFLOW_WRITE in held))
 
 
 def is_subset(wanted: Iterable[str], held: Iterable[str]) -> bool:

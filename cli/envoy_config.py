@@ -143,7 +143,7 @@ class EnvoyOptions:
     stream_idle_timeout: float = 300.0
     request_headers_timeout: float = 10.0
     max_connections: int = 50_000
-    docs_url: str = "/docs/errors#not_found"
+    docs_url: str = "/docs/errors#not-found"
     extra_routes: tuple[Route, ...] = ()
     extra_clusters: tuple[Cluster, ...] = field(default=())
 

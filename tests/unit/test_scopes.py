@@ -38,14 +38,18 @@ def test_admin_implies_everything(wanted: list[str]) -> None:
 
 
 @given(SOME_SCOPES, SOME_SCOPES)
-def test_subset_without_admin_is_set_inclusion(wanted: list[str], held: list[str]) -> None:
+def test_subset_without_admin_is_inclusion_up_to_write_implying_read(
+        wanted: list[str], held: list[str]) -> None:
     if "admin" in held:
         return
-    assert scopes.is_subset(wanted, held) == set(wanted).issubset(held)
+    implied = set(held) | ({"mlflow:read"} if "mlflow:write" in held else set())
+    assert scopes.is_subset(wanted, held) == set(wanted).issubset(implied)
 
 
 def test_grants() -> None:
     assert scopes.grants(["mlflow:read"], "mlflow:read")
-    assert not scopes.grants(["mlflow:write"], "mlflow:read")
+    assert scopes.grants(["mlflow:write"], "mlflow:read")  # the client reads while it logs
+    assert not scopes.grants(["mlflow:read"], "mlflow:write")
+    assert not scopes.grants(["keys:manage"], "mlflow:read")
     assert scopes.grants(["admin"], "keys:manage")
     assert not scopes.grants([], "mlflow:read")
