@@ -16,6 +16,24 @@ ALLOWED_MEMO_SIZE = 4096  # (allowlist, address) answers kept; cleared whole whe
 # (id of a networks tuple, address) → (that tuple, allowed?). Holding the tuple keeps its id
 # from being reused by another allowlist while the entry exists.
 _ALLOWED: dict[tuple[int, str], tuple[tuple[Network, ...], bool]] = {}
+# Scope sets and allowlists are shared by many keys: records keep one copy of each (with 100 000
+# keys cached that is ~600 bytes a key: a frozenset, its strings, ipaddress objects). Bounded:
+# past SHARED_MAX distinct values, new ones are simply not shared.
+SHARED_MAX = 10_000
+_SCOPE_SETS: dict[frozenset[str], frozenset[str]] = {}
+_NETWORK_LISTS: dict[tuple[Network, ...], tuple[Network, ...]] = {}
+
+
+def _shared(table: dict[Any, Any], value: Any) -> Any:
+    try:
+        found = table.get(value)
+    except TypeError:  # not hashable (a caller passed a list): keep it as given
+        return value
+    if found is not None:
+        return found
+    if len(table) < SHARED_MAX:
+        table[value] = value
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +49,10 @@ class KeyRecord:
     rate_limit_per_hour: int | None
     burst: int | None
     version: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scopes", _shared(_SCOPE_SETS, self.scopes))
+        object.__setattr__(self, "networks", _shared(_NETWORK_LISTS, self.networks))
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
