@@ -6,8 +6,6 @@ allowance only on the key record (id and version), so the hot path re-encodes no
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.auth.v3.external_auth_pb2 import (
     CheckRequest,
@@ -20,12 +18,13 @@ from google.protobuf.struct_pb2 import Struct
 from google.rpc import code_pb2, status_pb2
 
 from authz import wire
-from authz.check import CheckInput, Decision
+from authz.check import CheckInput
 from authz.credentials import CredentialSources
 from authz.network import client_address
 from authz.ratelimit_headers import grpc_tail
 from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
 from authz.records import KeyRecord
+from authz.responses import EncodedResponses
 
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _RPC_CODES = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED,
@@ -110,28 +109,9 @@ def allowance_bytes(record: KeyRecord) -> bytes:
     return encoded
 
 
-class ResponseCache:
-    """Serialised responses: one per denial reason, one per (key id, version), bounded."""
+class ResponseCache(EncodedResponses):
+    """Serialised CheckResponses (see ``authz.responses``)."""
 
-    def __init__(self, docs_base: str, size: int = 100_000) -> None:
-        self._denials = {reason: denial_bytes(reason, docs_base) for reason in Reason}
-        self._allowances: OrderedDict[tuple[str, int], bytes] = OrderedDict()
-        self._size = size
-
-    def encode(self, decision: Decision) -> bytes:
-        record = decision.record
-        if record is None or not decision.allowed:
-            if decision.limit is not None:  # in-Check rate limit: per-request numbers
-                return self._denials[decision.reason] + grpc_tail(decision.limit)
-            return self._denials[decision.reason]
-        cache_key = (record.key_id, record.version)
-        encoded = self._allowances.get(cache_key)
-        if encoded is None:
-            encoded = allowance_bytes(record)
-            self._allowances[cache_key] = encoded
-            if len(self._allowances) > self._size:
-                self._allowances.popitem(last=False)
-        return encoded if decision.limit is None else encoded + grpc_tail(decision.limit)
-
-    def unavailable(self) -> bytes:
-        return self._denials[Reason.UNAVAILABLE]
+    def __init__(self, docs_base: str) -> None:
+        super().__init__(lambda reason: denial_bytes(reason, docs_base), allowance_bytes,
+                         lambda encoded, limit: encoded + grpc_tail(limit))

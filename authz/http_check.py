@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +32,7 @@ from authz.network import client_address
 from authz.ratelimit_headers import http_with_headers
 from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
 from authz.records import KeyRecord
+from authz.responses import EncodedResponses
 
 log = logging.getLogger(__name__)
 
@@ -80,37 +80,18 @@ def allowance_response(record: KeyRecord) -> bytes:
     return _response(200, headers)
 
 
-class HttpResponses:
-    """Encoded responses, reused: one per reason, one per (key id, version), bounded."""
+class HttpResponses(EncodedResponses):
+    """Encoded HTTP responses (see ``authz.responses``), and the fixed ones of this server."""
 
-    def __init__(self, docs_base: str, size: int = 100_000) -> None:
-        self._denials = {reason: denial_response(reason, docs_base) for reason in Reason}
-        self._allowances: OrderedDict[tuple[str, int], bytes] = OrderedDict()
-        self._size = size
+    def __init__(self, docs_base: str) -> None:
+        super().__init__(lambda reason: denial_response(reason, docs_base), allowance_response,
+                         http_with_headers)
         self.health_ok = _response(200, [("content-type", "application/json")],
                                    b'{"status":"serving"}')
         self.health_down = _response(503, [("content-type", "application/json")],
                                      b'{"status":"not_serving"}')
         self.too_large = _response(431, [("connection", "close")])
         self.bad_request = _response(400, [("connection", "close")])
-
-    def encode(self, decision: Decision) -> bytes:
-        record = decision.record
-        if record is None or not decision.allowed:
-            if decision.limit is not None:  # in-Check rate limit: per-request numbers
-                return http_with_headers(self._denials[decision.reason], decision.limit)
-            return self._denials[decision.reason]
-        cache_key = (record.key_id, record.version)
-        encoded = self._allowances.get(cache_key)
-        if encoded is None:
-            encoded = allowance_response(record)
-            self._allowances[cache_key] = encoded
-            if len(self._allowances) > self._size:
-                self._allowances.popitem(last=False)
-        return encoded if decision.limit is None else http_with_headers(encoded, decision.limit)
-
-    def unavailable(self) -> bytes:
-        return self._denials[Reason.UNAVAILABLE]
 
 
 class CheckProtocol(asyncio.Protocol):
