@@ -41,7 +41,8 @@ def envoy_bootstrap(port: int, admin: int, upstream: int, authz: list[RunningAut
         authz_grpc=ec.Endpoint("127.0.0.1", first.grpc),
         authz_http=ec.Endpoint("127.0.0.1", first.http),
         mlflow=ec.Endpoint("127.0.0.1", upstream), keys_api=None,
-        rate_limit=ec.RateLimitOptions(enabled=rate_limit), access_log_grpc=True,
+        # A generous time-out: on a loaded test machine a 100 ms one fails open now and then.
+        rate_limit=ec.RateLimitOptions(enabled=rate_limit, timeout=2.0), access_log_grpc=True,
         access_log_stdout=False,
         extra_routes=(ec.Route("/t/", "upstream"),),
         extra_clusters=(ec.Cluster("upstream", ec.Endpoint("127.0.0.1", upstream)),),
