@@ -126,7 +126,7 @@ class EnvoyOptions:
     admin_port: int = 9901  # always bound to 127.0.0.1
     tls_cert_path: str | None = "/etc/hokusai/tls/tls.crt"
     tls_key_path: str | None = "/etc/hokusai/tls/tls.key"  # None for both: plain HTTP, tests only
-    transport: Transport = "grpc"
+    transport: Transport = "http"  # the measured fast path (bench/RESULTS.md)
     authz_grpc: Endpoint = Endpoint("127.0.0.1", 9191)
     authz_http: Endpoint = Endpoint("127.0.0.1", 9192)
     authz_timeout: float = 1.0  # above bcrypt under load and the database time-out (0.5 s)
@@ -900,14 +900,14 @@ COMPOSE = replace(
     authz_grpc=Endpoint("authz", 9191),
     authz_http=Endpoint("authz", 9192),
     mlflow=Endpoint("mlflow", 5000),
-    keys_api=Endpoint("authz", 9193),
+    keys_api=Endpoint("keys-api", 9193),
 )
 # deploy/ (Kubernetes): authz is the sidecar on 127.0.0.1; MLflow is the `mlflow` Service.
 KUBERNETES = replace(EnvoyOptions(), mlflow=Endpoint("mlflow", 5000))
 
 DEFAULTS: dict[str, EnvoyOptions] = {
     "gateway.yaml": EnvoyOptions(),
-    "gateway-http.yaml": EnvoyOptions(transport="http"),
+    "gateway-grpc.yaml": EnvoyOptions(transport="grpc"),
     "compose.yaml": COMPOSE,
     "kubernetes.yaml": KUBERNETES,
 }

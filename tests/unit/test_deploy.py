@@ -34,8 +34,8 @@ def compose() -> dict[str, Any]:
 
 def test_compose_file_passes_the_compose_spec_parser() -> None:
     parsed = PyCompose.from_yaml((REPO / "docker-compose.yml").read_text())
-    assert set(parsed.service_names()) == {"envoy", "authz", "migrate", "mlflow", "postgres",
-                                           "redis"}
+    assert set(parsed.service_names()) == {"envoy", "authz", "keys-api", "migrate", "mlflow",
+                                           "postgres", "redis"}
 
 
 def test_the_compose_validator_rejects_a_broken_file() -> None:
@@ -50,6 +50,20 @@ def test_compose_envoy_is_the_official_1_40_image_and_mounts_the_generated_confi
     assert "./envoy/compose.yaml:/etc/envoy/envoy.yaml:ro" in envoy["volumes"]
     committed = (REPO / "envoy" / "compose.yaml").read_text()
     assert committed == envoy_config.render_yaml(envoy_config.COMPOSE)
+
+
+def test_every_upstream_envoy_names_in_compose_is_a_service() -> None:
+    services = set(compose()["services"])
+    options = envoy_config.COMPOSE
+    for endpoint in (options.authz_grpc, options.authz_http, options.mlflow, options.keys_api):
+        assert endpoint is not None and endpoint.host in services
+
+
+def test_the_pod_runs_the_keys_api_envoy_routes_to() -> None:
+    text = (REPO / "deploy" / "base" / "deployment.yaml").read_text()
+    assert envoy_config.KUBERNETES.keys_api is not None
+    assert envoy_config.KUBERNETES.keys_api.host == "127.0.0.1"
+    assert '["python", "-m", "authz.api"]' in text
 
 
 def test_compose_runs_migrations_once_before_authz() -> None:
