@@ -19,6 +19,7 @@ an ``unavailable`` denial by the transports (fail closed).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from authz.ratelimit import KeyLimits, Verdict
 from authz.reasons import Reason
 from authz.records import KeyRecord
 from authz.verify import SecretVerifier
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,14 @@ class Checker:
         if not decision.allowed or self.limits is None:
             return self._admit(decision)
         return self._admit(decision, await self.limits.decide(found))
+
+    async def check_safely(self, request: CheckInput) -> Decision:
+        """``check``, failing closed: an unexpected error is an ``unavailable`` denial (503)."""
+        try:
+            return await self.check(request)
+        except Exception as exc:  # the type only: messages may quote the input
+            log.error("check failed", extra={"error": type(exc).__name__})
+            return Decision(Reason.UNAVAILABLE)
 
     def check_now(self, request: CheckInput) -> Decision | None:
         """The same decision when it needs no I/O (warm caches); None when it would wait.

@@ -7,7 +7,6 @@ Check is registered as a generic handler whose responses are pre-serialised byte
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import grpc
@@ -17,9 +16,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from authz import telemetry
 from authz.check import Checker, Decision
 from authz.envoy_check import ResponseCache, to_input
-from authz.reasons import Reason
-
-log = logging.getLogger(__name__)
 
 CHECK_SERVICE = "envoy.service.auth.v3.Authorization"
 
@@ -38,14 +34,10 @@ class CheckService:
 
     async def check(self, request: CheckRequest, _context: grpc.aio.ServicerContext) -> bytes:
         started = telemetry.now()
-        try:
-            check_input = to_input(request, self._hops)
-            decision = self._checker.check_now(check_input)
-            if decision is None:
-                decision = await self._checker.check(check_input)
-        except Exception as exc:  # fail closed; the type only: messages may quote input
-            log.error("check failed", extra={"error": type(exc).__name__})
-            decision = Decision(Reason.UNAVAILABLE)
+        check_input = to_input(request, self._hops)
+        decision = self._checker.check_now(check_input)
+        if decision is None:
+            decision = await self._checker.check_safely(check_input)
         self._on_decision(decision)
         telemetry.checked(decision.reason, started, "grpc", request)
         return self._responses.encode(decision)

@@ -18,7 +18,6 @@ request path is not under ``/check``. Requests have bounded header sizes and an 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -33,8 +32,6 @@ from authz.ratelimit_headers import http_with_headers
 from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
 from authz.records import KeyRecord
 from authz.responses import EncodedResponses
-
-log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 16 * 1024
 IDLE_TIMEOUT = 30.0
@@ -221,14 +218,7 @@ class HttpCheckServer:
         return task
 
     async def _check(self, request: CheckInput, started: int, headers: dict[str, str]) -> bytes:
-        try:
-            decision = await self.checker.check(request)
-        except Exception as exc:  # fail closed; the type only: messages may quote input
-            log.error("check failed", extra={"error": type(exc).__name__})
-            decision = Decision(Reason.UNAVAILABLE)
-            self._on_decision(decision)
-            telemetry.checked(decision.reason, started, "http", headers)
-            return self.responses.unavailable()
+        decision = await self.checker.check_safely(request)
         self._on_decision(decision)
         telemetry.checked(decision.reason, started, "http", headers)
         return self.responses.encode(decision)

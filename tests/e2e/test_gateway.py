@@ -4,11 +4,7 @@ and the standard MLflow client."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import requests
@@ -17,10 +13,10 @@ from authz import keys, wire
 from cli.main import main as hokusai
 from tests.e2e.conftest import ECHO_PREFIX, Gateway
 from tests.support.authz import poll
+from tests.support.mlflow import assert_mlflow_client_works
 
 SEARCH = "/api/mlflow/api/2.0/mlflow/experiments/search?max_results=1"
 CREATE = "/api/mlflow/api/2.0/mlflow/experiments/create"
-FLOW = Path(__file__).with_name("mlflow_flow.py")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -34,16 +30,7 @@ def error_of(response: requests.Response) -> str:
 def test_mlflow_client_end_to_end(gateway: Gateway) -> None:
     _, new = gateway.service().create_key(user_email="ds@example.com", name="client",
                                           scopes=["mlflow:read", "mlflow:write"])
-    env = {**os.environ, "MLFLOW_TRACKING_URI": gateway.mlflow_uri,
-           "MLFLOW_TRACKING_TOKEN": new.token, "MLFLOW_TRACKING_SERVER_CERT_PATH": gateway.ca}
-    done = subprocess.run([sys.executable, str(FLOW)], env=env, capture_output=True, text=True,
-                          timeout=180, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["runs"] == [result["run_id"]]
-    assert result["metric"] == pytest.approx(1 / 3)
-    assert result["version"] == "1"
-    assert result["artifact_intact"] is True
+    assert_mlflow_client_works(gateway.mlflow_uri, new.token, gateway.ca)
 
 
 def test_read_key_searches_but_cannot_write(gateway: Gateway) -> None:

@@ -30,10 +30,10 @@ from cli.servers import ManagedProcess, MlflowServer, free_port
 from cli.tls import Certificates, ensure_certificates
 from tests.e2e.conftest import RecordingUpstream
 from tests.support.authz import RunningAuthz, poll, running_authz
+from tests.support.mlflow import assert_mlflow_client_works
 
 SEARCH = "/api/mlflow/api/2.0/mlflow/experiments/search?max_results=1"
 CREATE = "/api/mlflow/api/2.0/mlflow/experiments/create"
-FLOW = Path(__file__).with_name("mlflow_flow.py")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "nginx.md"
 
 
@@ -172,16 +172,7 @@ def bearer(token: str) -> dict[str, str]:
 def test_mlflow_client_end_to_end(stack: NginxStack) -> None:
     _, new = stack.service().create_key(user_email="ds@example.com", name="nginx-client",
                                         scopes=["mlflow:read", "mlflow:write"])
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"{stack.mlflow.url}/api/mlflow",
-           "MLFLOW_TRACKING_TOKEN": new.token, "MLFLOW_TRACKING_SERVER_CERT_PATH": stack.mlflow.ca}
-    done = subprocess.run([sys.executable, str(FLOW)], env=env, capture_output=True, text=True,
-                          timeout=180, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["runs"] == [result["run_id"]]
-    assert result["metric"] == pytest.approx(1 / 3)
-    assert result["version"] == "1"
-    assert result["artifact_intact"] is True
+    assert_mlflow_client_works(f"{stack.mlflow.url}/api/mlflow", new.token, stack.mlflow.ca)
 
 
 def test_no_key_is_401_with_a_challenge(stack: NginxStack) -> None:

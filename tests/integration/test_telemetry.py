@@ -254,12 +254,12 @@ def test_every_log_call_path_is_redacted(database_url: str) -> None:
             finally:
                 client.close()
             http_check(authz.ports.http, "GET", f"{READ}&api_key={token}", [])
-        logging.getLogger("authz.grpc_server").error(
+        logging.getLogger("authz.check").error(
             "check failed for %s", token, extra={"error": "ValueError", "header": token})
         try:
             raise ValueError(f"bad key {token}")
         except ValueError:
-            logging.getLogger("authz.http_check").exception("check failed")
+            logging.getLogger("authz.check").exception("check failed")
     finally:
         root.removeHandler(handler)
         root.setLevel(previous)
