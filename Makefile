@@ -8,7 +8,7 @@ VENV = .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 
-.PHONY: setup check test unit integration e2e up bench bench-smoke lock clean nginx
+.PHONY: setup check test unit integration e2e up bench bench-smoke lock clean system-packages
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
@@ -21,22 +21,27 @@ $(STAMP): requirements.lock pyproject.toml
 	uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
-setup: $(STAMP) nginx
+setup: $(STAMP) system-packages
 
-# Debian's nginx (it has auth_request) for tests/e2e/test_nginx.py. Idempotent: nothing happens
-# when nginx is installed; the apt lists are refreshed only when apt knows no candidate.
-nginx:
-	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+# Debian packages the suite runs for real: nginx (it has auth_request; tests/e2e/test_nginx.py)
+# and wrk (the benchmark harness's smoke run). Idempotent: nothing happens when both are there;
+# the apt lists are refreshed only when something must be installed.
+system-packages:
+	@missing=""; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="nginx"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-		apt-cache policy nginx 2>/dev/null | grep -q 'Candidate: [0-9]' || $$sudo apt-get update -qq; \
+		$$sudo apt-get update -qq; \
 		$$sudo env DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
+			apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: check nginx
+test: check system-packages
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -45,7 +50,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest -q -m integration
 
-e2e: $(STAMP) nginx
+e2e: $(STAMP) system-packages
 	$(BIN)/pytest -q -m e2e
 
 up: $(STAMP)
