@@ -141,11 +141,12 @@ class Settings:
 
     # --- rate limits and usage (issue 5; authz/ratelimit.py, authz/usage.py) ------------------
     rate_limit_default: int = setting(
-        10_000, parse_rate, "Requests per hour for keys without their own limit (e.g. 1000/h, "
-        "50/min); 0 = unlimited, only when written explicitly."
+        36_000, parse_rate, "Requests per hour for keys without their own limit (e.g. 1000/h, "
+        "50/min); 0 = unlimited, only when written explicitly. 10/s sustained: an MLflow "
+        "training loop logging per step stays under it."
     )
     rate_limit_default_burst: int = setting(
-        100, _int, "Requests a key without its own burst may make at once (capped at its limit)."
+        500, _int, "Requests a key without its own burst may make at once (capped at its limit)."
     )
     rate_limit_mode: str = setting(
         "exact", _choice("exact", "approximate"), "exact: one atomic Redis call per request; "
