@@ -20,6 +20,7 @@ from envoy.data.accesslog.v3.accesslog_pb2 import HTTPAccessLogEntry
 from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage, StreamAccessLogsResponse
 
 from authz import wire
+from authz.grpc_server import preencoded
 from authz.usage import UsageAggregator, UsageEvent
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,5 @@ class AccessLogService:
         return grpc.method_handlers_generic_handler(ACCESS_LOG_SERVICE, {
             "StreamAccessLogs": grpc.stream_unary_rpc_method_handler(
                 self.stream, request_deserializer=StreamAccessLogsMessage.FromString,
-                response_serializer=_identity),
+                response_serializer=preencoded),
         })
-
-
-def _identity(data: bytes) -> bytes:
-    return data

@@ -20,7 +20,8 @@ from authz.envoy_check import ResponseCache, to_input
 CHECK_SERVICE = "envoy.service.auth.v3.Authorization"
 
 
-def _identity(data: bytes) -> bytes:
+def preencoded(data: bytes) -> bytes:
+    """The response serializer of handlers that return already-encoded protobuf bytes."""
     return data
 
 
@@ -46,7 +47,7 @@ class CheckService:
         return grpc.method_handlers_generic_handler(CHECK_SERVICE, {
             "Check": grpc.unary_unary_rpc_method_handler(
                 self.check, request_deserializer=CheckRequest.FromString,
-                response_serializer=_identity),
+                response_serializer=preencoded),
         })
 
 

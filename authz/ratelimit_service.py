@@ -20,6 +20,7 @@ from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitRespon
 from google.protobuf.duration_pb2 import Duration
 
 from authz import wire
+from authz.grpc_server import preencoded
 from authz.lookup import Missing, RecordLookup
 from authz.ratelimit import Limit, RateLimiter, Verdict, ceil_seconds, limit_for
 from authz.ratelimit_headers import header_pairs
@@ -108,9 +109,5 @@ class RateLimitService:
         return grpc.method_handlers_generic_handler(RATE_LIMIT_SERVICE, {
             "ShouldRateLimit": grpc.unary_unary_rpc_method_handler(
                 self.should_rate_limit, request_deserializer=RateLimitRequest.FromString,
-                response_serializer=_identity),
+                response_serializer=preencoded),
         })
-
-
-def _identity(data: bytes) -> bytes:
-    return data
