@@ -51,8 +51,9 @@ def _key_id(entry: HTTPAccessLogEntry) -> str:
 
 def _latency_ms(entry: HTTPAccessLogEntry) -> float:
     common = entry.common_properties
-    span = (common.duration if common.HasField("duration")
-            else common.time_to_last_downstream_tx_byte)
+    span = (
+        common.duration if common.HasField("duration") else common.time_to_last_downstream_tx_byte
+    )
     return float(span.seconds * 1000.0 + span.nanos / 1e6)
 
 
@@ -87,8 +88,9 @@ class AccessLogService:
             else:
                 self._usage.record(event)
 
-    async def stream(self, messages: AsyncIterator[StreamAccessLogsMessage],
-                     _context: grpc.aio.ServicerContext) -> bytes:
+    async def stream(
+        self, messages: AsyncIterator[StreamAccessLogsMessage], _context: grpc.aio.ServicerContext
+    ) -> bytes:
         async for message in messages:
             try:
                 self.consume(message)
@@ -97,8 +99,13 @@ class AccessLogService:
         return _EMPTY
 
     def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(ACCESS_LOG_SERVICE, {
-            "StreamAccessLogs": grpc.stream_unary_rpc_method_handler(
-                self.stream, request_deserializer=StreamAccessLogsMessage.FromString,
-                response_serializer=preencoded),
-        })
+        return grpc.method_handlers_generic_handler(
+            ACCESS_LOG_SERVICE,
+            {
+                "StreamAccessLogs": grpc.stream_unary_rpc_method_handler(
+                    self.stream,
+                    request_deserializer=StreamAccessLogsMessage.FromString,
+                    response_serializer=preencoded,
+                ),
+            },
+        )

@@ -35,8 +35,14 @@ class Entry:
 class LocalCache:
     """A bounded TTL map of key id → record; stale entries are kept for outage use."""
 
-    def __init__(self, ttl: float, negative_ttl: float, stale_window: float, size: int,
-                 clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        negative_ttl: float,
+        stale_window: float,
+        size: int,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._ttl, self._negative_ttl, self._stale = ttl, negative_ttl, stale_window
         self._size = size
@@ -78,11 +84,20 @@ class LocalCache:
 class RedisCache:
     """Key records in Redis under ``hokusai:key:<id>`` with a TTL; failures read as misses."""
 
-    def __init__(self, url: str, ttl: float, timeout: float, breaker: float = 1.0,
-                 clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        url: str,
+        ttl: float,
+        timeout: float,
+        breaker: float = 1.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry_on_timeout=False, health_check_interval=0,
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+            health_check_interval=0,
         )
         self._ttl = max(1, int(ttl))
         self._breaker = breaker

@@ -66,10 +66,16 @@ class CheckPolicy:
 
 
 class Checker:
-    def __init__(self, policy_: CheckPolicy, lookup: RecordLookup, verifier: SecretVerifier,
-                 on_allowed: Callable[[KeyRecord], None] = lambda _r: None,
-                 clock: Callable[[], float] = time.time, *,
-                 limits: KeyLimits | None = None) -> None:
+    def __init__(
+        self,
+        policy_: CheckPolicy,
+        lookup: RecordLookup,
+        verifier: SecretVerifier,
+        on_allowed: Callable[[KeyRecord], None] = lambda _r: None,
+        clock: Callable[[], float] = time.time,
+        *,
+        limits: KeyLimits | None = None,
+    ) -> None:
         self._policy = policy_
         self.lookup = lookup
         self.verifier = verifier

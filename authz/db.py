@@ -36,8 +36,10 @@ def redact_url(url: str) -> str:
         return _KEYWORD_PASSWORD.sub(rf"\g<1>{REDACTED}", url)
     try:
         parts = urlsplit(url)
-        query = [(k, REDACTED if k.lower() == "password" else v)
-                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        query = [
+            (k, REDACTED if k.lower() == "password" else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
         netloc = _redact_netloc(parts)
     except ValueError:
         return "(unparsable database URL)"

@@ -27,8 +27,12 @@ from authz.records import KeyRecord
 from authz.responses import EncodedResponses
 
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-_RPC_CODES = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED,
-              429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
+_RPC_CODES = {
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
+    429: code_pb2.RESOURCE_EXHAUSTED,
+    503: code_pb2.UNAVAILABLE,
+}
 RETRY_AFTER_UNAVAILABLE = "1"
 
 
@@ -68,7 +72,9 @@ def denial_bytes(reason: Reason, docs_base: str) -> bytes:
         status=status_pb2.Status(code=_RPC_CODES.get(outcome.status, code_pb2.UNAUTHENTICATED)),
         denied_response=DeniedHttpResponse(
             status=HttpStatus(code=outcome.status),  # type: ignore[arg-type]
-            headers=headers, body=denial_body(reason, docs_base).decode()),
+            headers=headers,
+            body=denial_body(reason, docs_base).decode(),
+        ),
     )
     encoded: bytes = response.SerializeToString()
     return encoded
@@ -87,7 +93,8 @@ def metadata_values(record: KeyRecord) -> dict[str, str]:
     return {
         wire.KEY_ID_HEADER: record.key_id,
         wire.USER_ID_HEADER: str(record.user_id),
-        wire.RATE_LIMIT_HEADER: "" if record.rate_limit_per_hour is None
+        wire.RATE_LIMIT_HEADER: ""
+        if record.rate_limit_per_hour is None
         else str(record.rate_limit_per_hour),
         wire.BURST_HEADER: "" if record.burst is None else str(record.burst),
     }
@@ -113,5 +120,8 @@ class ResponseCache(EncodedResponses):
     """Serialised CheckResponses (see ``authz.responses``)."""
 
     def __init__(self, docs_base: str) -> None:
-        super().__init__(lambda reason: denial_bytes(reason, docs_base), allowance_bytes,
-                         lambda encoded, limit: encoded + grpc_tail(limit))
+        super().__init__(
+            lambda reason: denial_bytes(reason, docs_base),
+            allowance_bytes,
+            lambda encoded, limit: encoded + grpc_tail(limit),
+        )

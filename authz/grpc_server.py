@@ -26,8 +26,13 @@ def preencoded(data: bytes) -> bytes:
 
 
 class CheckService:
-    def __init__(self, checker: Checker, trusted_hops: int, docs_base: str,
-                 on_decision: Callable[[Decision], None]) -> None:
+    def __init__(
+        self,
+        checker: Checker,
+        trusted_hops: int,
+        docs_base: str,
+        on_decision: Callable[[Decision], None],
+    ) -> None:
         self._checker = checker
         self._hops = trusted_hops
         self._responses = ResponseCache(docs_base)
@@ -44,21 +49,28 @@ class CheckService:
         return self._responses.encode(decision)
 
     def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(CHECK_SERVICE, {
-            "Check": grpc.unary_unary_rpc_method_handler(
-                self.check, request_deserializer=CheckRequest.FromString,
-                response_serializer=preencoded),
-        })
+        return grpc.method_handlers_generic_handler(
+            CHECK_SERVICE,
+            {
+                "Check": grpc.unary_unary_rpc_method_handler(
+                    self.check,
+                    request_deserializer=CheckRequest.FromString,
+                    response_serializer=preencoded,
+                ),
+            },
+        )
 
 
 class GrpcServer:
     def __init__(self) -> None:
-        self._server = grpc.aio.server(options=[
-            ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", 1 << 20),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ])
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", 1 << 20),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ]
+        )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
 
@@ -73,8 +85,11 @@ class GrpcServer:
         return int(bound)
 
     async def set_serving(self, serving: bool) -> None:
-        status = (health_pb2.HealthCheckResponse.SERVING if serving
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for service in ("", CHECK_SERVICE):
             await self.health.set(service, status)
 

@@ -41,15 +41,25 @@ IDLE_TIMEOUT = 30.0
 SWEEP_INTERVAL = IDLE_TIMEOUT / 2
 IDLE_SWEEPS = 2
 _WATCHED = {
-    b"authorization": "authorization", b"x-api-key": "x-api-key",
-    b"x-forwarded-for": "x-forwarded-for", b"x-original-uri": "x-original-uri",
+    b"authorization": "authorization",
+    b"x-api-key": "x-api-key",
+    b"x-forwarded-for": "x-forwarded-for",
+    b"x-original-uri": "x-original-uri",
     b"x-original-method": "x-original-method",
-    b"traceparent": "traceparent", b"tracestate": "tracestate",  # Check spans (telemetry.py)
+    b"traceparent": "traceparent",
+    b"tracestate": "tracestate",  # Check spans (telemetry.py)
 }
 _CHECK_PREFIX = wire.HTTP_CHECK_PATH_PREFIX.encode()
-_REASONS = {200: b"OK", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-            429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
-            503: b"Service Unavailable", 400: b"Bad Request"}
+_REASONS = {
+    200: b"OK",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+    400: b"Bad Request",
+}
 
 
 def _response(status: int, headers: list[tuple[str, str]], body: bytes = b"") -> bytes:
@@ -71,8 +81,9 @@ def denial_response(reason: Reason, docs_base: str) -> bytes:
 
 def allowance_response(record: KeyRecord) -> bytes:
     headers = identity_headers(record)
-    headers += [(k, v) for k, v in metadata_values(record).items()
-                if k not in {name for name, _ in headers}]
+    headers += [
+        (k, v) for k, v in metadata_values(record).items() if k not in {name for name, _ in headers}
+    ]
     headers.append((wire.HEADERS_TO_REMOVE_HEADER, ",".join(wire.CREDENTIAL_HEADERS)))
     return _response(200, headers)
 
@@ -81,12 +92,15 @@ class HttpResponses(EncodedResponses):
     """Encoded HTTP responses (see ``authz.responses``), and the fixed ones of this server."""
 
     def __init__(self, docs_base: str) -> None:
-        super().__init__(lambda reason: denial_response(reason, docs_base), allowance_response,
-                         http_with_headers)
-        self.health_ok = _response(200, [("content-type", "application/json")],
-                                   b'{"status":"serving"}')
-        self.health_down = _response(503, [("content-type", "application/json")],
-                                     b'{"status":"not_serving"}')
+        super().__init__(
+            lambda reason: denial_response(reason, docs_base), allowance_response, http_with_headers
+        )
+        self.health_ok = _response(
+            200, [("content-type", "application/json")], b'{"status":"serving"}'
+        )
+        self.health_down = _response(
+            503, [("content-type", "application/json")], b'{"status":"not_serving"}'
+        )
         self.too_large = _response(431, [("connection", "close")])
         self.bad_request = _response(400, [("connection", "close")])
 
@@ -176,8 +190,14 @@ class CheckProtocol(asyncio.Protocol):
 
 
 class HttpCheckServer:
-    def __init__(self, checker: Checker, trusted_hops: int, docs_base: str,
-                 serving: Callable[[], bool], on_decision: Callable[[Decision], None]) -> None:
+    def __init__(
+        self,
+        checker: Checker,
+        trusted_hops: int,
+        docs_base: str,
+        serving: Callable[[], bool],
+        on_decision: Callable[[Decision], None],
+    ) -> None:
         self.checker = checker
         self.responses = HttpResponses(docs_base)
         self._trusted_hops = trusted_hops
@@ -188,24 +208,27 @@ class HttpCheckServer:
         self.connections: set[CheckProtocol] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
-    def handle(self, method: str, url: bytes, headers: dict[str, str],
-               repeated: bool) -> bytes | asyncio.Future[bytes]:
+    def handle(
+        self, method: str, url: bytes, headers: dict[str, str], repeated: bool
+    ) -> bytes | asyncio.Future[bytes]:
         started = telemetry.now()
         if url.startswith(_CHECK_PREFIX):
-            path = url[len(_CHECK_PREFIX):].decode("latin-1") or "/"
+            path = url[len(_CHECK_PREFIX) :].decode("latin-1") or "/"
         elif url == wire.HEALTH_PATH.encode():
             return self.responses.health_ok if self._serving() else self.responses.health_down
         else:  # NGINX auth_request: the original request is described by our headers
             path = headers.get("x-original-uri", "/")
             method = headers.get("x-original-method", method)
         request = CheckInput(
-            method=method, path=path,
+            method=method,
+            path=path,
             sources=CredentialSources(
                 authorization=headers.get("authorization"),
                 api_key_header=headers.get("x-api-key"),
-                query=path.partition("?")[2], repeated=repeated),
-            client_address=client_address(
-                headers.get("x-forwarded-for"), "", self._trusted_hops),
+                query=path.partition("?")[2],
+                repeated=repeated,
+            ),
+            client_address=client_address(headers.get("x-forwarded-for"), "", self._trusted_hops),
         )
         decision = self.checker.check_now(request)
         if decision is not None:
@@ -226,7 +249,8 @@ class HttpCheckServer:
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: CheckProtocol(self), host, port, reuse_address=True, backlog=1024)
+            lambda: CheckProtocol(self), host, port, reuse_address=True, backlog=1024
+        )
         self._sweeper = loop.create_task(self._sweep_loop())
         return int(self._server.sockets[0].getsockname()[1])
 

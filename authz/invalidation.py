@@ -19,9 +19,14 @@ CHANNEL = "hokusai_keys"
 
 
 class InvalidationListener:
-    def __init__(self, url: str, on_key: Callable[[str], Awaitable[None]],
-                 on_reset: Callable[[], Awaitable[None]], heartbeat: float = 5.0,
-                 retry: float = 0.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        on_key: Callable[[str], Awaitable[None]],
+        on_reset: Callable[[], Awaitable[None]],
+        heartbeat: float = 5.0,
+        retry: float = 0.5,
+    ) -> None:
         self._url = url
         self._on_key, self._on_reset = on_key, on_reset
         self._heartbeat, self._retry = heartbeat, retry
@@ -36,14 +41,16 @@ class InvalidationListener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("invalidation listener lost its connection",
-                            extra={"error": type(exc).__name__})
+                log.warning(
+                    "invalidation listener lost its connection", extra={"error": type(exc).__name__}
+                )
             self.connected.clear()
             await asyncio.sleep(self._retry)
 
     async def _listen_once(self) -> None:
         async with await psycopg.AsyncConnection.connect(
-                self._url, autocommit=True, connect_timeout=3) as conn:
+            self._url, autocommit=True, connect_timeout=3
+        ) as conn:
             await conn.execute(f"LISTEN {CHANNEL}")
             self.resets += 1
             await self._on_reset()  # anything changed while we were not listening is forgotten

@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class LastUsedRecorder:
-    def __init__(self, store: KeyStore, interval: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, store: KeyStore, interval: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._store = store
         self._interval = interval
         self._clock = clock

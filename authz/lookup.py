@@ -25,8 +25,13 @@ class Missing(enum.Enum):
 
 
 class RecordLookup:
-    def __init__(self, local: LocalCache, redis: RedisCache | None, store: KeyStore,
-                 max_concurrent_fetches: int = 8) -> None:
+    def __init__(
+        self,
+        local: LocalCache,
+        redis: RedisCache | None,
+        store: KeyStore,
+        max_concurrent_fetches: int = 8,
+    ) -> None:
         self.local, self.redis, self.store = local, redis, store
         self._inflight: dict[str, asyncio.Future[KeyRecord | Missing]] = {}
         self._fetch_slots = asyncio.Semaphore(max_concurrent_fetches)

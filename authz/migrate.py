@@ -87,8 +87,11 @@ def _locked(url: str) -> Iterator[Conn]:
         raise MigrationError(str(exc)) from None
     try:
         with conn:
-            _run(url, "taking the migration lock",
-                 lambda: conn.execute("SELECT pg_advisory_lock(%s)", [_LOCK_KEY]))
+            _run(
+                url,
+                "taking the migration lock",
+                lambda: conn.execute("SELECT pg_advisory_lock(%s)", [_LOCK_KEY]),
+            )
             _run(url, "creating schema_migrations", lambda: conn.execute(_TABLE))
             yield conn
     finally:
@@ -116,11 +119,14 @@ def _apply(conn: Conn, url: str, migration: Migration, *, forward: bool) -> None
         with conn.transaction():
             conn.execute(script)  # several statements: psycopg sends them as one simple query
             if forward:
-                conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                             [migration.version, migration.name])
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                    [migration.version, migration.name],
+                )
             else:
-                conn.execute("DELETE FROM schema_migrations WHERE version = %s",
-                             [migration.version])
+                conn.execute(
+                    "DELETE FROM schema_migrations WHERE version = %s", [migration.version]
+                )
 
     _run(url, doing, transaction)
 
@@ -160,7 +166,8 @@ def status(url: str, directory: Path | None = None) -> list[MigrationStatus]:
         applied = _applied(conn)
     versions = sorted(names.keys() | applied.keys())
     return [
-        MigrationStatus(v, applied[v][0] if v in applied else names[v],
-                        applied[v][1] if v in applied else None)
+        MigrationStatus(
+            v, applied[v][0] if v in applied else names[v], applied[v][1] if v in applied else None
+        )
         for v in versions
     ]

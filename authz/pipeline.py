@@ -24,8 +24,9 @@ from authz.verify import SecretVerifier
 def build_store(settings: Settings) -> KeyStore:
     if not settings.database_url:
         raise SettingsError("HOKUSAI_DATABASE_URL: required to validate keys")
-    return PostgresKeyStore(settings.database_url, settings.database_pool_size,
-                            settings.database_timeout)
+    return PostgresKeyStore(
+        settings.database_url, settings.database_pool_size, settings.database_timeout
+    )
 
 
 def build_redis(settings: Settings) -> RedisCache | None:
@@ -35,17 +36,29 @@ def build_redis(settings: Settings) -> RedisCache | None:
     return RedisCache(settings.redis_url, settings.redis_cache_ttl, settings.redis_timeout)
 
 
-def build_checker(settings: Settings, store: KeyStore, redis: RedisCache | None,
-                  on_allowed: Callable[[KeyRecord], None] = lambda _r: None) -> Checker:
+def build_checker(
+    settings: Settings,
+    store: KeyStore,
+    redis: RedisCache | None,
+    on_allowed: Callable[[KeyRecord], None] = lambda _r: None,
+) -> Checker:
     """The check pipeline: local cache → Redis → store, bcrypt verifier, check policy."""
-    local = LocalCache(settings.local_cache_ttl, settings.negative_cache_ttl,
-                       settings.stale_window, settings.local_cache_size)
+    local = LocalCache(
+        settings.local_cache_ttl,
+        settings.negative_cache_ttl,
+        settings.stale_window,
+        settings.local_cache_size,
+    )
     lookup = RecordLookup(local, redis, store, max_concurrent_fetches=settings.database_pool_size)
     # Without a configured pepper, fingerprints are only meaningful inside this process.
     pepper = settings.pepper.encode() if settings.pepper else os.urandom(32)
     verifier = SecretVerifier(pepper, settings.bcrypt_threads)
-    return Checker(CheckPolicy(settings.accepted_envs, settings.query_param_enabled),
-                   lookup, verifier, on_allowed=on_allowed)
+    return Checker(
+        CheckPolicy(settings.accepted_envs, settings.query_param_enabled),
+        lookup,
+        verifier,
+        on_allowed=on_allowed,
+    )
 
 
 def build_listener(settings: Settings, checker: Checker) -> InvalidationListener | None:

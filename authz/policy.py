@@ -19,21 +19,23 @@ WRITE = scopes.MLFLOW_WRITE
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # MLflow endpoint suffixes (after /api/<version>/) whose POST form only reads.
-READ_ONLY_POSTS = frozenset({
-    "mlflow/experiments/search",
-    "mlflow/experiments/search-datasets",
-    "mlflow/runs/search",
-    "mlflow/registered-models/get-latest-versions",
-    "mlflow/logged-models/search",
-    "mlflow/datasets/search",
-    "mlflow/traces/search",
-    "mlflow/traces/batchGetInfos",
-    "mlflow/traces/calculate-filter-correlation",
-    "mlflow/traces/metrics",
-    "mlflow/issues/search",
-    "mlflow/prompt-optimization/jobs/search",
-    "mlflow/artifacts/presigned-download-url",
-})
+READ_ONLY_POSTS = frozenset(
+    {
+        "mlflow/experiments/search",
+        "mlflow/experiments/search-datasets",
+        "mlflow/runs/search",
+        "mlflow/registered-models/get-latest-versions",
+        "mlflow/logged-models/search",
+        "mlflow/datasets/search",
+        "mlflow/traces/search",
+        "mlflow/traces/batchGetInfos",
+        "mlflow/traces/calculate-filter-correlation",
+        "mlflow/traces/metrics",
+        "mlflow/issues/search",
+        "mlflow/prompt-optimization/jobs/search",
+        "mlflow/artifacts/presigned-download-url",
+    }
+)
 
 _MLFLOW_API = re.compile(r"/(?:ajax-)?api/[0-9]\.[0-9]/(.*)")
 
@@ -43,7 +45,7 @@ def upstream_path(path: str) -> str:
     path = path.split("?", 1)[0]
     prefix = wire.MLFLOW_PREFIX.rstrip("/")
     if path.startswith(prefix):
-        path = path[len(prefix):] or "/"
+        path = path[len(prefix) :] or "/"
     return path
 
 

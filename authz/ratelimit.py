@@ -179,8 +179,13 @@ class RateLimiter(Protocol):
 
 
 def redis_client(url: str, timeout: float) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                   retry_on_timeout=False, health_check_interval=0)
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
 
 
 class _Breaker:
@@ -199,9 +204,14 @@ class _Breaker:
 class ExactLimiter:
     """One atomic Lua call per decision; the fallback policy while Redis is unreachable."""
 
-    def __init__(self, client: aioredis.Redis, redis_down: str = "open",
-                 clock: Clock = time.monotonic, breaker: float = 1.0,
-                 now_us: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        redis_down: str = "open",
+        clock: Clock = time.monotonic,
+        breaker: float = 1.0,
+        now_us: Callable[[], int] | None = None,
+    ) -> None:
         self._redis = client
         self._script = client.register_script(GCRA_LUA)
         self._deny_when_down = redis_down == "deny"
@@ -220,8 +230,9 @@ class ExactLimiter:
             return known
         now = "" if self._now_us is None else str(self._now_us())
         try:
-            reply = await self._script(keys=[REDIS_PREFIX + key_id],
-                                       args=[limit.interval_us, limit.burst, cost, now])
+            reply = await self._script(
+                keys=[REDIS_PREFIX + key_id], args=[limit.interval_us, limit.burst, cost, now]
+            )
         except Exception as exc:  # any Redis failure: the policy decides, never an error
             self.stats.redis_errors += 1
             self._breaker.trip()
@@ -257,9 +268,14 @@ class ApproximateLimiter:
     ``client`` None: no Redis at all, limits are per instance.
     """
 
-    def __init__(self, client: aioredis.Redis | None, sync_interval: float,
-                 redis_down: str = "open", clock: Clock = time.time,
-                 idle_after: float = 7200.0) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis | None,
+        sync_interval: float,
+        redis_down: str = "open",
+        clock: Clock = time.time,
+        idle_after: float = 7200.0,
+    ) -> None:
         self._redis = client
         self._add = client.register_script(ADD_LUA) if client is not None else None
         self._interval = sync_interval
@@ -329,8 +345,11 @@ class ApproximateLimiter:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for key_id, state, hits in batch:
-                await self._add(keys=[REDIS_PREFIX + key_id],
-                                args=[state.limit.interval_us, hits, ""], client=pipe)
+                await self._add(
+                    keys=[REDIS_PREFIX + key_id],
+                    args=[state.limit.interval_us, hits, ""],
+                    client=pipe,
+                )
             result: list[Any] = await pipe.execute()
             return result
 
@@ -351,8 +370,9 @@ class ApproximateLimiter:
             await self._redis.aclose()
 
 
-def build_limiter(redis_url: str, timeout: float, mode: str, sync_interval: float,
-                  redis_down: str) -> RateLimiter:
+def build_limiter(
+    redis_url: str, timeout: float, mode: str, sync_interval: float, redis_down: str
+) -> RateLimiter:
     """The limiter the settings ask for; without Redis, per-instance limits (approximate)."""
     if not redis_url:
         return ApproximateLimiter(None, sync_interval, redis_down)

@@ -63,8 +63,9 @@ def _field(number: int, payload: bytes) -> bytes:
 _KEY = _number(HeaderValue, "key")
 _VALUE = _number(HeaderValue, "value")
 _HEADER = _number(HeaderValueOption, "header")
-_APPEND = (_varint(_number(HeaderValueOption, "append_action") << 3)
-           + _varint(HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD))
+_APPEND = _varint(_number(HeaderValueOption, "append_action") << 3) + _varint(
+    HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+)
 _OK = _number(CheckResponse, "ok_response")
 _DENIED = _number(CheckResponse, "denied_response")
 _OK_HEADERS = _number(OkHttpResponse, "response_headers_to_add")
@@ -84,8 +85,15 @@ def _option(field: int, name: str, value: str) -> bytes:
     option_len = 2 + header_len + len(_APPEND)
     if option_len >= 0x80:  # never with our names and digit values; stay correct regardless
         return _field(field, _field(_HEADER, key + _field(_VALUE, raw)) + _APPEND)
-    return b"".join([bytes((field << 3 | 2, option_len, _HEADER << 3 | 2, header_len)), key,
-                     bytes((_VALUE << 3 | 2, len(raw))), raw, _APPEND])
+    return b"".join(
+        [
+            bytes((field << 3 | 2, option_len, _HEADER << 3 | 2, header_len)),
+            key,
+            bytes((_VALUE << 3 | 2, len(raw))),
+            raw,
+            _APPEND,
+        ]
+    )
 
 
 def grpc_tail(verdict: Verdict) -> bytes:

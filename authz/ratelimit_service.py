@@ -54,25 +54,30 @@ def encode(verdict: Verdict, denial: bytes) -> bytes:
     status = RateLimitResponse.DescriptorStatus(
         code=_OK if verdict.allowed else _OVER,
         current_limit=RateLimitResponse.RateLimit(
-            requests_per_unit=verdict.limit.per_hour, unit=RateLimitResponse.RateLimit.HOUR),
+            requests_per_unit=verdict.limit.per_hour, unit=RateLimitResponse.RateLimit.HOUR
+        ),
         limit_remaining=max(0, verdict.remaining),
         duration_until_reset=Duration(seconds=ceil_seconds(verdict.reset_after)),
     )
-    response = RateLimitResponse(overall_code=status.code, statuses=[status],
-                                 response_headers_to_add=limit_headers(verdict))
+    response = RateLimitResponse(
+        overall_code=status.code, statuses=[status], response_headers_to_add=limit_headers(verdict)
+    )
     if not verdict.allowed:
-        response.response_headers_to_add.extend([
-            HeaderValue(key="content-type", value="application/json"),
-            HeaderValue(key="cache-control", value="no-store"),
-        ])
+        response.response_headers_to_add.extend(
+            [
+                HeaderValue(key="content-type", value="application/json"),
+                HeaderValue(key="cache-control", value="no-store"),
+            ]
+        )
         response.raw_body = denial
     encoded: bytes = response.SerializeToString()
     return encoded
 
 
 class RateLimitService:
-    def __init__(self, limiter: RateLimiter, lookup: RecordLookup, default: Limit,
-                 docs_base: str) -> None:
+    def __init__(
+        self, limiter: RateLimiter, lookup: RecordLookup, default: Limit, docs_base: str
+    ) -> None:
         self._limiter = limiter
         self._lookup = lookup
         self._default = default
@@ -88,8 +93,9 @@ class RateLimitService:
             return None
         return limit_for(found, self._default)
 
-    async def should_rate_limit(self, request: RateLimitRequest,
-                                context: grpc.aio.ServicerContext) -> bytes:
+    async def should_rate_limit(
+        self, request: RateLimitRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
         self.calls += 1
         key_id = key_id_of(request)
         if key_id is None:
@@ -106,8 +112,13 @@ class RateLimitService:
         return encode(verdict, self._denial)
 
     def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(RATE_LIMIT_SERVICE, {
-            "ShouldRateLimit": grpc.unary_unary_rpc_method_handler(
-                self.should_rate_limit, request_deserializer=RateLimitRequest.FromString,
-                response_serializer=preencoded),
-        })
+        return grpc.method_handlers_generic_handler(
+            RATE_LIMIT_SERVICE,
+            {
+                "ShouldRateLimit": grpc.unary_unary_rpc_method_handler(
+                    self.should_rate_limit,
+                    request_deserializer=RateLimitRequest.FromString,
+                    response_serializer=preencoded,
+                ),
+            },
+        )

@@ -38,32 +38,41 @@ class Outcome:
 OUTCOMES: dict[Reason, Outcome] = {
     Reason.ALLOWED: Outcome(200, "The key is valid.", ""),
     Reason.MISSING_KEY: Outcome(
-        401, "No API key was sent: use 'Authorization: Bearer <key>' or the X-API-Key header.",
-        ""),
+        401, "No API key was sent: use 'Authorization: Bearer <key>' or the X-API-Key header.", ""
+    ),
     Reason.MULTIPLE_CREDENTIALS: Outcome(
-        401, "More than one credential was sent: send exactly one API key.", "invalid_request"),
+        401, "More than one credential was sent: send exactly one API key.", "invalid_request"
+    ),
     Reason.MALFORMED_KEY: Outcome(
-        401, "The API key is malformed or mistyped: copy it again exactly as it was shown.",
-        "invalid_token"),
+        401,
+        "The API key is malformed or mistyped: copy it again exactly as it was shown.",
+        "invalid_token",
+    ),
     Reason.WRONG_ENVIRONMENT: Outcome(
-        401, "This gateway does not accept keys of that environment (live/test).", "invalid_token"),
-    Reason.UNKNOWN_KEY: Outcome(
-        401, "The API key is not known to this gateway.", "invalid_token"),
+        401, "This gateway does not accept keys of that environment (live/test).", "invalid_token"
+    ),
+    Reason.UNKNOWN_KEY: Outcome(401, "The API key is not known to this gateway.", "invalid_token"),
     Reason.INVALID_SECRET: Outcome(
-        401, "The API key is not valid: its secret part does not match.", "invalid_token"),
+        401, "The API key is not valid: its secret part does not match.", "invalid_token"
+    ),
     Reason.REVOKED: Outcome(
-        401, "The API key has been revoked: ask for a new one.", "invalid_token"),
-    Reason.EXPIRED: Outcome(401, "The API key has expired: rotate it or ask for a new one.",
-                            "invalid_token"),
+        401, "The API key has been revoked: ask for a new one.", "invalid_token"
+    ),
+    Reason.EXPIRED: Outcome(
+        401, "The API key has expired: rotate it or ask for a new one.", "invalid_token"
+    ),
     Reason.IP_NOT_ALLOWED: Outcome(
-        403, "The API key may not be used from this address: see its IP allowlist.",
-        "insufficient_scope"),
+        403,
+        "The API key may not be used from this address: see its IP allowlist.",
+        "insufficient_scope",
+    ),
     Reason.INSUFFICIENT_SCOPE: Outcome(
-        403, "The API key lacks the scope this request needs (e.g. mlflow:write for changes).",
-        "insufficient_scope"),
+        403,
+        "The API key lacks the scope this request needs (e.g. mlflow:write for changes).",
+        "insufficient_scope",
+    ),
     Reason.RATE_LIMITED: Outcome(429, "Too many requests for this API key: retry later.", ""),
-    Reason.UNAVAILABLE: Outcome(
-        503, "The key could not be verified right now: retry shortly.", ""),
+    Reason.UNAVAILABLE: Outcome(503, "The key could not be verified right now: retry shortly.", ""),
 }
 
 DOCS_PATH = "/docs/errors"
@@ -71,11 +80,13 @@ DOCS_PATH = "/docs/errors"
 
 def denial_body(reason: Reason, docs_base: str = DOCS_PATH) -> bytes:
     """The one JSON shape of every denial: error code, one helpful sentence, docs link."""
-    return json.dumps({
-        "error": reason.value,
-        "message": OUTCOMES[reason].message,
-        "docs": f"{docs_base}#{reason.value.replace('_', '-')}",
-    }).encode()
+    return json.dumps(
+        {
+            "error": reason.value,
+            "message": OUTCOMES[reason].message,
+            "docs": f"{docs_base}#{reason.value.replace('_', '-')}",
+        }
+    ).encode()
 
 
 def www_authenticate(reason: Reason) -> str | None:

@@ -88,19 +88,36 @@ class KeyRecord:
 
     def to_json(self) -> bytes:
         """Serialised form for the shared Redis cache (the hash is bcrypt's, never the secret)."""
-        return json.dumps({
-            "k": self.key_id, "u": self.user_id, "e": self.env, "h": self.secret_hash,
-            "s": sorted(self.scopes), "x": self.expires_at, "r": self.revoked_at,
-            "n": [str(n) for n in self.networks], "l": self.rate_limit_per_hour,
-            "b": self.burst, "v": self.version,
-        }, separators=(",", ":")).encode()
+        return json.dumps(
+            {
+                "k": self.key_id,
+                "u": self.user_id,
+                "e": self.env,
+                "h": self.secret_hash,
+                "s": sorted(self.scopes),
+                "x": self.expires_at,
+                "r": self.revoked_at,
+                "n": [str(n) for n in self.networks],
+                "l": self.rate_limit_per_hour,
+                "b": self.burst,
+                "v": self.version,
+            },
+            separators=(",", ":"),
+        ).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> KeyRecord:
         data: dict[str, Any] = json.loads(raw)
         return cls(
-            key_id=data["k"], user_id=int(data["u"]), env=data["e"], secret_hash=data["h"],
-            scopes=frozenset(data["s"]), expires_at=data["x"], revoked_at=data["r"],
+            key_id=data["k"],
+            user_id=int(data["u"]),
+            env=data["e"],
+            secret_hash=data["h"],
+            scopes=frozenset(data["s"]),
+            expires_at=data["x"],
+            revoked_at=data["r"],
             networks=tuple(ipaddress.ip_network(n) for n in data["n"]),
-            rate_limit_per_hour=data["l"], burst=data["b"], version=int(data["v"]),
+            rate_limit_per_hour=data["l"],
+            burst=data["b"],
+            version=int(data["v"]),
         )

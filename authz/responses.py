@@ -21,9 +21,13 @@ ALLOWANCES_KEPT = 10_000
 
 
 class EncodedResponses:
-    def __init__(self, deny: Callable[[Reason], bytes], allow: Callable[[KeyRecord], bytes],
-                 with_limit: Callable[[bytes, Verdict], bytes], size: int = ALLOWANCES_KEPT
-                 ) -> None:
+    def __init__(
+        self,
+        deny: Callable[[Reason], bytes],
+        allow: Callable[[KeyRecord], bytes],
+        with_limit: Callable[[bytes, Verdict], bytes],
+        size: int = ALLOWANCES_KEPT,
+    ) -> None:
         self._denials = {reason: deny(reason) for reason in Reason}
         self._allow = allow
         self._with_limit = with_limit

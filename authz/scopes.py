@@ -42,8 +42,7 @@ def parse(text: str) -> tuple[str, ...]:
 
 def grants(held: Collection[str], required: str) -> bool:
     """Whether a key holding ``held`` may do what ``required`` allows (hot path: no allocation)."""
-    return (required in held or ADMIN in held
-            or (required == MLFLOW_READ and MLFLOW_WRITE in held))
+    return required in held or ADMIN in held or (required == MLFLOW_READ and MLFLOW_WRITE in held)
 
 
 def is_subset(wanted: Iterable[str], held: Iterable[str]) -> bool:

@@ -56,25 +56,38 @@ class AuthzServer:
         self.decision_hooks: list[Callable[[Decision], None]] = []
         self.allowed_hooks: list[Callable[[KeyRecord], None]] = []
         self.grpc = GrpcServer()
-        self.check_service = CheckService(self.checker, settings.trusted_hops,
-                                          settings.docs_base_url, self._decided)
+        self.check_service = CheckService(
+            self.checker, settings.trusted_hops, settings.docs_base_url, self._decided
+        )
         self.grpc.add_handlers(self.check_service.handler())
         # Per-key rate limits and usage rollups (Envoy's RateLimitService and AccessLogService).
-        self.limiter = build_limiter(settings.redis_url, settings.redis_timeout,
-                                     settings.rate_limit_mode, settings.rate_limit_sync_interval,
-                                     settings.rate_limit_redis_down)
+        self.limiter = build_limiter(
+            settings.redis_url,
+            settings.redis_timeout,
+            settings.rate_limit_mode,
+            settings.rate_limit_sync_interval,
+            settings.rate_limit_redis_down,
+        )
         self.rate_limits = RateLimitService(
-            self.limiter, self.lookup,
+            self.limiter,
+            self.lookup,
             Limit(settings.rate_limit_default, settings.rate_limit_default_burst),
-            settings.docs_base_url)
+            settings.docs_base_url,
+        )
         if settings.rate_limit_enforcement == "check":  # phase 8 of the Check (authz/check.py)
             self.checker.limits = KeyLimits(
-                self.limiter, Limit(settings.rate_limit_default, settings.rate_limit_default_burst))
+                self.limiter, Limit(settings.rate_limit_default, settings.rate_limit_default_burst)
+            )
         self.usage = UsageAggregator(settings.database_url)
         self.access_log = AccessLogService(self.usage)
         self.grpc.add_handlers(self.rate_limits.handler(), self.access_log.handler())
-        self.http = HttpCheckServer(self.checker, settings.trusted_hops, settings.docs_base_url,
-                                    serving=lambda: self.serving, on_decision=self._decided)
+        self.http = HttpCheckServer(
+            self.checker,
+            settings.trusted_hops,
+            settings.docs_base_url,
+            serving=lambda: self.serving,
+            on_decision=self._decided,
+        )
         self.listener = build_listener(settings, self.checker)
         self.serving = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,8 +119,9 @@ class AuthzServer:
         self._tasks.append(loop.create_task(self.usage.run(self.settings.usage_flush_interval)))
         self.telemetry = telemetry.start(self.settings)
         grpc_port = await self.grpc.start(self.settings.grpc_host, self.settings.grpc_port)
-        http_port = await self.http.start(self.settings.http_check_host,
-                                          self.settings.http_check_port)
+        http_port = await self.http.start(
+            self.settings.http_check_host, self.settings.http_check_port
+        )
         self.serving = True
         await self.grpc.set_serving(True)
         return Ports(grpc_port, http_port)

@@ -79,14 +79,23 @@ class KeyView:
     def to_json(self) -> dict[str, Any]:
         """The stable JSON form (documented in docs/cli.md): timestamps ISO-8601 UTC or null."""
         return {
-            "key_id": self.key_id, "display_prefix": self.display_prefix,
-            "user_email": self.user_email, "user_id": self.user_id, "name": self.name,
-            "env": self.env, "scopes": list(self.scopes), "status": self.status,
-            "created_at": _iso(self.created_at), "expires_at": _iso(self.expires_at),
-            "last_used_at": _iso(self.last_used_at), "revoked_at": _iso(self.revoked_at),
+            "key_id": self.key_id,
+            "display_prefix": self.display_prefix,
+            "user_email": self.user_email,
+            "user_id": self.user_id,
+            "name": self.name,
+            "env": self.env,
+            "scopes": list(self.scopes),
+            "status": self.status,
+            "created_at": _iso(self.created_at),
+            "expires_at": _iso(self.expires_at),
+            "last_used_at": _iso(self.last_used_at),
+            "revoked_at": _iso(self.revoked_at),
             "revoked_reason": self.revoked_reason,
-            "rate_limit_per_hour": self.rate_limit_per_hour, "burst": self.burst,
-            "allowed_ips": list(self.allowed_ips), "rotated_from": self.rotated_from,
+            "rate_limit_per_hour": self.rate_limit_per_hour,
+            "burst": self.burst,
+            "allowed_ips": list(self.allowed_ips),
+            "rotated_from": self.rotated_from,
             "metadata": dict(self.metadata),
         }
 
@@ -125,8 +134,15 @@ class AuditEntry:
     hash: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "at": _iso(self.at), "action": self.action, "key_id": self.key_id,
-                "actor": self.actor, "changes": dict(self.changes), "hash": self.hash}
+        return {
+            "id": self.id,
+            "at": _iso(self.at),
+            "action": self.action,
+            "key_id": self.key_id,
+            "actor": self.actor,
+            "changes": dict(self.changes),
+            "hash": self.hash,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +153,12 @@ class AuditVerification:
     reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "rows_checked": self.rows_checked,
-                "first_broken_id": self.first_broken_id, "reason": self.reason}
+        return {
+            "ok": self.ok,
+            "rows_checked": self.rows_checked,
+            "first_broken_id": self.first_broken_id,
+            "reason": self.reason,
+        }
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -237,11 +257,13 @@ def validate_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
         raise InvalidInput(f"at most {MAX_METADATA_ENTRIES} metadata entries per key")
     for name, value in metadata.items():
         if not isinstance(name, str) or not _METADATA_KEY.fullmatch(name):
-            raise InvalidInput(f"bad metadata key {str(name)[:60]!r}: "
-                               "use 1-64 of A-Z a-z 0-9 _ . : -")
+            raise InvalidInput(
+                f"bad metadata key {str(name)[:60]!r}: use 1-64 of A-Z a-z 0-9 _ . : -"
+            )
         if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
-            raise InvalidInput(f"metadata {name!r}: value must be text of at most "
-                               f"{MAX_METADATA_VALUE} characters")
+            raise InvalidInput(
+                f"metadata {name!r}: value must be text of at most {MAX_METADATA_VALUE} characters"
+            )
     return dict(metadata)
 
 
@@ -276,8 +298,10 @@ def parse_timestamp(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidInput(f"malformed timestamp {text.strip()[:40]!r}: expected ISO-8601, "
-                           "e.g. 2030-01-31T12:00:00Z") from None
+        raise InvalidInput(
+            f"malformed timestamp {text.strip()[:40]!r}: expected ISO-8601, "
+            "e.g. 2030-01-31T12:00:00Z"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -290,8 +314,12 @@ class ExpiryPolicy:
         self._max = timedelta(seconds=lifetime) if lifetime else None
         self._clock = clock
 
-    def resolve(self, expires_at: datetime | None, expires_in: timedelta | None,
-                born: datetime | None = None) -> datetime | None:
+    def resolve(
+        self,
+        expires_at: datetime | None,
+        expires_in: timedelta | None,
+        born: datetime | None = None,
+    ) -> datetime | None:
         """The expiry for a key created at ``born`` (now for a new key)."""
         if expires_at is not None and expires_in is not None:
             raise InvalidInput("give an expiry time or a lifetime, not both")
@@ -307,8 +335,10 @@ class ExpiryPolicy:
         if expires_at <= now:
             raise InvalidInput(f"the expiry {_iso(expires_at)} is in the past")
         if self._max and expires_at > born + self._max:
-            raise InvalidInput(f"the expiry {_iso(expires_at)} is beyond the maximum key lifetime "
-                               f"of {self._max.days} days (HOKUSAI_MAX_KEY_LIFETIME)")
+            raise InvalidInput(
+                f"the expiry {_iso(expires_at)} is beyond the maximum key lifetime "
+                f"of {self._max.days} days (HOKUSAI_MAX_KEY_LIFETIME)"
+            )
         return expires_at
 
     def capped(self, lifetime: timedelta | None) -> timedelta | None:
@@ -346,8 +376,9 @@ _ACTIVE = "k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now(
 class KeyService:
     """Key operations for one actor (``cli:alice``, ``api:<key id>``); cheap to build."""
 
-    def __init__(self, connect: ConnectionFactory, settings: Settings, actor: str,
-                 clock: Clock = utcnow) -> None:
+    def __init__(
+        self, connect: ConnectionFactory, settings: Settings, actor: str, clock: Clock = utcnow
+    ) -> None:
         self._connect = connect
         self._settings = settings
         self._actor = actor
@@ -365,8 +396,9 @@ class KeyService:
                 conn.execute("SELECT set_config('hokusai.actor', %s, true)", [self._actor])
                 yield conn
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction):
-            raise StoreUnavailable(f"the database at {where} has no key tables: "
-                                   "run `hokusai db migrate`") from None
+            raise StoreUnavailable(
+                f"the database at {where} has no key tables: run `hokusai db migrate`"
+            ) from None
         except psycopg.errors.IntegrityError as exc:
             # message_primary only: the detail line quotes the row, hash included.
             raise Conflict(f"the database refused the change: {exc.diag.message_primary}") from None
@@ -375,15 +407,24 @@ class KeyService:
 
     def _view(self, row: Mapping[str, Any]) -> KeyView:
         return KeyView(
-            key_id=row["key_id"], display_prefix=row["display_prefix"],
-            user_email=row["user_email"], user_id=row["user_id"], name=row["name"],
-            env=row["env"], scopes=tuple(row["scopes"]),
+            key_id=row["key_id"],
+            display_prefix=row["display_prefix"],
+            user_email=row["user_email"],
+            user_id=row["user_id"],
+            name=row["name"],
+            env=row["env"],
+            scopes=tuple(row["scopes"]),
             status=status_of(row["expires_at"], row["revoked_at"], self._clock()),
-            created_at=row["created_at"], expires_at=row["expires_at"],
-            last_used_at=row["last_used_at"], revoked_at=row["revoked_at"],
-            revoked_reason=row["revoked_reason"], rate_limit_per_hour=row["rate_limit_per_hour"],
-            burst=row["burst"], allowed_ips=tuple(str(n) for n in row["allowed_ips"] or ()),
-            rotated_from=row["rotated_from"], metadata=dict(row["metadata"] or {}),
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            last_used_at=row["last_used_at"],
+            revoked_at=row["revoked_at"],
+            revoked_reason=row["revoked_reason"],
+            rate_limit_per_hour=row["rate_limit_per_hour"],
+            burst=row["burst"],
+            allowed_ips=tuple(str(n) for n in row["allowed_ips"] or ()),
+            rotated_from=row["rotated_from"],
+            metadata=dict(row["metadata"] or {}),
         )
 
     def _fetch(self, conn: Connection, key_id: str, *, lock: bool = False) -> KeyView:
@@ -396,16 +437,24 @@ class KeyService:
     # --- create -------------------------------------------------------------------------------
 
     def create_key(
-        self, *, user_email: str, name: str, env: str = "live",
-        scopes: Sequence[str] = scope_rules.DEFAULT_SCOPES, expires_at: datetime | None = None,
-        expires_in: timedelta | None = None, rate_limit_per_hour: int | None = None,
-        burst: int | None = None, allowed_ips: Sequence[str] = (),
+        self,
+        *,
+        user_email: str,
+        name: str,
+        env: str = "live",
+        scopes: Sequence[str] = scope_rules.DEFAULT_SCOPES,
+        expires_at: datetime | None = None,
+        expires_in: timedelta | None = None,
+        rate_limit_per_hour: int | None = None,
+        burst: int | None = None,
+        allowed_ips: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
     ) -> tuple[KeyView, keys.NewKey]:
         """A new key (its user is created on first use); the ``NewKey`` token is shown once."""
         email = validate_email(user_email)
         fields = {
-            "name": validate_name(name), "env": validate_env(env),
+            "name": validate_name(name),
+            "env": validate_env(env),
             "scopes": list(scope_rules.normalize(scopes)),
             "expires_at": self.expiry.resolve(expires_at, expires_in),
             "rate_limit_per_hour": validate_limit(rate_limit_per_hour, "the rate limit"),
@@ -420,27 +469,46 @@ class KeyService:
             return self._fetch(conn, new.parsed.key_id), new
 
     def _user_id(self, conn: Connection, email: str) -> int:
-        conn.execute("INSERT INTO users (email) VALUES (%s) "
-                     "ON CONFLICT ((lower(email))) DO NOTHING", [email])
-        row = conn.execute("SELECT id, disabled_at FROM users WHERE lower(email) = %s",
-                           [email]).fetchone()
+        conn.execute(
+            "INSERT INTO users (email) VALUES (%s) ON CONFLICT ((lower(email))) DO NOTHING", [email]
+        )
+        row = conn.execute(
+            "SELECT id, disabled_at FROM users WHERE lower(email) = %s", [email]
+        ).fetchone()
         assert row is not None  # inserted or already there, in this transaction
         if row["disabled_at"] is not None:
             raise Conflict(f"user {email} is disabled")
         return int(row["id"])
 
-    def _insert(self, conn: Connection, new: keys.NewKey, user_id: int, fields: Mapping[str, Any],
-                rotated_from: str | None) -> None:
+    def _insert(
+        self,
+        conn: Connection,
+        new: keys.NewKey,
+        user_id: int,
+        fields: Mapping[str, Any],
+        rotated_from: str | None,
+    ) -> None:
         parsed = new.parsed
         conn.execute(
             """INSERT INTO api_keys (key_id, secret_hash, display_prefix, user_id, name, env,
                    scopes, expires_at, rate_limit_per_hour, burst, allowed_ips, rotated_from,
                    metadata)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::text[]::cidr[], %s, %s)""",
-            [parsed.key_id, keys.hash_secret(parsed.secret, self._settings.bcrypt_cost),
-             parsed.display_prefix, user_id, fields["name"], parsed.env, list(fields["scopes"]),
-             fields["expires_at"], fields["rate_limit_per_hour"], fields["burst"],
-             list(fields["allowed_ips"]), rotated_from, Jsonb(dict(fields["metadata"]))],
+            [
+                parsed.key_id,
+                keys.hash_secret(parsed.secret, self._settings.bcrypt_cost),
+                parsed.display_prefix,
+                user_id,
+                fields["name"],
+                parsed.env,
+                list(fields["scopes"]),
+                fields["expires_at"],
+                fields["rate_limit_per_hour"],
+                fields["burst"],
+                list(fields["allowed_ips"]),
+                rotated_from,
+                Jsonb(dict(fields["metadata"])),
+            ],
         )
 
     # --- read ---------------------------------------------------------------------------------
@@ -450,8 +518,14 @@ class KeyService:
         with self._transaction() as conn:
             return self._fetch(conn, key_id)
 
-    def list_keys(self, *, user_email: str | None = None, include_inactive: bool = False,
-                  limit: int = 1000, offset: int = 0) -> list[KeyView]:
+    def list_keys(
+        self,
+        *,
+        user_email: str | None = None,
+        include_inactive: bool = False,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[KeyView]:
         """Keys newest first; by default only usable ones (not revoked, not expired)."""
         if not 1 <= limit <= 10_000 or offset < 0:
             raise InvalidInput("limit must be 1-10000 and offset not negative")
@@ -461,8 +535,12 @@ class KeyService:
             params.append(validate_email(user_email))
         if not include_inactive:
             where.append(_ACTIVE)
-        sql = (_SELECT + " WHERE " + " AND ".join(where)
-               + " ORDER BY k.created_at DESC, k.key_id LIMIT %s OFFSET %s")
+        sql = (
+            _SELECT
+            + " WHERE "
+            + " AND ".join(where)
+            + " ORDER BY k.created_at DESC, k.key_id LIMIT %s OFFSET %s"
+        )
         with self._transaction() as conn:
             rows = conn.execute(sql, [*params, limit, offset]).fetchall()
         return [self._view(row) for row in rows]
@@ -481,10 +559,13 @@ class KeyService:
             if expiry is not None:
                 columns["expires_at"] = expiry[0]
             if columns:
-                sets = ", ".join(f"{name} = %s" + ("::text[]::cidr[]" if name == "allowed_ips"
-                                                    else "") for name in columns)
-                conn.execute(f"UPDATE api_keys SET {sets} WHERE key_id = %s",
-                             [*columns.values(), key_id])
+                sets = ", ".join(
+                    f"{name} = %s" + ("::text[]::cidr[]" if name == "allowed_ips" else "")
+                    for name in columns
+                )
+                conn.execute(
+                    f"UPDATE api_keys SET {sets} WHERE key_id = %s", [*columns.values(), key_id]
+                )
             return self._fetch(conn, key_id)
 
     def _validated_changes(self, changes: KeyChanges) -> dict[str, Any]:
@@ -494,8 +575,9 @@ class KeyService:
         if changes.scopes is not None:
             columns["scopes"] = list(scope_rules.normalize(changes.scopes))
         if changes.rate_limit_per_hour is not None:
-            columns["rate_limit_per_hour"] = validate_limit(changes.rate_limit_per_hour,
-                                                            "the rate limit")
+            columns["rate_limit_per_hour"] = validate_limit(
+                changes.rate_limit_per_hour, "the rate limit"
+            )
         if changes.burst is not None:
             columns["burst"] = validate_limit(changes.burst, "the burst")
         if changes.allowed_ips is not None:
@@ -504,8 +586,9 @@ class KeyService:
             columns["metadata"] = Jsonb(validate_metadata(changes.metadata))
         return columns
 
-    def _changed_expiry(self, changes: KeyChanges,
-                        current: KeyView) -> tuple[datetime | None] | None:
+    def _changed_expiry(
+        self, changes: KeyChanges, current: KeyView
+    ) -> tuple[datetime | None] | None:
         """``(new expiry,)`` when the update touches it, else None."""
         wants = changes.expires_at is not None or changes.expires_in is not None
         if changes.clear_expiry:
@@ -526,8 +609,10 @@ class KeyService:
             current = self._fetch(conn, key_id, lock=True)
             if current.revoked_at is not None:
                 return current, True
-            conn.execute("UPDATE api_keys SET revoked_at = now(), revoked_reason = %s "
-                         "WHERE key_id = %s", [reason, key_id])
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = now(), revoked_reason = %s WHERE key_id = %s",
+                [reason, key_id],
+            )
             return self._fetch(conn, key_id), False
 
     def rotate_key(self, key_id: str, grace: timedelta | None = None) -> Rotation:
@@ -548,10 +633,15 @@ class KeyService:
             if old.status in {"revoked", "expired"}:
                 raise Conflict(f"key {key_id} is {old.status}; create a new key instead")
             lifetime = None if old.expires_at is None else old.expires_at - old.created_at
-            fields = {"name": old.name, "scopes": old.scopes, "rate_limit_per_hour":
-                      old.rate_limit_per_hour, "burst": old.burst, "allowed_ips": old.allowed_ips,
-                      "metadata": old.metadata,
-                      "expires_at": self.expiry.resolve(None, self.expiry.capped(lifetime))}
+            fields = {
+                "name": old.name,
+                "scopes": old.scopes,
+                "rate_limit_per_hour": old.rate_limit_per_hour,
+                "burst": old.burst,
+                "allowed_ips": old.allowed_ips,
+                "metadata": old.metadata,
+                "expires_at": self.expiry.resolve(None, self.expiry.capped(lifetime)),
+            }
             new = keys.generate(old.env)
             self._insert(conn, new, old.user_id, fields, rotated_from=key_id)
             grace_end = self._clock() + grace
@@ -573,24 +663,35 @@ class KeyService:
 
     # --- audit --------------------------------------------------------------------------------
 
-    def audit_entries(self, *, key_id: str | None = None, since: datetime | None = None,
-                      actor: str | None = None, action: str | None = None,
-                      limit: int = 1000) -> list[AuditEntry]:
+    def audit_entries(
+        self,
+        *,
+        key_id: str | None = None,
+        since: datetime | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
         """Audit rows oldest first (the newest ``limit`` of those that match)."""
         if not 1 <= limit <= 100_000:
             raise InvalidInput("limit must be 1-100000")
         where: list[str] = ["TRUE"]
         params: list[Any] = []
-        for column, value in (("key_id", None if key_id is None else parse_key_ref(key_id)),
-                              ("actor", actor), ("action", action)):
+        for column, value in (
+            ("key_id", None if key_id is None else parse_key_ref(key_id)),
+            ("actor", actor),
+            ("action", action),
+        ):
             if value is not None:
                 where.append(f"{column} = %s")
                 params.append(value)
         if since is not None:
             where.append("at >= %s")
             params.append(since)
-        sql = ("SELECT * FROM (SELECT id, at, action, key_id, actor, changes, hash FROM audit_log"
-               f" WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s) AS recent ORDER BY id")
+        sql = (
+            "SELECT * FROM (SELECT id, at, action, key_id, actor, changes, hash FROM audit_log"
+            f" WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s) AS recent ORDER BY id"
+        )
         with self._transaction() as conn:
             rows = conn.execute(sql, [*params, limit]).fetchall()
         return [AuditEntry(**row) for row in rows]
@@ -610,11 +711,16 @@ class KeyService:
             for row in cursor:
                 checked += 1
                 if row["prev_hash"] != expected_prev:
-                    return AuditVerification(False, checked, row["id"],
-                                             "its prev_hash does not match the previous row's hash")
+                    return AuditVerification(
+                        False,
+                        checked,
+                        row["id"],
+                        "its prev_hash does not match the previous row's hash",
+                    )
                 if row["computed"] != row["hash"]:
-                    return AuditVerification(False, checked, row["id"],
-                                             "its contents do not match its hash")
+                    return AuditVerification(
+                        False, checked, row["id"], "its contents do not match its hash"
+                    )
                 expected_prev = row["hash"]
         return AuditVerification(True, checked)
 
@@ -655,8 +761,9 @@ def require_manager(principal: Principal, owner_user_id: int | None = None) -> N
         raise Forbidden("only an admin key may manage another user's keys")
 
 
-def check_delegation(principal: Principal, scopes: Sequence[str] | None,
-                     allowed_ips: Sequence[str] | None) -> None:
+def check_delegation(
+    principal: Principal, scopes: Sequence[str] | None, allowed_ips: Sequence[str] | None
+) -> None:
     """A key may grant only scopes it holds, and — when it is itself IP-restricted — only
     networks inside its own (an empty list, unrestricted, is wider than any)."""
     if scopes is not None:
@@ -671,10 +778,11 @@ def check_delegation(principal: Principal, scopes: Sequence[str] | None,
     if not wanted_networks:
         raise Forbidden("an IP-restricted key cannot create or widen a key to any address")
     for network in wanted_networks:
-        if not any(network.version == own.version and network.subnet_of(own)  # type: ignore[arg-type]
-                   for own in mine):
+        if not any(
+            network.version == own.version and network.subnet_of(own)  # type: ignore[arg-type]
+            for own in mine
+        ):
             raise Forbidden(f"{network} is outside this key's own allowed networks")
-
 
 
 def owner_for(principal: Principal, caller_email: str, requested: str | None) -> str:
@@ -687,9 +795,16 @@ def owner_for(principal: Principal, caller_email: str, requested: str | None) ->
     return email
 
 
-def check_change(principal: Principal, current: KeyView, scopes: Sequence[str] | None,
-                 allowed_ips: Sequence[str] | None) -> None:
+def check_change(
+    principal: Principal,
+    current: KeyView,
+    scopes: Sequence[str] | None,
+    allowed_ips: Sequence[str] | None,
+) -> None:
     """A key may change or rotate only a key whose resulting grants it could create itself."""
     require_manager(principal, current.user_id)
-    check_delegation(principal, current.scopes if scopes is None else scopes,
-                     current.allowed_ips if allowed_ips is None else allowed_ips)
+    check_delegation(
+        principal,
+        current.scopes if scopes is None else scopes,
+        current.allowed_ips if allowed_ips is None else allowed_ips,
+    )

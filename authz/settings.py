@@ -75,17 +75,23 @@ def setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: bool
 class Settings:
     # --- stores -------------------------------------------------------------------------------
     database_url: str = setting(
-        "", _str, "PostgreSQL URL (postgresql://user:pass@host:port/db). Empty: the local stack's.",
+        "",
+        _str,
+        "PostgreSQL URL (postgresql://user:pass@host:port/db). Empty: the local stack's.",
         secret=True,
     )
     redis_url: str = setting(
-        "", _str, "Redis URL (redis://host:port/0). Empty: no shared cache, no global limits.",
+        "",
+        _str,
+        "Redis URL (redis://host:port/0). Empty: no shared cache, no global limits.",
         secret=True,
     )
     database_pool_size: int = setting(10, _int, "Connections in the authz server's pool.")
     database_timeout: float = setting(
-        0.5, _seconds, "Time-out for one database call on the check path; keep it below Envoy's "
-        "ext_authz time-out (1 s) so a slow database is a clean 503."
+        0.5,
+        _seconds,
+        "Time-out for one database call on the check path; keep it below Envoy's "
+        "ext_authz time-out (1 s) so a slow database is a clean 503.",
     )
     redis_timeout: float = setting(
         0.05, _seconds, "Time-out for one Redis call; kept well below the ext_authz time-out."
@@ -96,8 +102,11 @@ class Settings:
         8, _int, "bcrypt cost for stored secrets (4-14). 8 verifies in about 13 ms on 2 cores."
     )
     pepper: str = setting(
-        "", _str, "Server-side secret for HMAC fingerprints of verified keys. Empty: random per "
-        "process (fingerprints then stay in-process only).", secret=True,
+        "",
+        _str,
+        "Server-side secret for HMAC fingerprints of verified keys. Empty: random per "
+        "process (fingerprints then stay in-process only).",
+        secret=True,
     )
     accepted_envs: frozenset[str] = setting(
         frozenset({"live", "test"}), _envs, "Key environments this gateway accepts: live,test."
@@ -141,23 +150,29 @@ class Settings:
 
     # --- rate limits and usage (issue 5; authz/ratelimit.py, authz/usage.py) ------------------
     rate_limit_default: int = setting(
-        36_000, parse_rate, "Requests per hour for keys without their own limit (e.g. 1000/h, "
+        36_000,
+        parse_rate,
+        "Requests per hour for keys without their own limit (e.g. 1000/h, "
         "50/min); 0 = unlimited, only when written explicitly. 10/s sustained: an MLflow "
-        "training loop logging per step stays under it."
+        "training loop logging per step stays under it.",
     )
     rate_limit_default_burst: int = setting(
         500, _int, "Requests a key without its own burst may make at once (capped at its limit)."
     )
     rate_limit_mode: str = setting(
-        "exact", _choice("exact", "approximate"), "exact: one atomic Redis call per request; "
-        "approximate: in-process counters synced to Redis (bounded overshoot, no I/O per request)."
+        "exact",
+        _choice("exact", "approximate"),
+        "exact: one atomic Redis call per request; "
+        "approximate: in-process counters synced to Redis (bounded overshoot, no I/O per request).",
     )
     rate_limit_sync_interval: float = setting(
         0.1, _seconds, "approximate mode: how often local counters are added to Redis."
     )
     rate_limit_redis_down: str = setting(
-        "open", _choice("open", "deny"), "When Redis is unreachable: open (allow, counted) or "
-        "deny (503 through Envoy's failure_mode_deny). Authentication is never affected."
+        "open",
+        _choice("open", "deny"),
+        "When Redis is unreachable: open (allow, counted) or "
+        "deny (503 through Envoy's failure_mode_deny). Authentication is never affected.",
     )
     usage_flush_interval: float = setting(
         10.0, _seconds, "How often usage rollups from the access log are written to Postgres."
@@ -168,9 +183,11 @@ class Settings:
 
     # --- where the per-key limit is enforced (issue 7's E; authz/check.py phase 8) --------------
     rate_limit_enforcement: str = setting(
-        "envoy", _choice("envoy", "check"), "envoy: Envoy's global ratelimit filter calls authz's "
+        "envoy",
+        _choice("envoy", "check"),
+        "envoy: Envoy's global ratelimit filter calls authz's "
         "RateLimitService (a second gRPC hop per request); check: the Check itself decides "
-        "(429 from ext_authz, no second hop; with approximate mode no I/O per request)."
+        "(429 from ext_authz, no second hop; with approximate mode no I/O per request).",
     )
 
     # --- telemetry ----------------------------------------------------------------------------
@@ -191,15 +208,15 @@ class Settings:
         0, _int, "Port of the Prometheus scrape endpoint (/metrics); 0 turns it off."
     )
     otlp_endpoint: str = setting(
-        "", _str, "OTLP/gRPC collector (http://host:4317) for metrics and Check spans; "
-        "empty: no OTLP export and no span work at all."
+        "",
+        _str,
+        "OTLP/gRPC collector (http://host:4317) for metrics and Check spans; "
+        "empty: no OTLP export and no span work at all.",
     )
     log_format: str = setting(
         "json", _choice("json", "text"), "Log lines as JSON objects or text; both redacted."
     )
-    service_name: str = setting(
-        "hokusai-authz", _str, "service.name of metrics and spans."
-    )
+    service_name: str = setting("hokusai-authz", _str, "service.name of metrics and spans.")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -208,7 +225,8 @@ class Settings:
         values: dict[str, Any] = {}
         known = {PREFIX + f.name.upper() for f in dataclasses.fields(cls)}
         unknown = sorted(
-            name for name in source
+            name
+            for name in source
             if name.startswith(PREFIX) and name not in known and name not in IGNORED
         )
         if unknown:
@@ -242,9 +260,11 @@ class Settings:
             ("usage_flush_interval", self.usage_flush_interval > 0, "must be positive"),
             ("usage_retention", self.usage_retention > 0, "must be positive"),
             ("metrics_port", 0 <= self.metrics_port < 65536, "must be a port number"),
-            ("otlp_endpoint", self.otlp_endpoint == ""
-             or self.otlp_endpoint.startswith(("http://", "https://")),
-             "must start with http:// or https://"),
+            (
+                "otlp_endpoint",
+                self.otlp_endpoint == "" or self.otlp_endpoint.startswith(("http://", "https://")),
+                "must start with http:// or https://",
+            ),
             ("service_name", bool(self.service_name), "must not be empty"),
             ("api_port", 0 <= self.api_port < 65536, "must be a port number"),
             ("api_pool_size", self.api_pool_size >= 1, "must be at least 1"),
@@ -260,9 +280,14 @@ class Settings:
 
 
 # Variables with the prefix that belong to the tests and tools, not to the servers.
-IGNORED = frozenset({
-    "HOKUSAI_TEST_DATABASE_URL", "HOKUSAI_TEST_REDIS_URL", "HOKUSAI_DATA_DIR", "HOKUSAI_ACTOR",
-})
+IGNORED = frozenset(
+    {
+        "HOKUSAI_TEST_DATABASE_URL",
+        "HOKUSAI_TEST_REDIS_URL",
+        "HOKUSAI_DATA_DIR",
+        "HOKUSAI_ACTOR",
+    }
+)
 
 
 def reference_markdown() -> str:

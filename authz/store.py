@@ -43,10 +43,17 @@ _TOUCH = "UPDATE api_keys SET last_used_at = now() WHERE key_id = ANY(%s)"
 def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
     key_id, user_id, env, secret_hash, scopes, expires, revoked, ips, limit, burst, version = row
     return KeyRecord(
-        key_id=key_id, user_id=int(user_id), env=env, secret_hash=secret_hash,
-        scopes=frozenset(scopes or ()), expires_at=expires, revoked_at=revoked,
+        key_id=key_id,
+        user_id=int(user_id),
+        env=env,
+        secret_hash=secret_hash,
+        scopes=frozenset(scopes or ()),
+        expires_at=expires,
+        revoked_at=revoked,
         networks=tuple(ipaddress.ip_network(n) for n in ips or ()),
-        rate_limit_per_hour=limit, burst=burst, version=int(version),
+        rate_limit_per_hour=limit,
+        burst=burst,
+        version=int(version),
     )
 
 
@@ -62,12 +69,19 @@ class PostgresKeyStore:
         self._breaker = breaker
         self._open_until = 0.0
         self._pool = AsyncConnectionPool(
-            url, min_size=1, max_size=pool_size, timeout=timeout, open=False,
+            url,
+            min_size=1,
+            max_size=pool_size,
+            timeout=timeout,
+            open=False,
             # A checkout pings the connection (cold lookups only: warm checks never get here),
             # so a Postgres restart costs no failed check on a dead pooled connection.
             check=AsyncConnectionPool.check_connection,
-            kwargs={"connect_timeout": max(1, int(timeout)), "autocommit": True,
-                    "options": f"-c statement_timeout={int(timeout * 1000)}"},
+            kwargs={
+                "connect_timeout": max(1, int(timeout)),
+                "autocommit": True,
+                "options": f"-c statement_timeout={int(timeout * 1000)}",
+            },
         )
         self._opened = False
 

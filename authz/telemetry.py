@@ -71,9 +71,9 @@ class Counts:
     cache: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CACHE_TIERS, 0))
     store_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STORES, 0))
     rate_limit: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(RATE_LIMIT_OUTCOMES, 0))
-    access_log: dict[str, int] = field(
-        default_factory=lambda: {"flushed": 0, "dropped": 0})
+        default_factory=lambda: dict.fromkeys(RATE_LIMIT_OUTCOMES, 0)
+    )
+    access_log: dict[str, int] = field(default_factory=lambda: {"flushed": 0, "dropped": 0})
     bcrypt_sources: list[Callable[[], int]] = field(default_factory=list)
 
 
@@ -107,11 +107,13 @@ def checked(reason: Reason, started_ns: int, transport: str, carrier: Any = None
         latency.counts[bisect_left(_BOUNDS_NS, elapsed)] += 1
         latency.sum_ns += elapsed
     if _tracer is not None:
-        headers = carrier if isinstance(carrier, dict) or carrier is None else (
-            carrier.attributes.request.http.headers)
+        headers = (
+            carrier
+            if isinstance(carrier, dict) or carrier is None
+            else (carrier.attributes.request.http.headers)
+        )
         headers = headers or {}
-        _span(reason, started_ns, transport, headers.get("traceparent"),
-              headers.get("tracestate"))
+        _span(reason, started_ns, transport, headers.get("traceparent"), headers.get("tracestate"))
 
 
 def cache_hit(tier: str) -> None:
@@ -157,8 +159,9 @@ def bcrypt_total() -> int:
 
 
 # --- spans -------------------------------------------------------------------------------------
-def _span(reason: Reason, started_ns: int, transport: str, traceparent: str | None,
-          tracestate: str | None) -> None:
+def _span(
+    reason: Reason, started_ns: int, transport: str, traceparent: str | None, tracestate: str | None
+) -> None:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     carrier = {"traceparent": traceparent or ""}
@@ -167,9 +170,16 @@ def _span(reason: Reason, started_ns: int, transport: str, traceparent: str | No
     parent = TraceContextTextMapPropagator().extract(carrier) if traceparent else None
     end = time.time_ns()
     start = end - (now() - started_ns)
-    span = _tracer.start_span("Check", context=parent, start_time=start, attributes={
-        "hokusai.reason": reason.value, "hokusai.transport": transport,
-        "hokusai.decision": "allow" if reason is Reason.ALLOWED else "deny"})
+    span = _tracer.start_span(
+        "Check",
+        context=parent,
+        start_time=start,
+        attributes={
+            "hokusai.reason": reason.value,
+            "hokusai.transport": transport,
+            "hokusai.decision": "allow" if reason is Reason.ALLOWED else "deny",
+        },
+    )
     span.end(end_time=end)
 
 
@@ -202,8 +212,11 @@ class Runtime:
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
             from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-            readers.append(PeriodicExportingMetricReader(
-                OTLPMetricExporter(endpoint=self.settings.otlp_endpoint), 10_000))
+            readers.append(
+                PeriodicExportingMetricReader(
+                    OTLPMetricExporter(endpoint=self.settings.otlp_endpoint), 10_000
+                )
+            )
         return readers
 
     def _prometheus(self) -> Any:
@@ -214,7 +227,8 @@ class Runtime:
         reader = PrometheusMetricReader(registry=registry)
         registry.register(_LatencyCollector())
         server, thread = start_http_server(
-            self.settings.metrics_port, self.settings.metrics_host, registry)
+            self.settings.metrics_port, self.settings.metrics_host, registry
+        )
         self.metrics_port = int(server.server_address[1])
         self._shutdowns.append(server.shutdown)
         self._shutdowns.append(server.server_close)
@@ -243,8 +257,11 @@ class Runtime:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         provider = TracerProvider(resource=self._resource())
-        provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=self.settings.otlp_endpoint), schedule_delay_millis=500))
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=self.settings.otlp_endpoint), schedule_delay_millis=500
+            )
+        )
         self._tracer_provider = provider
         return provider.get_tracer(METER_NAME)
 
@@ -270,12 +287,20 @@ def _declare_observables(meter: Any) -> None:
     def table(values: dict[Any, int], label: str) -> Callable[[CallbackOptions], Iterable[Any]]:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             return [Observation(count, {label: str(name)}) for name, count in values.items()]
+
         return observe
 
     def checks(_options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(count, {"decision": "allow" if reason is Reason.ALLOWED else "deny",
-                                    "reason": reason.value})
-                for reason, count in COUNTS.checks.items()]
+        return [
+            Observation(
+                count,
+                {
+                    "decision": "allow" if reason is Reason.ALLOWED else "deny",
+                    "reason": reason.value,
+                },
+            )
+            for reason, count in COUNTS.checks.items()
+        ]
 
     def bcrypt(_options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(bcrypt_total())]
@@ -285,10 +310,16 @@ def _declare_observables(meter: Any) -> None:
         ("hokusai_cache_hits", table(COUNTS.cache, "tier"), "Key lookups answered per tier"),
         ("hokusai_bcrypt_verifications", bcrypt, "bcrypt verifications run"),
         ("hokusai_store_errors", table(COUNTS.store_errors, "store"), "Store failures"),
-        ("hokusai_rate_limit_decisions", table(COUNTS.rate_limit, "outcome"),
-         "Rate-limit decisions by outcome"),
-        ("hokusai_access_log_batches", table(COUNTS.access_log, "result"),
-         "Access-log entries flushed to Postgres or dropped"),
+        (
+            "hokusai_rate_limit_decisions",
+            table(COUNTS.rate_limit, "outcome"),
+            "Rate-limit decisions by outcome",
+        ),
+        (
+            "hokusai_access_log_batches",
+            table(COUNTS.access_log, "result"),
+            "Access-log entries flushed to Postgres or dropped",
+        ),
     ]
     for name, callback, description in declared:
         meter.create_observable_counter(name, callbacks=[callback], description=description)
@@ -305,13 +336,16 @@ class _LatencyCollector:
         from prometheus_client.core import HistogramMetricFamily
 
         family = HistogramMetricFamily(
-            "hokusai_check_duration_seconds", "Check latency inside authz",
-            labels=["otel_scope_name", "otel_scope_schema_url", "otel_scope_version",
-                    "transport"])
+            "hokusai_check_duration_seconds",
+            "Check latency inside authz",
+            labels=["otel_scope_name", "otel_scope_schema_url", "otel_scope_version", "transport"],
+        )
         for transport, latency in (_latency or {}).items():
             cumulative = list(accumulate(latency.counts))
-            buckets = [(f"{bound}", count)
-                       for bound, count in zip(LATENCY_BUCKETS, cumulative[:-1], strict=True)]
+            buckets = [
+                (f"{bound}", count)
+                for bound, count in zip(LATENCY_BUCKETS, cumulative[:-1], strict=True)
+            ]
             buckets.append(("+Inf", cumulative[-1]))
             family.add_metric([METER_NAME, "", "", transport], buckets, latency.sum_ns / 1e9)
         yield family
@@ -324,18 +358,29 @@ def _declare_latency_counters(meter: Any) -> None:
     labels = [f"{bound}" for bound in LATENCY_BUCKETS] + ["+Inf"]
 
     def buckets(_options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(count, {"transport": transport, "le": le})
-                for transport, latency in (_latency or {}).items()
-                for le, count in zip(labels, latency.counts, strict=True)]
+        return [
+            Observation(count, {"transport": transport, "le": le})
+            for transport, latency in (_latency or {}).items()
+            for le, count in zip(labels, latency.counts, strict=True)
+        ]
 
     def total(_options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(latency.sum_ns / 1e9, {"transport": transport})
-                for transport, latency in (_latency or {}).items()]
+        return [
+            Observation(latency.sum_ns / 1e9, {"transport": transport})
+            for transport, latency in (_latency or {}).items()
+        ]
 
-    meter.create_observable_counter("hokusai_check_duration_bucket", callbacks=[buckets],
-                                    description="Checks per latency bucket (upper bound le, s)")
-    meter.create_observable_counter("hokusai_check_duration_sum", callbacks=[total], unit="s",
-                                    description="Total Check latency inside authz")
+    meter.create_observable_counter(
+        "hokusai_check_duration_bucket",
+        callbacks=[buckets],
+        description="Checks per latency bucket (upper bound le, s)",
+    )
+    meter.create_observable_counter(
+        "hokusai_check_duration_sum",
+        callbacks=[total],
+        unit="s",
+        description="Total Check latency inside authz",
+    )
 
 
 def start(settings: Settings) -> Runtime | None:
@@ -402,7 +447,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(), "logger": record.name,
+            "level": record.levelname.lower(),
+            "logger": record.name,
             "message": record.getMessage(),
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
@@ -422,8 +468,11 @@ def log_handler(settings: Settings, stream: Any = None) -> logging.Handler:
     """A handler writing ``settings.log_format`` lines, redacted twice (record and output)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else
-                         RedactingTextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if settings.log_format == "json"
+        else RedactingTextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
     return handler
 
 

@@ -26,8 +26,30 @@ log = logging.getLogger(__name__)
 
 # Upper bounds (ms) of the latency buckets; one more bucket catches everything slower.
 BUCKET_BOUNDS_MS: tuple[float, ...] = (
-    1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750,
-    1000, 1500, 2000, 3000, 5000, 10000, 30000,
+    1,
+    2,
+    3,
+    5,
+    7.5,
+    10,
+    15,
+    20,
+    30,
+    50,
+    75,
+    100,
+    150,
+    200,
+    300,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    10000,
+    30000,
 )
 BUCKETS = len(BUCKET_BOUNDS_MS) + 1
 MAX_PENDING_ROWS = 200_000  # beyond this (database away for long), new rollups are dropped
@@ -122,8 +144,10 @@ ON CONFLICT (key_id, minute, route, method, status_class) DO UPDATE SET
 
 
 def upsert_rows(rollups: dict[RollupKey, Rollup]) -> list[tuple[Any, ...]]:
-    return [(*key, r.count, r.errors, r.latency_sum_ms, r.latency_max_ms, r.buckets)
-            for key, r in rollups.items()]
+    return [
+        (*key, r.count, r.errors, r.latency_sum_ms, r.latency_max_ms, r.buckets)
+        for key, r in rollups.items()
+    ]
 
 
 class UsageAggregator:
@@ -140,8 +164,9 @@ class UsageAggregator:
 
     def record(self, event: UsageEvent) -> None:
         minute = int(event.at // 60 * 60)
-        key = RollupKey(event.key_id, minute, event.route, event.method.upper(),
-                        status_class(event.status))
+        key = RollupKey(
+            event.key_id, minute, event.route, event.method.upper(), status_class(event.status)
+        )
         rollup = self._rollups.get(key)
         if rollup is None:
             if len(self._rollups) >= MAX_PENDING_ROWS:
@@ -171,8 +196,9 @@ class UsageAggregator:
             return len(batch)
 
     async def _write(self, batch: dict[RollupKey, Rollup]) -> None:
-        connect = psycopg.AsyncConnection.connect(self._url,
-                                                  connect_timeout=max(1, int(self._timeout)))
+        connect = psycopg.AsyncConnection.connect(
+            self._url, connect_timeout=max(1, int(self._timeout))
+        )
         async with await connect as conn, conn.cursor() as cur:
             await cur.executemany(UPSERT, upsert_rows(batch))
 
@@ -191,6 +217,7 @@ class UsageAggregator:
 
 
 # --- reading and pruning (the CLI) ----------------------------------------------------------
+
 
 def prune(conn: psycopg.Connection[Any], older_than: timedelta) -> int:
     """Delete rollups of minutes older than ``older_than``; returns the rows deleted."""
@@ -222,11 +249,16 @@ class UsageRow:
         return self.errors / self.count if self.count else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "requests": self.count, "errors": self.errors,
-                "error_rate": round(self.error_rate, 4),
-                "latency_avg_ms": _round(self.latency_sum_ms / self.count if self.count else None),
-                "latency_max_ms": round(self.latency_max_ms, 3),
-                "p50_ms": _round(self.p50), "p95_ms": _round(self.p95)}
+        return {
+            "label": self.label,
+            "requests": self.count,
+            "errors": self.errors,
+            "error_rate": round(self.error_rate, 4),
+            "latency_avg_ms": _round(self.latency_sum_ms / self.count if self.count else None),
+            "latency_max_ms": round(self.latency_max_ms, 3),
+            "p50_ms": _round(self.p50),
+            "p95_ms": _round(self.p95),
+        }
 
 
 def _round(value: float | None) -> float | None:
@@ -247,14 +279,18 @@ GROUP_LABELS = {
 }
 
 
-def report(conn: psycopg.Connection[Any] | psycopg.Cursor[Any], key_id: str | None,
-           since: datetime, by: str, interval: timedelta | None = None) -> list[UsageRow]:
+def report(
+    conn: psycopg.Connection[Any] | psycopg.Cursor[Any],
+    key_id: str | None,
+    since: datetime,
+    by: str,
+    interval: timedelta | None = None,
+) -> list[UsageRow]:
     """Rows grouped by ``by`` (a GROUP_LABELS name, or "interval" with ``interval``)."""
     if by == "interval":
         assert interval is not None
         seconds = max(60, int(interval.total_seconds()))
-        label = (f"(floor(extract(epoch FROM minute) / {seconds}) * {seconds})"
-                 "::bigint::text")
+        label = f"(floor(extract(epoch FROM minute) / {seconds}) * {seconds})::bigint::text"
     else:
         label = GROUP_LABELS[by]
     query = _GROUPED.format(label=label, all_keys="true" if key_id is None else "false")
@@ -277,7 +313,6 @@ def _add_group(groups: dict[str, list[Any]], row: tuple[Any, ...]) -> None:
     group[2] += float(total)
     group[3] = max(group[3], float(peak))
     group[4] = [a + b for a, b in zip(group[4], padded, strict=True)]
-
 
 
 # --- one key's report: the figures of `hokusai auth usage` and of GET …/keys/{id}/usage -------
@@ -304,25 +339,38 @@ class KeyReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "key_id": self.key_id, "since": self.since.isoformat(),
+            "key_id": self.key_id,
+            "since": self.since.isoformat(),
             "interval_seconds": self.interval_seconds,
             "total": self.total.to_json() if self.total else None,
             "endpoints": [r.to_json() for r in self.endpoints],
             "status_classes": [r.to_json() for r in self.status_classes],
-            "series": [{"start": datetime.fromtimestamp(t).astimezone().isoformat(),
-                        "requests": n} for t, n in self.series],
+            "series": [
+                {"start": datetime.fromtimestamp(t).astimezone().isoformat(), "requests": n}
+                for t, n in self.series
+            ],
         }
 
 
-def key_report(conn: psycopg.Connection[Any], key_id: str, since: datetime,
-               now: datetime) -> KeyReport:
+def key_report(
+    conn: psycopg.Connection[Any], key_id: str, since: datetime, now: datetime
+) -> KeyReport:
     """Totals, endpoints, status classes and a per-interval series for one key."""
     step = chart_step(now - since)
     cursor = conn.cursor(row_factory=tuple_row)  # whatever the connection's row factory is
     grouped = {by: report(cursor, key_id, since, by) for by in ("total", "endpoint", "status")}
-    counts = {int(r.label): r.count
-              for r in report(cursor, key_id, since, "interval", timedelta(seconds=step))}
+    counts = {
+        int(r.label): r.count
+        for r in report(cursor, key_id, since, "interval", timedelta(seconds=step))
+    }
     start = int(since.timestamp()) // step * step
     series = [(t, counts.get(t, 0)) for t in range(start, int(now.timestamp()) + 1, step)]
-    return KeyReport(key_id, since, step, next(iter(grouped["total"]), None),
-                     grouped["endpoint"], grouped["status"], series)
+    return KeyReport(
+        key_id,
+        since,
+        step,
+        next(iter(grouped["total"]), None),
+        grouped["endpoint"],
+        grouped["status"],
+        series,
+    )

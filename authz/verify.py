@@ -19,8 +19,9 @@ from authz.records import KeyRecord
 
 
 class SecretVerifier:
-    def __init__(self, pepper: bytes, threads: int, remember: int = 200_000,
-                 remember_wrong: int = 10_000) -> None:
+    def __init__(
+        self, pepper: bytes, threads: int, remember: int = 200_000, remember_wrong: int = 10_000
+    ) -> None:
         self._fingerprint = keys.Fingerprinter(pepper)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
         self._right: dict[str, tuple[str, bytes]] = {}  # key id → (bcrypt hash, fingerprint)
@@ -67,7 +68,8 @@ class SecretVerifier:
         self.bcrypt_runs += 1
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._pool, keys.verify_secret, key.secret, record.secret_hash)
+            self._pool, keys.verify_secret, key.secret, record.secret_hash
+        )
 
     def _learn(self, record: KeyRecord, presented: bytes, ok: bool) -> None:
         if ok:

@@ -23,8 +23,9 @@ from google.rpc import code_pb2, status_pb2
 
 from bench.floor_common import bearer, load_keys
 
-OK: bytes = CheckResponse(status=status_pb2.Status(code=code_pb2.OK),
-                   ok_response=OkHttpResponse()).SerializeToString()
+OK: bytes = CheckResponse(
+    status=status_pb2.Status(code=code_pb2.OK), ok_response=OkHttpResponse()
+).SerializeToString()
 DENIED: bytes = CheckResponse(
     status=status_pb2.Status(code=code_pb2.UNAUTHENTICATED),
     denied_response=DeniedHttpResponse(status=HttpStatus(code=401)),  # type: ignore[arg-type]
@@ -37,11 +38,14 @@ def handler(table: dict[bytes, str]) -> grpc.GenericRpcHandler:
         token = bearer(header)
         return OK if hashlib.sha256(token.encode()).digest() in table else DENIED
 
-    return grpc.method_handlers_generic_handler("envoy.service.auth.v3.Authorization", {
-        "Check": grpc.unary_unary_rpc_method_handler(
-            check, request_deserializer=CheckRequest.FromString,
-            response_serializer=lambda b: b),
-    })
+    return grpc.method_handlers_generic_handler(
+        "envoy.service.auth.v3.Authorization",
+        {
+            "Check": grpc.unary_unary_rpc_method_handler(
+                check, request_deserializer=CheckRequest.FromString, response_serializer=lambda b: b
+            ),
+        },
+    )
 
 
 async def serve(port: int, table: dict[bytes, str]) -> None:

@@ -52,8 +52,7 @@ class FloorProtocol(asyncio.Protocol):
 
 async def serve(port: int, table: dict[bytes, str]) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: FloorProtocol(table), "127.0.0.1", port,
-                                      backlog=1024)
+    server = await loop.create_server(lambda: FloorProtocol(table), "127.0.0.1", port, backlog=1024)
     async with server:
         await server.serve_forever()
 

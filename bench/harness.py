@@ -81,53 +81,122 @@ def build_cells(stack: BenchStack) -> list[Cell]:
         return lambda: pids()[name]
 
     bearer = [("Authorization", f"Bearer {creds.valid}")]
-    denials: list[Headers] = [[("Authorization", f"Bearer {t}")]
-                              for t in (creds.unknown, creds.wrong_secret, creds.revoked)]
+    denials: list[Headers] = [
+        [("Authorization", f"Bearer {t}")]
+        for t in (creds.unknown, creds.wrong_secret, creds.revoked)
+    ]
     none: Callable[[], int | None] = lambda: None  # noqa: E731
     cells = [
         Cell("A", "Envoy alone", url("A"), [[]], none, envoy("A")),
-        Cell("B", "Envoy api_key_auth, 1000 keys", url("B"),
-             [[("X-API-Key", creds.native[NATIVE_PICK])]], none, envoy("B")),
-        Cell("C-grpc", "floor: grpc.aio dict lookup", url("C-grpc"), [bearer],
-             checker("floor-grpc"), envoy("C-grpc")),
-        Cell("C-http", "floor: asyncio HTTP dict lookup", url("C-http"), [bearer],
-             checker("floor-http"), envoy("C-http")),
-        Cell("D-grpc", "authz gRPC, warm, all features", url("D-grpc"), [bearer],
-             checker("authz"), envoy("D-grpc")),
-        Cell("D-http", "authz HTTP, warm, all features", url("D-http"), [bearer],
-             checker("authz"), envoy("D-http")),
+        Cell(
+            "B",
+            "Envoy api_key_auth, 1000 keys",
+            url("B"),
+            [[("X-API-Key", creds.native[NATIVE_PICK])]],
+            none,
+            envoy("B"),
+        ),
+        Cell(
+            "C-grpc",
+            "floor: grpc.aio dict lookup",
+            url("C-grpc"),
+            [bearer],
+            checker("floor-grpc"),
+            envoy("C-grpc"),
+        ),
+        Cell(
+            "C-http",
+            "floor: asyncio HTTP dict lookup",
+            url("C-http"),
+            [bearer],
+            checker("floor-http"),
+            envoy("C-http"),
+        ),
+        Cell(
+            "D-grpc",
+            "authz gRPC, warm, all features",
+            url("D-grpc"),
+            [bearer],
+            checker("authz"),
+            envoy("D-grpc"),
+        ),
+        Cell(
+            "D-http",
+            "authz HTTP, warm, all features",
+            url("D-http"),
+            [bearer],
+            checker("authz"),
+            envoy("D-http"),
+        ),
         *e_cells(url, envoy, checker, bearer),
-        Cell("F-grpc", "denials (unknown, wrong secret, revoked) gRPC", url("D-grpc"), denials,
-             checker("authz"), envoy("D-grpc"), allowed=False),
-        Cell("F-http", "denials (unknown, wrong secret, revoked) HTTP", url("D-http"), denials,
-             checker("authz"), envoy("D-http"), allowed=False),
+        Cell(
+            "F-grpc",
+            "denials (unknown, wrong secret, revoked) gRPC",
+            url("D-grpc"),
+            denials,
+            checker("authz"),
+            envoy("D-grpc"),
+            allowed=False,
+        ),
+        Cell(
+            "F-http",
+            "denials (unknown, wrong secret, revoked) HTTP",
+            url("D-http"),
+            denials,
+            checker("authz"),
+            envoy("D-http"),
+            allowed=False,
+        ),
     ]
     if stack.with_mlflow:
         cells += [
-            Cell("G-ours", "MLflow experiments/search via gateway",
-                 url("G-ours", "/api/mlflow" + SEARCH), [bearer], checker("authz"),
-                 envoy("G-ours")),
-            Cell("G-basic", "MLflow experiments/search, basic-auth app",
-                 stack.basic_auth_url + SEARCH,
-                 [[("Authorization", basic_header(BASIC_AUTH_USER, stack.basic_password))]],
-                 none, none),
+            Cell(
+                "G-ours",
+                "MLflow experiments/search via gateway",
+                url("G-ours", "/api/mlflow" + SEARCH),
+                [bearer],
+                checker("authz"),
+                envoy("G-ours"),
+            ),
+            Cell(
+                "G-basic",
+                "MLflow experiments/search, basic-auth app",
+                stack.basic_auth_url + SEARCH,
+                [[("Authorization", basic_header(BASIC_AUTH_USER, stack.basic_password))]],
+                none,
+                none,
+            ),
         ]
     return cells
 
 
 NATIVE_PICK = 500
-E_WHAT = {"E1": "+ Envoy global rate limit (exact) + gRPC access log",
-          "E2": "+ Envoy global rate limit (approximate) + gRPC access log",
-          "E3": "+ in-Check rate limit (approximate) + gRPC access log"}
+E_WHAT = {
+    "E1": "+ Envoy global rate limit (exact) + gRPC access log",
+    "E2": "+ Envoy global rate limit (approximate) + gRPC access log",
+    "E3": "+ in-Check rate limit (approximate) + gRPC access log",
+}
 
 
-def e_cells(url: Callable[[str], str], envoy: Callable[[str], Callable[[], int | None]],
-            checker: Callable[[str], Callable[[], int | None]], bearer: Headers) -> list[Cell]:
+def e_cells(
+    url: Callable[[str], str],
+    envoy: Callable[[str], Callable[[], int | None]],
+    checker: Callable[[str], Callable[[], int | None]],
+    bearer: Headers,
+) -> list[Cell]:
     """Issue 7's E: D plus per-key limits and usage, each enforcement mode on both transports."""
-    return [Cell(f"{name}-{transport}", f"authz {transport}, {E_WHAT[name]}",
-                 url(f"{name}-{transport}"), [bearer], checker(f"authz-{name}"),
-                 envoy(f"{name}-{transport}"))
-            for name in E_VARIANTS for transport in ("grpc", "http")]
+    return [
+        Cell(
+            f"{name}-{transport}",
+            f"authz {transport}, {E_WHAT[name]}",
+            url(f"{name}-{transport}"),
+            [bearer],
+            checker(f"authz-{name}"),
+            envoy(f"{name}-{transport}"),
+        )
+        for name in E_VARIANTS
+        for transport in ("grpc", "http")
+    ]
 
 
 def probe(cell: Cell) -> str | None:
@@ -149,16 +218,19 @@ def probe(cell: Cell) -> str | None:
 def measure(cell: Cell, duration: float, connections: int, work: Path) -> dict[str, float]:
     checker_pid, envoy_pid = cell.checker_pid(), cell.envoy_pid()
     cpu0, env0 = cpu_seconds(checker_pid), cpu_seconds(envoy_pid)
-    result = wrk.run(cell.url, cell.header_sets, duration=duration, connections=connections,
-                     script_dir=work)
+    result = wrk.run(
+        cell.url, cell.header_sets, duration=duration, connections=connections, script_dir=work
+    )
     requests = max(result.requests, 1)
     return {
-        "rps": result.rps, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
+        "rps": result.rps,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
         "checker_cpu_us": (cpu_seconds(checker_pid) - cpu0) * 1e6 / requests,
         "envoy_cpu_us": (cpu_seconds(envoy_pid) - env0) * 1e6 / requests,
         "requests": result.requests,
-        "unexpected": result.errors + (result.non2xx if cell.allowed
-                                       else result.requests - result.non2xx),
+        "unexpected": result.errors
+        + (result.non2xx if cell.allowed else result.requests - result.non2xx),
     }
 
 
@@ -177,13 +249,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--smoke", action="store_true",
-                        help="1 s cells, 1 round, no MLflow: proves the harness runs")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="1 s cells, 1 round, no MLflow: proves the harness runs",
+    )
     parser.add_argument("--no-mlflow", action="store_true", help="skip G")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--cells", help="comma-separated cell name prefixes to run (e.g. C,D,E)")
-    parser.add_argument("--no-results-md", action="store_true",
-                        help="do not rewrite bench/RESULTS.md")
+    parser.add_argument(
+        "--no-results-md", action="store_true", help="do not rewrite bench/RESULTS.md"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.duration, args.rounds, args.no_mlflow, args.no_results_md = 1.0, 1, True, True
@@ -195,14 +271,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run_rounds(cells: list[Cell], args: argparse.Namespace, work: Path) -> None:
     if not args.smoke:
         for cell in cells:  # warm-up: caches, connection pools, JIT-free but page-cache warm
-            wrk.run(cell.url, cell.header_sets, duration=1, connections=args.connections,
-                    script_dir=work)
+            wrk.run(
+                cell.url,
+                cell.header_sets,
+                duration=1,
+                connections=args.connections,
+                script_dir=work,
+            )
     for round_no in range(1, args.rounds + 1):
         for cell in cells:
             sample = measure(cell, args.duration, args.connections, work)
             cell.samples.append(sample)
-            print(f"  round {round_no}/{args.rounds} {cell.name:8} {sample['rps']:9.0f} req/s "
-                  f"p99 {sample['p99_ms']:6.2f} ms", flush=True)
+            print(
+                f"  round {round_no}/{args.rounds} {cell.name:8} {sample['rps']:9.0f} req/s "
+                f"p99 {sample['p99_ms']:6.2f} ms",
+                flush=True,
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,8 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     e_built = True
     with tempfile.TemporaryDirectory(prefix="hokusai-bench-") as tmp:
         work = Path(tmp)
-        print("bench: starting Postgres, Redis, authz, floors, Envoys"
-              + ("" if args.no_mlflow else ", MLflow ×2"), flush=True)
+        print(
+            "bench: starting Postgres, Redis, authz, floors, Envoys"
+            + ("" if args.no_mlflow else ", MLflow ×2"),
+            flush=True,
+        )
         with BenchStack(work, with_mlflow=not args.no_mlflow) as stack:
             cells = build_cells(stack)
             if args.cells:
@@ -231,10 +318,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_rounds(cells, args, work)
             memory = {"authz_rss_mb": rss_mb(stack.pids()["authz"])}
     results = report.Results(
-        started=started, seconds=time.time() - started, duration=args.duration,
-        rounds=args.rounds, connections=args.connections,
+        started=started,
+        seconds=time.time() - started,
+        duration=args.duration,
+        rounds=args.rounds,
+        connections=args.connections,
         cells={c.name: {"what": c.what, **medians(c)} for c in cells},
-        e_built=e_built, extra=memory)
+        e_built=e_built,
+        extra=memory,
+    )
     print(report.table(results))
     path = report.save(results, args.json, write_markdown=not args.no_results_md)
     print(f"bench: results in {path}")

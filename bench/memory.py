@@ -57,26 +57,40 @@ def make_keys(database_url: str, count: int) -> list[str]:
         ids.add(keys.new_key_id())
     tokens = []
     with psycopg.connect(database_url, autocommit=True) as conn:
-        user_id = conn.execute("INSERT INTO users (email) VALUES ('memory@example.com') "
-                               "RETURNING id").fetchone()
+        user_id = conn.execute(
+            "INSERT INTO users (email) VALUES ('memory@example.com') RETURNING id"
+        ).fetchone()
         assert user_id is not None
         # A bench database: skip the per-row audit and NOTIFY triggers.
         conn.execute("SET session_replication_role = replica")
         with conn.cursor().copy(
-                "COPY api_keys (key_id, secret_hash, display_prefix, user_id, name, env, scopes,"
-                " allowed_ips, rate_limit_per_hour, burst) FROM STDIN") as copy:
+            "COPY api_keys (key_id, secret_hash, display_prefix, user_id, name, env, scopes,"
+            " allowed_ips, rate_limit_per_hour, burst) FROM STDIN"
+        ) as copy:
             for key_id in ids:
-                copy.write_row((key_id, secret_hash, keys.display_prefix("live", key_id),
-                                user_id[0], "memory", "live", ["mlflow:read", "mlflow:write"],
-                                ["127.0.0.0/8"], 1_000_000, 1000))
+                copy.write_row(
+                    (
+                        key_id,
+                        secret_hash,
+                        keys.display_prefix("live", key_id),
+                        user_id[0],
+                        "memory",
+                        "live",
+                        ["mlflow:read", "mlflow:write"],
+                        ["127.0.0.0/8"],
+                        1_000_000,
+                        1000,
+                    )
+                )
                 body = f"hk_live_{key_id}_{secret}"
                 tokens.append(body + keys.checksum(body))
     return tokens
 
 
 # --- warming: one HTTP and one gRPC Check per key ---------------------------------------------
-async def http_checks(port: int, tokens: Sequence[str], connections: int,
-                      passes: int = 3) -> dict[int, int]:
+async def http_checks(
+    port: int, tokens: Sequence[str], connections: int, passes: int = 3
+) -> dict[int, int]:
     """One allowed HTTP Check per token; a token refused (503: the database or bcrypt queue
     was slow on a loaded machine — never cached) is tried again in the next pass."""
     statuses: dict[int, int] = {}
@@ -89,8 +103,9 @@ async def http_checks(port: int, tokens: Sequence[str], connections: int,
     return statuses
 
 
-async def _http_pass(port: int, tokens: Sequence[str], connections: int,
-                     statuses: dict[int, int]) -> list[str]:
+async def _http_pass(
+    port: int, tokens: Sequence[str], connections: int, statuses: dict[int, int]
+) -> list[str]:
     refused: list[str] = []
     queue = list(reversed(tokens))
 
@@ -99,13 +114,23 @@ async def _http_pass(port: int, tokens: Sequence[str], connections: int,
         try:
             while queue:
                 token = queue.pop()
-                writer.write((f"GET {CHECK} HTTP/1.1\r\nhost: authz\r\n"
-                              f"authorization: Bearer {token}\r\n"
-                              "x-forwarded-for: 127.0.0.1\r\n\r\n").encode())
+                writer.write(
+                    (
+                        f"GET {CHECK} HTTP/1.1\r\nhost: authz\r\n"
+                        f"authorization: Bearer {token}\r\n"
+                        "x-forwarded-for: 127.0.0.1\r\n\r\n"
+                    ).encode()
+                )
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head.split(b" ", 2)[1])
-                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
+                length = next(
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 await reader.readexactly(length)
                 statuses[status] = statuses.get(status, 0) + 1
                 if status != 200:
@@ -133,11 +158,18 @@ async def grpc_checks(port: int, tokens: Sequence[str], concurrency: int) -> dic
             while queue:
                 token = queue.pop()
                 http = ac.AttributeContext.HttpRequest(
-                    method="GET", path=path, headers={
-                        "authorization": f"Bearer {token}", "x-forwarded-for": "127.0.0.1"})
-                response: CheckResponse = await stub.Check(CheckRequest(
-                    attributes=ac.AttributeContext(request=ac.AttributeContext.Request(
-                        http=http))), timeout=30)
+                    method="GET",
+                    path=path,
+                    headers={"authorization": f"Bearer {token}", "x-forwarded-for": "127.0.0.1"},
+                )
+                response: CheckResponse = await stub.Check(
+                    CheckRequest(
+                        attributes=ac.AttributeContext(
+                            request=ac.AttributeContext.Request(http=http)
+                        )
+                    ),
+                    timeout=30,
+                )
                 kind = "ok" if response.HasField("ok_response") else "denied"
                 outcomes[kind] = outcomes.get(kind, 0) + 1
 
@@ -148,32 +180,53 @@ async def grpc_checks(port: int, tokens: Sequence[str], concurrency: int) -> dic
 # --- the run -----------------------------------------------------------------------------------
 def start_authz(work: Path, database_url: str) -> tuple[AuthzProcess, int, int]:
     grpc_port, http_port = free_port(), free_port()
-    env = service_env(Settings(), {
-        "HOKUSAI_DATABASE_URL": database_url, "HOKUSAI_REDIS_URL": "",
-        "HOKUSAI_GRPC_PORT": str(grpc_port), "HOKUSAI_HTTP_CHECK_PORT": str(http_port),
-        "HOKUSAI_PEPPER": secrets.token_urlsafe(32), "HOKUSAI_LOG_LEVEL": "warning",
-        "HOKUSAI_BCRYPT_THREADS": "2"})
+    env = service_env(
+        Settings(),
+        {
+            "HOKUSAI_DATABASE_URL": database_url,
+            "HOKUSAI_REDIS_URL": "",
+            "HOKUSAI_GRPC_PORT": str(grpc_port),
+            "HOKUSAI_HTTP_CHECK_PORT": str(http_port),
+            "HOKUSAI_PEPPER": secrets.token_urlsafe(32),
+            "HOKUSAI_LOG_LEVEL": "warning",
+            "HOKUSAI_BCRYPT_THREADS": "2",
+        },
+    )
     authz = AuthzProcess(work / "logs", env, http_port)
     authz.start()
     return authz, grpc_port, http_port
 
 
-def flatness(pid: int, http_port: int, tokens: Sequence[str], seconds: float, every: float,
-             work: Path, warmup: float = 10.0) -> list[tuple[float, float]]:
+def flatness(
+    pid: int,
+    http_port: int,
+    tokens: Sequence[str],
+    seconds: float,
+    every: float,
+    work: Path,
+    warmup: float = 10.0,
+) -> list[tuple[float, float]]:
     """RSS samples (seconds since the end of the warm-up, MB) while wrk runs in the background:
     ``warmup`` seconds of load first (connections, buffers, allocator arenas), then ``seconds``."""
     import subprocess
 
-    header_sets = [[("authorization", f"Bearer {t}"), ("x-forwarded-for", "127.0.0.1")]
-                   for t in tokens]
+    header_sets = [
+        [("authorization", f"Bearer {t}"), ("x-forwarded-for", "127.0.0.1")] for t in tokens
+    ]
     script = work / "memory.lua"
     script.write_text(wrk._lua(header_sets))
     script.chmod(0o600)
-    argv = [wrk.ensure_wrk(), "-t1", "-c32", f"-d{round(warmup + seconds)}s", "-s", str(script),
-            f"http://127.0.0.1:{http_port}{CHECK}"]
+    argv = [
+        wrk.ensure_wrk(),
+        "-t1",
+        "-c32",
+        f"-d{round(warmup + seconds)}s",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{http_port}{CHECK}",
+    ]
     samples: list[tuple[float, float]] = []
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as load:
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as load:
         time.sleep(warmup)
         started = time.monotonic()
         while load.poll() is None and time.monotonic() - started < seconds + 30:
@@ -181,8 +234,10 @@ def flatness(pid: int, http_port: int, tokens: Sequence[str], seconds: float, ev
             time.sleep(every)
         out, _ = load.communicate(timeout=30)
     line = next((ln for ln in out.splitlines() if ln.startswith("BENCH ")), "BENCH {}")
-    print(f"memory: wrk {json.loads(line[6:]).get('requests', '?')} requests in"
-          f" {warmup + seconds:g} s ({warmup:g} s warm-up)")
+    print(
+        f"memory: wrk {json.loads(line[6:]).get('requests', '?')} requests in"
+        f" {warmup + seconds:g} s ({warmup:g} s warm-up)"
+    )
     return samples
 
 
@@ -196,8 +251,10 @@ def run(count: int, seconds: float, every: float) -> dict[str, object]:
             migrate(pg.url)
             started = time.monotonic()
             tokens = make_keys(pg.url, count)
-            print(f"memory: {count} keys in Postgres in {time.monotonic() - started:.1f} s",
-                  flush=True)
+            print(
+                f"memory: {count} keys in Postgres in {time.monotonic() - started:.1f} s",
+                flush=True,
+            )
             authz, grpc_port, http_port = start_authz(work, pg.url)
             try:
                 pid = authz.pid
@@ -206,13 +263,19 @@ def run(count: int, seconds: float, every: float) -> dict[str, object]:
                 started = time.monotonic()
                 statuses = asyncio.run(http_checks(http_port, tokens, 8))
                 results["rss_http_warm_mb"] = round(rss_mb(pid), 1)
-                print(f"memory: one HTTP Check per key (bcrypt each) in "
-                      f"{time.monotonic() - started:.0f} s: {statuses}", flush=True)
+                print(
+                    f"memory: one HTTP Check per key (bcrypt each) in "
+                    f"{time.monotonic() - started:.0f} s: {statuses}",
+                    flush=True,
+                )
                 started = time.monotonic()
                 outcomes = asyncio.run(grpc_checks(grpc_port, tokens, 32))
                 results["rss_all_cached_mb"] = round(rss_mb(pid), 1)
-                print(f"memory: one gRPC Check per key in {time.monotonic() - started:.0f} s:"
-                      f" {outcomes}", flush=True)
+                print(
+                    f"memory: one gRPC Check per key in {time.monotonic() - started:.0f} s:"
+                    f" {outcomes}",
+                    flush=True,
+                )
                 if statuses.get(200) != count or outcomes.get("ok") != count:
                     raise RuntimeError("not every key was admitted: the figure would be wrong")
                 samples = flatness(pid, http_port, tokens[:500], seconds, every, work)
@@ -230,7 +293,8 @@ def report(results: dict[str, object]) -> str:
     samples = results["flat_samples_mb"]
     assert isinstance(samples, list)
     lines = [
-        "| measure | value | target | met |", "|---|---:|---:|---|",
+        "| measure | value | target | met |",
+        "|---|---:|---:|---|",
         f"| RSS idle, {results['keys']} keys in Postgres | {results['rss_idle_mb']} MB | | |",
         f"| RSS after one HTTP Check per key | {results['rss_http_warm_mb']} MB | | |",
         f"| RSS all cached (HTTP + gRPC responses too) | {cached} MB | < {TARGET_MB:g} MB |"
@@ -244,8 +308,9 @@ def report(results: dict[str, object]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench --memory",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench --memory", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=60.0, help="the flatness run")
     parser.add_argument("--every", type=float, default=5.0, help="RSS sample interval")

@@ -67,23 +67,38 @@ def per_call_us(fn: Callable[[], object], batch: int = BATCH, batches: int = BAT
 
 def grpc_request(token: str) -> bytes:
     http = ac.AttributeContext.HttpRequest(
-        method="GET", path=PATH, query=PATH.partition("?")[2], protocol="HTTP/1.1",
+        method="GET",
+        path=PATH,
+        query=PATH.partition("?")[2],
+        protocol="HTTP/1.1",
         host="127.0.0.1:8080",
-        headers={":authority": "127.0.0.1:8080", ":method": "GET", ":path": PATH,
-                 ":scheme": "http", "authorization": f"Bearer {token}",
-                 "user-agent": "wrk", "x-forwarded-for": "192.0.2.1",
-                 "x-forwarded-proto": "http", "x-request-id": "1b4f0e98-5cd1-4c2a-9cd2"})
-    peer = ac.AttributeContext.Peer(address=Address(socket_address=SocketAddress(
-        address="127.0.0.1", port_value=40000)))
-    encoded: bytes = CheckRequest(attributes=ac.AttributeContext(
-        source=peer, request=ac.AttributeContext.Request(http=http))).SerializeToString()
+        headers={
+            ":authority": "127.0.0.1:8080",
+            ":method": "GET",
+            ":path": PATH,
+            ":scheme": "http",
+            "authorization": f"Bearer {token}",
+            "user-agent": "wrk",
+            "x-forwarded-for": "192.0.2.1",
+            "x-forwarded-proto": "http",
+            "x-request-id": "1b4f0e98-5cd1-4c2a-9cd2",
+        },
+    )
+    peer = ac.AttributeContext.Peer(
+        address=Address(socket_address=SocketAddress(address="127.0.0.1", port_value=40000))
+    )
+    encoded: bytes = CheckRequest(
+        attributes=ac.AttributeContext(source=peer, request=ac.AttributeContext.Request(http=http))
+    ).SerializeToString()
     return encoded
 
 
 def http_request(token: str) -> bytes:
-    return (f"GET /check{PATH} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-            f"authorization: Bearer {token}\r\nx-forwarded-for: 192.0.2.1\r\n"
-            "x-request-id: 1b4f0e98-5cd1-4c2a-9cd2\r\ncontent-length: 0\r\n\r\n").encode()
+    return (
+        f"GET /check{PATH} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        f"authorization: Bearer {token}\r\nx-forwarded-for: 192.0.2.1\r\n"
+        "x-request-id: 1b4f0e98-5cd1-4c2a-9cd2\r\ncontent-length: 0\r\n\r\n"
+    ).encode()
 
 
 class SinkTransport(asyncio.Transport):
@@ -102,11 +117,18 @@ def make_record(key: keys.NewKey, cost: int) -> KeyRecord:
     import ipaddress
 
     return KeyRecord(
-        key_id=key.parsed.key_id, user_id=1, env="live",
+        key_id=key.parsed.key_id,
+        user_id=1,
+        env="live",
         secret_hash=keys.hash_secret(key.parsed.secret, cost),
-        scopes=frozenset({"mlflow:read", "mlflow:write"}), expires_at=None, revoked_at=None,
+        scopes=frozenset({"mlflow:read", "mlflow:write"}),
+        expires_at=None,
+        revoked_at=None,
         networks=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("192.0.2.0/24")),
-        rate_limit_per_hour=1_000_000, burst=1000, version=1)
+        rate_limit_per_hour=1_000_000,
+        burst=1000,
+        version=1,
+    )
 
 
 async def warm(settings: Settings) -> dict[str, float]:
@@ -118,11 +140,15 @@ async def warm(settings: Settings) -> dict[str, float]:
     # E3: the limit decided inside the Check (approximate, no Redis: the decision itself), with
     # the x-ratelimit-* headers appended to the cached responses. A limit that never runs out.
     limited = keys.generate("live")
-    record = dataclasses.replace(make_record(limited, 4), rate_limit_per_hour=1_000_000_000,
-                                 burst=10_000_000)
-    in_check = AuthzServer(settings.replace(rate_limit_enforcement="check",
-                                            rate_limit_mode="approximate", redis_url=""),
-                           store=MemoryKeyStore([record]))
+    record = dataclasses.replace(
+        make_record(limited, 4), rate_limit_per_hour=1_000_000_000, burst=10_000_000
+    )
+    in_check = AuthzServer(
+        settings.replace(
+            rate_limit_enforcement="check", rate_limit_mode="approximate", redis_url=""
+        ),
+        store=MemoryKeyStore([record]),
+    )
     results.update(await warm_transports(in_check, limited.token, "_in_check_limit"))
     return results
 
@@ -152,8 +178,11 @@ async def warm_transports(server: AuthzServer, token: str, suffix: str) -> dict[
     assert CheckResponse.FromString(again).HasField("ok_response"), again[:40]
     if server.checker.limits is None:
         assert first == again
-    results = {f"warm_grpc_check{suffix}_us": per_call_us(
-        lambda: run_sync(service.check(CheckRequest.FromString(raw), None)))}  # type: ignore[arg-type]
+    results = {
+        f"warm_grpc_check{suffix}_us": per_call_us(
+            lambda: run_sync(service.check(CheckRequest.FromString(raw), None))
+        )
+    }  # type: ignore[arg-type]
     protocol, sink = CheckProtocol(server.http), SinkTransport()
     protocol.connection_made(sink)
     request = http_request(token)
@@ -178,8 +207,14 @@ def optional_parts(key_id: str) -> dict[str, float]:
         from authz.usage import UsageAggregator, UsageEvent
 
         usage = UsageAggregator("postgresql://unused")
-        event = UsageEvent(key_id=key_id, at=time.time(), route="/api/2.0/mlflow/experiments/get",
-                           method="GET", status=200, latency_ms=1.7)
+        event = UsageEvent(
+            key_id=key_id,
+            at=time.time(),
+            route="/api/2.0/mlflow/experiments/get",
+            method="GET",
+            status=200,
+            latency_ms=1.7,
+        )
         out["usage_record_us"] = per_call_us(lambda: usage.record(event))
     except (ImportError, TypeError, AttributeError) as exc:
         print(f"micro: usage aggregation skipped ({type(exc).__name__}: not built yet?)")
@@ -200,23 +235,29 @@ def access_log_entry(key_id: str, batch: int = 30) -> dict[str, float]:
 
     metadata = Struct()
     metadata.update({wire.KEY_ID_HEADER: key_id, wire.USER_ID_HEADER: "1"})
-    common = al.AccessLogCommon(downstream_remote_address=Address(socket_address=SocketAddress(
-        address="127.0.0.1", port_value=40000)))
+    common = al.AccessLogCommon(
+        downstream_remote_address=Address(
+            socket_address=SocketAddress(address="127.0.0.1", port_value=40000)
+        )
+    )
     common.metadata.filter_metadata[wire.METADATA_NAMESPACE].CopyFrom(metadata)
     common.start_time.GetCurrentTime()
     common.duration.FromMicroseconds(1700)
     entry = al.HTTPAccessLogEntry(
         common_properties=common,
-        request=al.HTTPRequestProperties(request_method=1, path=PATH, authority="127.0.0.1",
-                                         request_id="1b4f0e98-5cd1-4c2a-9cd2"),
-        response=al.HTTPResponseProperties(response_body_bytes=14))
+        request=al.HTTPRequestProperties(
+            request_method=1, path=PATH, authority="127.0.0.1", request_id="1b4f0e98-5cd1-4c2a-9cd2"
+        ),
+        response=al.HTTPResponseProperties(response_body_bytes=14),
+    )
     entry.response.response_code.value = 200
     message = StreamAccessLogsMessage()
     message.http_logs.log_entry.extend([entry] * batch)
     raw = message.SerializeToString()
     service = AccessLogService(UsageAggregator("postgresql://unused"))
-    per_message = per_call_us(lambda: service.consume(StreamAccessLogsMessage.FromString(raw)),
-                              batch=200)
+    per_message = per_call_us(
+        lambda: service.consume(StreamAccessLogsMessage.FromString(raw)), batch=200
+    )
     return {"access_log_entry_us": per_message / batch}
 
 
@@ -228,11 +269,16 @@ async def cold(settings: Settings, database_url: str, samples: int) -> dict[str,
 
     migrate(database_url)
     service = KeyService(connector(database_url), settings, "bench")
-    _, key = service.create_key(user_email="micro@example.com", name="cold",
-                                allowed_ips=["127.0.0.0/8"])
+    _, key = service.create_key(
+        user_email="micro@example.com", name="cold", allowed_ips=["127.0.0.0/8"]
+    )
     server = AuthzServer(settings.replace(database_url=database_url, redis_url=""))
-    check_input = CheckInput("GET", PATH, CredentialSources(
-        authorization=f"Bearer {key.token}", api_key_header=None, query=""), "127.0.0.1")
+    check_input = CheckInput(
+        "GET",
+        PATH,
+        CredentialSources(authorization=f"Bearer {key.token}", api_key_header=None, query=""),
+        "127.0.0.1",
+    )
     times = []
     try:
         for _ in range(samples):
@@ -246,9 +292,11 @@ async def cold(settings: Settings, database_url: str, samples: int) -> dict[str,
         server.verifier.close()
         await server.store.close()
     times.sort()
-    return {"cold_check_p50_ms": statistics.median(times),
-            "cold_check_p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
-            "bcrypt_cost": settings.bcrypt_cost}
+    return {
+        "cold_check_p50_ms": statistics.median(times),
+        "cold_check_p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+        "bcrypt_cost": settings.bcrypt_cost,
+    }
 
 
 def run(database_url: str | None, samples: int) -> dict[str, float]:
@@ -259,15 +307,18 @@ def run(database_url: str | None, samples: int) -> dict[str, float]:
         return results
     from cli.servers import PostgresServer
 
-    with tempfile.TemporaryDirectory(prefix="hokusai-micro-") as tmp, \
-            PostgresServer(Path(tmp) / "pg", fast=True) as pg:
+    with (
+        tempfile.TemporaryDirectory(prefix="hokusai-micro-") as tmp,
+        PostgresServer(Path(tmp) / "pg", fast=True) as pg,
+    ):
         results.update(asyncio.run(cold(settings, pg.url, samples)))
     return results
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.micro",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.micro", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--database-url", help="an existing Postgres (else one is started)")
     parser.add_argument("--cold-samples", type=int, default=100)
     parser.add_argument("--json", type=Path)

@@ -52,8 +52,14 @@ class Results:
             if "rps" not in a or not b.get("rps"):
                 continue
             value = a["rps"] / b["rps"]
-            out.append({"ratio": label, "value": round(value, 3), "target": target,
-                        "met": None if target is None else value >= target})
+            out.append(
+                {
+                    "ratio": label,
+                    "value": round(value, 3),
+                    "target": target,
+                    "met": None if target is None else value >= target,
+                }
+            )
         return out
 
 
@@ -71,7 +77,8 @@ def table(results: Results) -> str:
         lines.append(
             f"| {name} | {cell['what']} | {cell['rps']:.0f} | {cell['p50_ms']:.2f} | "
             f"{cell['p99_ms']:.2f} | {_cpu(cell['checker_cpu_us'])} | "
-            f"{_cpu(cell['envoy_cpu_us'])} |")
+            f"{_cpu(cell['envoy_cpu_us'])} |"
+        )
     if not results.e_built:
         lines.append("| E | D + per-key rate limit + usage log | not measured yet | | | | |")
     lines += ["", "| ratio (req/s) | value | target | met |", "|---|---:|---:|---|"]
@@ -109,5 +116,6 @@ def save(results: Results, json_path: Path | None, *, write_markdown: bool) -> P
         (BENCH_DIR / "RESULTS.md").write_text(
             "# Latest benchmark results\n\nMade by `make bench` (`python -m bench`) on "
             f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(results.started))}, "
-            f"{results.seconds:.0f} s in all.\n\n" + table(results) + "\n")
+            f"{results.seconds:.0f} s in all.\n\n" + table(results) + "\n"
+        )
     return target

@@ -65,8 +65,15 @@ class FloorProcess(ManagedProcess):
         self.module, self.keys_file, self.port = module, keys_file, free_port()
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", self.module, "--port", str(self.port),
-                "--keys", str(self.keys_file)]
+        return [
+            sys.executable,
+            "-m",
+            self.module,
+            "--port",
+            str(self.port),
+            "--keys",
+            str(self.keys_file),
+        ]
 
     def popen_options(self) -> dict[str, Any]:
         return {"cwd": str(REPO_ROOT)}
@@ -87,9 +94,11 @@ class BasicAuthMlflow(MlflowServer):
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         ini = self.data_dir / "basic_auth.ini"
-        ini.write_text("[mlflow]\ndefault_permission = READ\n"
-                       f"database_uri = sqlite:///{self.data_dir / 'basic_auth.db'}\n"
-                       f"admin_username = {BASIC_AUTH_USER}\n")
+        ini.write_text(
+            "[mlflow]\ndefault_permission = READ\n"
+            f"database_uri = sqlite:///{self.data_dir / 'basic_auth.db'}\n"
+            f"admin_username = {BASIC_AUTH_USER}\n"
+        )
 
     def popen_options(self) -> dict[str, Any]:
         env = dict(os.environ)
@@ -169,7 +178,8 @@ class BenchStack:
         keys_file.chmod(0o600)
         for module in ("bench.floor_grpc", "bench.floor_http"):
             self.floors[module.rsplit("_", 1)[1]] = self._run(  # type: ignore[assignment]
-                FloorProcess(module, logs, keys_file))
+                FloorProcess(module, logs, keys_file)
+            )
         self._start_authz(postgres.url, redis.url, logs)
         self._start_envoys(logs)
         if self.with_mlflow:
@@ -179,11 +189,17 @@ class BenchStack:
     def _make_keys(self, url: str) -> None:
         service = KeyService(connector(url), self.settings, "bench")
         view, new = service.create_key(
-            user_email="bench@example.com", name="bench", scopes=["mlflow:read", "mlflow:write"],
-            rate_limit_per_hour=10_000_000, burst=100_000, allowed_ips=ALLOWED_IPS,
-            metadata={"team": "bench"})
-        _, revoked = service.create_key(user_email="bench@example.com", name="revoked",
-                                        allowed_ips=ALLOWED_IPS)
+            user_email="bench@example.com",
+            name="bench",
+            scopes=["mlflow:read", "mlflow:write"],
+            rate_limit_per_hour=10_000_000,
+            burst=100_000,
+            allowed_ips=ALLOWED_IPS,
+            metadata={"team": "bench"},
+        )
+        _, revoked = service.create_key(
+            user_email="bench@example.com", name="revoked", allowed_ips=ALLOWED_IPS
+        )
         service.revoke_key(revoked.parsed.key_id, "bench")
         self.creds.valid = new.token
         self.creds.revoked = revoked.token
@@ -191,22 +207,33 @@ class BenchStack:
         self.creds.unknown = keys.generate("live").token
         self.creds.native = [secrets.token_urlsafe(32) for _ in range(NATIVE_KEYS)]
 
-    def _authz_process(self, database_url: str, redis_url: str, log_dir: Path,
-                       extra: dict[str, str]) -> tuple[AuthzProcess, int, int]:
+    def _authz_process(
+        self, database_url: str, redis_url: str, log_dir: Path, extra: dict[str, str]
+    ) -> tuple[AuthzProcess, int, int]:
         grpc_port, http_port = free_port(), free_port()
-        env = service_env(self.settings, {
-            "HOKUSAI_DATABASE_URL": database_url, "HOKUSAI_REDIS_URL": redis_url,
-            "HOKUSAI_GRPC_PORT": str(grpc_port), "HOKUSAI_HTTP_CHECK_PORT": str(http_port),
-            "HOKUSAI_PEPPER": secrets.token_urlsafe(32), "HOKUSAI_LOG_LEVEL": "warning", **extra})
+        env = service_env(
+            self.settings,
+            {
+                "HOKUSAI_DATABASE_URL": database_url,
+                "HOKUSAI_REDIS_URL": redis_url,
+                "HOKUSAI_GRPC_PORT": str(grpc_port),
+                "HOKUSAI_HTTP_CHECK_PORT": str(http_port),
+                "HOKUSAI_PEPPER": secrets.token_urlsafe(32),
+                "HOKUSAI_LOG_LEVEL": "warning",
+                **extra,
+            },
+        )
         process = self._run(AuthzProcess(log_dir, env, http_port))
         return process, grpc_port, http_port  # type: ignore[return-value]
 
     def _start_authz(self, database_url: str, redis_url: str, logs: Path) -> None:
         self.authz, self.grpc_port, self.http_port = self._authz_process(
-            database_url, redis_url, logs, {})
+            database_url, redis_url, logs, {}
+        )
         for name, extra in E_VARIANTS.items():
-            self.e_authz[name] = self._authz_process(database_url, redis_url,
-                                                     logs / f"authz-{name}", extra)
+            self.e_authz[name] = self._authz_process(
+                database_url, redis_url, logs / f"authz-{name}", extra
+            )
 
     def _envoy(self, name: str, config: dict[str, Any], port: int, logs: Path) -> None:
         path = self.work / f"envoy-{name}.json"
@@ -216,32 +243,49 @@ class BenchStack:
         self._run(server)
         self.envoys[name] = Envoy(port, server)
 
-    def _bench_envoy(self, name: str, variant: envoy_config.BenchVariant,
-                     authz: Endpoint | None, logs: Path, **extras: Any) -> None:
+    def _bench_envoy(
+        self,
+        name: str,
+        variant: envoy_config.BenchVariant,
+        authz: Endpoint | None,
+        logs: Path,
+        **extras: Any,
+    ) -> None:
         port, upstream = free_port(), free_port()
         config = envoy_config.render_bench(
-            variant, port=port, admin_port=free_port(),
-            upstream=Endpoint("127.0.0.1", upstream), authz=authz,
-            api_keys=self.creds.native if variant == "api_key_auth" else (), **extras)
+            variant,
+            port=port,
+            admin_port=free_port(),
+            upstream=Endpoint("127.0.0.1", upstream),
+            authz=authz,
+            api_keys=self.creds.native if variant == "api_key_auth" else (),
+            **extras,
+        )
         self._envoy(name, with_upstream(config, upstream), port, logs)
 
     def _start_envoys(self, logs: Path) -> None:
         local = "127.0.0.1"
         self._bench_envoy("A", "plain", None, logs)
         self._bench_envoy("B", "api_key_auth", None, logs)
-        self._bench_envoy("C-grpc", "ext_authz_grpc", Endpoint(local, self.floors["grpc"].port),
-                          logs)
-        self._bench_envoy("C-http", "ext_authz_http", Endpoint(local, self.floors["http"].port),
-                          logs)
+        self._bench_envoy(
+            "C-grpc", "ext_authz_grpc", Endpoint(local, self.floors["grpc"].port), logs
+        )
+        self._bench_envoy(
+            "C-http", "ext_authz_http", Endpoint(local, self.floors["http"].port), logs
+        )
         self._bench_envoy("D-grpc", "ext_authz_grpc", Endpoint(local, self.grpc_port), logs)
         self._bench_envoy("D-http", "ext_authz_http", Endpoint(local, self.http_port), logs)
         for name, (_process, grpc_port, http_port) in self.e_authz.items():
             services = Endpoint(local, grpc_port)  # RateLimitService and the access log
-            extras = {"rate_limit": E_VARIANTS[name]["HOKUSAI_RATE_LIMIT_ENFORCEMENT"] == "envoy",
-                      "access_log_grpc": True, "authz_grpc": services}
+            extras = {
+                "rate_limit": E_VARIANTS[name]["HOKUSAI_RATE_LIMIT_ENFORCEMENT"] == "envoy",
+                "access_log_grpc": True,
+                "authz_grpc": services,
+            }
             self._bench_envoy(f"{name}-grpc", "ext_authz_grpc", services, logs, **extras)
-            self._bench_envoy(f"{name}-http", "ext_authz_http", Endpoint(local, http_port), logs,
-                              **extras)
+            self._bench_envoy(
+                f"{name}-http", "ext_authz_http", Endpoint(local, http_port), logs, **extras
+            )
 
     def _start_mlflow(self, logs: Path) -> None:
         plain = self._run(MlflowServer(self.work / "mlflow"))
@@ -249,23 +293,32 @@ class BenchStack:
         self.basic_auth_url = f"http://127.0.0.1:{basic.port}"
         port = free_port()
         options = envoy_config.EnvoyOptions(
-            listen_address="127.0.0.1", http_port=port, admin_port=free_port(),
-            tls_cert_path=None, tls_key_path=None,
+            listen_address="127.0.0.1",
+            http_port=port,
+            admin_port=free_port(),
+            tls_cert_path=None,
+            tls_key_path=None,
             authz_grpc=Endpoint("127.0.0.1", self.grpc_port),
             authz_http=Endpoint("127.0.0.1", self.http_port),
-            mlflow=Endpoint("127.0.0.1", plain.port), keys_api=None,
-            rate_limit=envoy_config.RateLimitOptions(enabled=False), local_rate_limit=None,
-            access_log_grpc=False, access_log_stdout=False)
+            mlflow=Endpoint("127.0.0.1", plain.port),
+            keys_api=None,
+            rate_limit=envoy_config.RateLimitOptions(enabled=False),
+            local_rate_limit=None,
+            access_log_grpc=False,
+            access_log_stdout=False,
+        )
         self._envoy("G-ours", envoy_config.render(options), port, logs)
 
     def pids(self) -> dict[str, int | None]:
-        return {"authz": self.authz.pid if self.authz else None,
-                "floor-grpc": self.floors["grpc"].pid, "floor-http": self.floors["http"].pid,
-                **{f"authz-{name}": e[0].pid for name, e in self.e_authz.items()}}
+        return {
+            "authz": self.authz.pid if self.authz else None,
+            "floor-grpc": self.floors["grpc"].pid,
+            "floor-http": self.floors["http"].pid,
+            **{f"authz-{name}": e[0].pid for name, e in self.e_authz.items()},
+        }
 
 
 def basic_header(user: str, password: str) -> str:
     import base64
 
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-

@@ -17,25 +17,35 @@ BODY = "ok\n"
 def upstream_listener(port: int) -> Json:
     route_config = {
         "name": "upstream",
-        "virtual_hosts": [{
-            "name": "upstream", "domains": ["*"],
-            "routes": [{"match": {"prefix": "/"},
-                        "direct_response": {"status": 200, "body": {"inline_string": BODY}}}],
-        }],
+        "virtual_hosts": [
+            {
+                "name": "upstream",
+                "domains": ["*"],
+                "routes": [
+                    {
+                        "match": {"prefix": "/"},
+                        "direct_response": {"status": 200, "body": {"inline_string": BODY}},
+                    }
+                ],
+            }
+        ],
     }
     hcm = {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network."
-                     "http_connection_manager.v3.HttpConnectionManager",
+            "http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": "upstream",
             "route_config": route_config,
-            "http_filters": [{
-                "name": "envoy.filters.http.router",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                },
-            }],
+            "http_filters": [
+                {
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http."
+                        "router.v3.Router"
+                    },
+                }
+            ],
         },
     }
     return {

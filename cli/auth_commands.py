@@ -40,25 +40,36 @@ def _create(args: argparse.Namespace) -> int:
     expires_at, expires_in = _expiry(args)
     service = key_service(args)
     view, new = service.create_key(
-        user_email=args.user, name=args.name, env=args.env,
+        user_email=args.user,
+        name=args.name,
+        env=args.env,
         scopes=scope_rules.parse(args.scopes) if args.scopes else scope_rules.DEFAULT_SCOPES,
-        expires_at=expires_at, expires_in=expires_in,
+        expires_at=expires_at,
+        expires_in=expires_in,
         rate_limit_per_hour=None if args.rate_limit is None else parse_rate_limit(args.rate_limit),
-        burst=args.burst, allowed_ips=args.allow_ip or (),
+        burst=args.burst,
+        allowed_ips=args.allow_ip or (),
         metadata=parse_metadata(args.metadata or []),
     )
-    _show_new_key(args, view, new, f"created {view.display_prefix} ({view.name}) "
-                                    f"for {view.user_email}")
+    _show_new_key(
+        args, view, new, f"created {view.display_prefix} ({view.name}) for {view.user_email}"
+    )
     return 0
 
 
-def _show_new_key(args: argparse.Namespace, view: KeyView, new: NewKey, what: str,
-                  extra: dict[str, Any] | None = None) -> None:
+def _show_new_key(
+    args: argparse.Namespace,
+    view: KeyView,
+    new: NewKey,
+    what: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
     if args.json:
         output.emit_json({"token": new.token, "key": view.to_json(), **(extra or {})})
     else:
-        output.note(f"{what}; scopes {','.join(view.scopes)}; "
-                    f"expires {output.when(view.expires_at)}")
+        output.note(
+            f"{what}; scopes {','.join(view.scopes)}; expires {output.when(view.expires_at)}"
+        )
         print(new.token)
     output.note(output.ONCE_WARNING)
 
@@ -88,13 +99,17 @@ def _update(args: argparse.Namespace) -> int:
     if (args.clear_allowed_ips and args.allow_ip) or (args.clear_metadata and args.metadata):
         raise InvalidInput("give new values or clear them, not both")
     changes = KeyChanges(
-        name=args.name, scopes=None if args.scopes is None else scope_rules.parse(args.scopes),
-        expires_at=expires_at, expires_in=expires_in, clear_expiry=args.no_expiry,
+        name=args.name,
+        scopes=None if args.scopes is None else scope_rules.parse(args.scopes),
+        expires_at=expires_at,
+        expires_in=expires_in,
+        clear_expiry=args.no_expiry,
         rate_limit_per_hour=None if args.rate_limit is None else parse_rate_limit(args.rate_limit),
         burst=args.burst,
         allowed_ips=() if args.clear_allowed_ips else args.allow_ip,
-        metadata={} if args.clear_metadata else (
-            None if args.metadata is None else parse_metadata(args.metadata)),
+        metadata={}
+        if args.clear_metadata
+        else (None if args.metadata is None else parse_metadata(args.metadata)),
     )
     if changes == KeyChanges():
         raise InvalidInput("nothing to update: give at least one option (see --help)")
@@ -112,8 +127,10 @@ def _revoke(args: argparse.Namespace) -> int:
     if args.json:
         output.emit_json({"key": view.to_json(), "already_revoked": already})
     elif already:
-        print(f"{view.display_prefix} was already revoked at {output.when(view.revoked_at)}; "
-              "nothing changed")
+        print(
+            f"{view.display_prefix} was already revoked at {output.when(view.revoked_at)}; "
+            "nothing changed"
+        )
     else:
         print(f"revoked {view.display_prefix} at {output.when(view.revoked_at)}")
     return 0
@@ -124,10 +141,14 @@ def _rotate(args: argparse.Namespace) -> int:
     grace = None if args.grace is None else parse_grace(args.grace)
     rotation = key_service(args).rotate_key(key_id, grace)
     old = rotation.old
-    _show_new_key(args, rotation.new, rotation.token,
-                  f"rotated {old.display_prefix} → {rotation.new.display_prefix}; "
-                  f"the old key works until {output.when(old.expires_at)}",
-                  {"previous": old.to_json()})
+    _show_new_key(
+        args,
+        rotation.new,
+        rotation.token,
+        f"rotated {old.display_prefix} → {rotation.new.display_prefix}; "
+        f"the old key works until {output.when(old.expires_at)}",
+        {"previous": old.to_json()},
+    )
     return 0
 
 
@@ -144,8 +165,9 @@ def _audit(args: argparse.Namespace) -> int:
         return _verify(args)
     key_id = None if args.key is None else parse_key_ref(args.key)
     since = None if args.since is None else _since(args.since)
-    entries = key_service(args).audit_entries(key_id=key_id, since=since, actor=args.actor,
-                                              action=args.action, limit=args.limit)
+    entries = key_service(args).audit_entries(
+        key_id=key_id, since=since, actor=args.actor, action=args.action, limit=args.limit
+    )
     if args.json:
         output.emit_json({"entries": [e.to_json() for e in entries]})
     else:
@@ -168,24 +190,36 @@ def _verify(args: argparse.Namespace) -> int:
 def _key_options(parser: argparse.ArgumentParser, *, create: bool) -> None:
     """The options create-key and update-key share (update: given ones replace)."""
     parser.add_argument("--name", required=create, help="what the key is for (1-200 characters)")
-    parser.add_argument("--scopes", metavar="LIST",
-                        help=f"comma-separated, of {','.join(scope_rules.SCOPES)}"
-                             + (" (default: mlflow:read)" if create else ""))
+    parser.add_argument(
+        "--scopes",
+        metavar="LIST",
+        help=f"comma-separated, of {','.join(scope_rules.SCOPES)}"
+        + (" (default: mlflow:read)" if create else ""),
+    )
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--expires-in", metavar="DURATION", help="lifetime, e.g. 30d, 12h")
     when.add_argument("--expires-at", metavar="ISO-8601", help="expiry time (UTC if no offset)")
     if not create:
         when.add_argument("--no-expiry", action="store_true", help="remove the expiry")
-    parser.add_argument("--rate-limit", metavar="RATE",
-                        help="requests per period, e.g. 1000/h, 50/min; 0 = unlimited")
+    parser.add_argument(
+        "--rate-limit",
+        metavar="RATE",
+        help="requests per period, e.g. 1000/h, 50/min; 0 = unlimited",
+    )
     parser.add_argument("--burst", type=int, metavar="N", help="requests allowed at once")
-    parser.add_argument("--allow-ip", action="append", metavar="CIDR",
-                        help="accept the key only from this network (repeatable)")
-    parser.add_argument("--metadata", action="append", metavar="KEY=VALUE",
-                        help="free-form label (repeatable)")
+    parser.add_argument(
+        "--allow-ip",
+        action="append",
+        metavar="CIDR",
+        help="accept the key only from this network (repeatable)",
+    )
+    parser.add_argument(
+        "--metadata", action="append", metavar="KEY=VALUE", help="free-form label (repeatable)"
+    )
     if not create:
-        parser.add_argument("--clear-allowed-ips", action="store_true",
-                            help="accept the key from any address")
+        parser.add_argument(
+            "--clear-allowed-ips", action="store_true", help="accept the key from any address"
+        )
         parser.add_argument("--clear-metadata", action="store_true", help="remove all metadata")
     add_database_option(parser)
 
@@ -225,8 +259,9 @@ def register(commands: Any) -> None:
 
     parser = sub.add_parser("rotate-key", help="issue a replacement; the old key expires later")
     parser.add_argument("key_id", metavar="KEY_ID", help="key id or hk_<env>_<id>")
-    parser.add_argument("--grace", metavar="DURATION",
-                        help="how long the old key keeps working (default 24h)")
+    parser.add_argument(
+        "--grace", metavar="DURATION", help="how long the old key keeps working (default 24h)"
+    )
     add_database_option(parser)
     parser.set_defaults(handler=_rotate)
 
@@ -236,7 +271,10 @@ def register(commands: Any) -> None:
     parser.add_argument("--actor", help="only changes by this actor, e.g. cli:alice")
     parser.add_argument("--action", choices=("create", "update", "revoke", "rotate", "delete"))
     parser.add_argument("--limit", type=int, default=1000, help="newest N entries (default 1000)")
-    parser.add_argument("--verify", action="store_true",
-                        help="check the hash chain; exit 1 naming the first broken row")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the hash chain; exit 1 naming the first broken row",
+    )
     add_database_option(parser)
     parser.set_defaults(handler=_audit)

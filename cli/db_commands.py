@@ -35,8 +35,10 @@ def resolve_database_url(arg: str | None, settings: Settings | None = None) -> s
     except (OSError, ValueError, AttributeError):
         url = None
     if not isinstance(url, str) or not url:
-        raise InvalidInput("no database: pass --database-url, set HOKUSAI_DATABASE_URL, "
-                           "or start the local stack with `hokusai gateway up`")
+        raise InvalidInput(
+            "no database: pass --database-url, set HOKUSAI_DATABASE_URL, "
+            "or start the local stack with `hokusai gateway up`"
+        )
     return url
 
 
@@ -64,8 +66,11 @@ def key_service(args: argparse.Namespace) -> KeyService:
 
 
 def add_database_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", metavar="URL",
-                        help="PostgreSQL URL (default: HOKUSAI_DATABASE_URL, else the local stack)")
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL URL (default: HOKUSAI_DATABASE_URL, else the local stack)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -108,15 +113,34 @@ def _status(args: argparse.Namespace) -> int:
     url = resolve_database_url(args.database_url)
     rows: list[migrate.MigrationStatus] = _run_migrations(lambda: migrate.status(url), url)
     if args.json:
-        output.emit_json({"database": db.redact_url(url), "migrations": [
-            {"version": r.version, "name": r.name,
-             "applied_at": None if r.applied_at is None else r.applied_at.isoformat()}
-            for r in rows]})
+        output.emit_json(
+            {
+                "database": db.redact_url(url),
+                "migrations": [
+                    {
+                        "version": r.version,
+                        "name": r.name,
+                        "applied_at": None if r.applied_at is None else r.applied_at.isoformat(),
+                    }
+                    for r in rows
+                ],
+            }
+        )
         return 0
     print(db.redact_url(url))
-    print(output.table(("VERSION", "NAME", "APPLIED"), [
-        [f"{r.version:04d}", r.name, output.when(r.applied_at) if r.applied_at else "pending"]
-        for r in rows]))
+    print(
+        output.table(
+            ("VERSION", "NAME", "APPLIED"),
+            [
+                [
+                    f"{r.version:04d}",
+                    r.name,
+                    output.when(r.applied_at) if r.applied_at else "pending",
+                ]
+                for r in rows
+            ],
+        )
+    )
     return 0
 
 

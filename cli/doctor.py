@@ -36,8 +36,10 @@ SEARCH_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
 WHOAMI_PATH = "/api/v1/auth/whoami"
 WRITE_SCOPES = frozenset({"mlflow:write", "admin"})
 MAX_BODY = 64 * 1024  # a health or error body is small; never read an unbounded answer
-CA_HINT = ("set MLFLOW_TRACKING_SERVER_CERT_PATH to the gateway's CA certificate (PEM): for the "
-           "local stack `hokusai gateway env` prints it; otherwise ask the gateway's operator")
+CA_HINT = (
+    "set MLFLOW_TRACKING_SERVER_CERT_PATH to the gateway's CA certificate (PEM): for the "
+    "local stack `hokusai gateway env` prints it; otherwise ask the gateway's operator"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ def skip(check: str, detail: str) -> Result:
 
 # --- what the MLflow client would use -------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """The client configuration under test (flags, else the MLflow environment variables)."""
@@ -78,11 +81,14 @@ def mlflow_env(environ: Mapping[str, str] | None = None) -> Target:
     """The MLFLOW_* variables the MLflow client reads (only MLFLOW_*: HOKUSAI_* go via settings)."""
     env = os.environ if environ is None else environ
     return Target(
-        url=env.get("MLFLOW_TRACKING_URI") or None, key=env.get("MLFLOW_TRACKING_TOKEN") or None,
+        url=env.get("MLFLOW_TRACKING_URI") or None,
+        key=env.get("MLFLOW_TRACKING_TOKEN") or None,
         ca=env.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None,
         insecure=env.get("MLFLOW_TRACKING_INSECURE_TLS") or None,
-        basic_auth=bool(env.get("MLFLOW_TRACKING_USERNAME")
-                        and env.get("MLFLOW_TRACKING_PASSWORD")))
+        basic_auth=bool(
+            env.get("MLFLOW_TRACKING_USERNAME") and env.get("MLFLOW_TRACKING_PASSWORD")
+        ),
+    )
 
 
 def insecure_flag(value: str | None) -> bool | None:
@@ -117,6 +123,7 @@ class Scrubber:
 
 # --- 1. the URL -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     host: str
@@ -143,40 +150,55 @@ def _tracking_path(path: str) -> str:
 
 def check_url(url: str | None) -> tuple[Result, Endpoint | None]:
     if not url:
-        return fail("url", "no tracking URI: MLFLOW_TRACKING_URI is not set and no --url given",
-                    "export MLFLOW_TRACKING_URI=https://<gateway host>:<port>/api/mlflow"), None
+        return fail(
+            "url",
+            "no tracking URI: MLFLOW_TRACKING_URI is not set and no --url given",
+            "export MLFLOW_TRACKING_URI=https://<gateway host>:<port>/api/mlflow",
+        ), None
     parts = urlsplit(url.strip())
     path = parts.path.rstrip("/")
     shown = _display_url(url.strip())
     try:
         port = parts.port or 443
     except ValueError:
-        return fail("url", f"{shown}: the port is not a number",
-                    "write the URI as https://<host>:<port>/api/mlflow"), None
+        return fail(
+            "url",
+            f"{shown}: the port is not a number",
+            "write the URI as https://<host>:<port>/api/mlflow",
+        ), None
     netloc = parts.netloc.rsplit("@", 1)[-1] or "<gateway host>"
     if parts.scheme != "https" or not parts.hostname:
         wanted = f"{parts.hostname}:<https port>" if parts.hostname and parts.port else netloc
-        return fail("url", f"{shown}: the gateway is reached over https only",
-                    f"set MLFLOW_TRACKING_URI=https://{wanted}{_tracking_path(path)} (the HTTPS "
-                    "port; the plain-HTTP one only redirects, which MLflow's POSTs do not follow)"
-                    ), None
+        return fail(
+            "url",
+            f"{shown}: the gateway is reached over https only",
+            f"set MLFLOW_TRACKING_URI=https://{wanted}{_tracking_path(path)} (the HTTPS "
+            "port; the plain-HTTP one only redirects, which MLflow's POSTs do not follow)",
+        ), None
     if not path.endswith(MLFLOW_SUFFIX):
-        return fail("url", f"{shown}: the path does not end with {MLFLOW_SUFFIX}",
-                    f"set MLFLOW_TRACKING_URI=https://{netloc}{MLFLOW_SUFFIX} (MLflow is served "
-                    f"under {MLFLOW_SUFFIX} on the gateway)"), None
+        return fail(
+            "url",
+            f"{shown}: the path does not end with {MLFLOW_SUFFIX}",
+            f"set MLFLOW_TRACKING_URI=https://{netloc}{MLFLOW_SUFFIX} (MLflow is served "
+            f"under {MLFLOW_SUFFIX} on the gateway)",
+        ), None
     gateway = f"https://{netloc}{path[: -len(MLFLOW_SUFFIX)]}"
     return ok("url", shown), Endpoint(parts.hostname, port, gateway)
 
 
 # --- 2. DNS, 3. TCP -------------------------------------------------------------------------
 
+
 def check_dns(endpoint: Endpoint) -> tuple[Result, list[str] | None]:
     try:
         infos = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        return fail("dns", f"{endpoint.host} does not resolve ({exc})",
-                    "check the host name in the URI for typos; if the gateway is on a private "
-                    "network, connect to its VPN (or add it to /etc/hosts)"), None
+        return fail(
+            "dns",
+            f"{endpoint.host} does not resolve ({exc})",
+            "check the host name in the URI for typos; if the gateway is on a private "
+            "network, connect to its VPN (or add it to /etc/hosts)",
+        ), None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     return ok("dns", f"{endpoint.host} → {', '.join(addresses)}"), addresses
 
@@ -190,25 +212,35 @@ def check_tcp(endpoint: Endpoint, addresses: list[str], timeout: float) -> Resul
         except OSError as exc:
             errors.append(f"{address}: {exc.strerror or exc}")
     refused = all("refused" in e.lower() for e in errors)
-    advice = ("nothing listens there: check the port in the URI and that the gateway is running "
-              "(local stack: `hokusai gateway status`, start it with `hokusai gateway up`)"
-              if refused else "a firewall, proxy or VPN may block the port; check the port, "
-              "and try from the gateway's own network")
+    advice = (
+        "nothing listens there: check the port in the URI and that the gateway is running "
+        "(local stack: `hokusai gateway status`, start it with `hokusai gateway up`)"
+        if refused
+        else "a firewall, proxy or VPN may block the port; check the port, "
+        "and try from the gateway's own network"
+    )
     return fail("tcp", f"cannot connect to port {endpoint.port} ({'; '.join(errors)})", advice)
 
 
 # --- 4. TLS ---------------------------------------------------------------------------------
 
+
 def _tls_settings(target: Target) -> tuple[Result | None, bool]:
     """A setting MLflow itself would refuse (as a failure), else whether TLS checks are off."""
     insecure = insecure_flag(target.insecure)
     if insecure is None:
-        return fail("tls", "MLFLOW_TRACKING_INSECURE_TLS must be true, false, 1 or 0",
-                    "unset MLFLOW_TRACKING_INSECURE_TLS"), False
+        return fail(
+            "tls",
+            "MLFLOW_TRACKING_INSECURE_TLS must be true, false, 1 or 0",
+            "unset MLFLOW_TRACKING_INSECURE_TLS",
+        ), False
     if insecure and target.ca:
-        return fail("tls", "MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH are"
-                    " both set: MLflow refuses that", "unset MLFLOW_TRACKING_INSECURE_TLS and "
-                    "keep MLFLOW_TRACKING_SERVER_CERT_PATH"), False
+        return fail(
+            "tls",
+            "MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH are"
+            " both set: MLflow refuses that",
+            "unset MLFLOW_TRACKING_INSECURE_TLS and keep MLFLOW_TRACKING_SERVER_CERT_PATH",
+        ), False
     if target.ca and not os.path.isfile(target.ca):
         return fail("tls", f"the CA file {target.ca} does not exist", CA_HINT), False
     return None, insecure
@@ -226,10 +258,13 @@ def insecure_context() -> ssl.SSLContext:
     return context
 
 
-def _handshake(endpoint: Endpoint, context: ssl.SSLContext, timeout: float
-               ) -> tuple[str, x509.Certificate | None]:
-    with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as raw, \
-            context.wrap_socket(raw, server_hostname=endpoint.host) as tls:
+def _handshake(
+    endpoint: Endpoint, context: ssl.SSLContext, timeout: float
+) -> tuple[str, x509.Certificate | None]:
+    with (
+        socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname=endpoint.host) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
         return str(tls.version()), x509.load_der_x509_certificate(der) if der else None
 
@@ -245,15 +280,18 @@ def _names(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return [_name_of(cert.subject)]
     return [str(n) for n in san.get_values_for_type(x509.DNSName)] + [
-        str(a) for a in san.get_values_for_type(x509.IPAddress)]
+        str(a) for a in san.get_values_for_type(x509.IPAddress)
+    ]
 
 
 def describe(cert: x509.Certificate) -> str:
     until = cert.not_valid_after_utc
     left = (until - dt.datetime.now(dt.UTC)).days
     soon = f", EXPIRES IN {left} DAYS" if 0 <= left < 14 else ""
-    return (f"certificate for {', '.join(_names(cert)[:4])} issued by '{_name_of(cert.issuer)}', "
-            f"valid until {until:%Y-%m-%d}{soon}")
+    return (
+        f"certificate for {', '.join(_names(cert)[:4])} issued by '{_name_of(cert.issuer)}', "
+        f"valid until {until:%Y-%m-%d}{soon}"
+    )
 
 
 # OpenSSL verify codes: what each means for the person at the keyboard.
@@ -268,16 +306,22 @@ def _untrusted(endpoint: Endpoint, target: Target, exc: ssl.SSLCertVerificationE
     seen = f": {describe(cert)}" if cert is not None else ""
     code = exc.verify_code
     if code in EXPIRED_CODES:
-        return fail("tls", f"the gateway's certificate {EXPIRED_CODES[code]}{seen}",
-                    "the gateway's operator must renew its certificate"
-                    if code == 10 else "set this machine's clock right (NTP)")
+        return fail(
+            "tls",
+            f"the gateway's certificate {EXPIRED_CODES[code]}{seen}",
+            "the gateway's operator must renew its certificate"
+            if code == 10
+            else "set this machine's clock right (NTP)",
+        )
     if code in HOSTNAME_CODES:
-        return fail("tls", f"the certificate does not name {endpoint.host}{seen}",
-                    "use a host name the certificate names in MLFLOW_TRACKING_URI, or have the "
-                    "operator reissue the certificate for this name")
+        return fail(
+            "tls",
+            f"the certificate does not name {endpoint.host}{seen}",
+            "use a host name the certificate names in MLFLOW_TRACKING_URI, or have the "
+            "operator reissue the certificate for this name",
+        )
     where = f"the CA file {target.ca}" if target.ca else "the system's trusted CAs"
-    return fail("tls", f"certificate not trusted by {where} ({exc.verify_message}){seen}",
-                CA_HINT)
+    return fail("tls", f"certificate not trusted by {where} ({exc.verify_message}){seen}", CA_HINT)
 
 
 def check_tls(endpoint: Endpoint, target: Target) -> tuple[Result, ssl.SSLContext | None]:
@@ -288,21 +332,26 @@ def check_tls(endpoint: Endpoint, target: Target) -> tuple[Result, ssl.SSLContex
     try:
         context = trust_context(target.ca)
     except (ssl.SSLError, OSError) as exc:
-        return fail("tls", f"the CA file {target.ca} is not a PEM certificate ({exc})",
-                    CA_HINT), None
+        return fail(
+            "tls", f"the CA file {target.ca} is not a PEM certificate ({exc})", CA_HINT
+        ), None
     try:
         version, cert = _handshake(endpoint, context, target.timeout)
     except ssl.SSLCertVerificationError as exc:
         untrusted = _untrusted(endpoint, target, exc)
         if not insecure:
             return untrusted, None
-        return ok("tls", f"NOT verified (MLFLOW_TRACKING_INSECURE_TLS is set): {untrusted.detail}"
-                  ), insecure_context()
+        return ok(
+            "tls", f"NOT verified (MLFLOW_TRACKING_INSECURE_TLS is set): {untrusted.detail}"
+        ), insecure_context()
     except ssl.SSLError as exc:
         return _handshake_failed(endpoint, target, exc), None
     except OSError as exc:
-        return fail("tls", f"handshake failed: {exc}", "retry; if it persists, the gateway's "
-                    "TLS listener is unhealthy: tell its operator"), None
+        return fail(
+            "tls",
+            f"handshake failed: {exc}",
+            "retry; if it persists, the gateway's TLS listener is unhealthy: tell its operator",
+        ), None
     detail = describe(cert) if cert is not None else "no certificate"
     trusted = f"CA file {target.ca}" if target.ca else "the system store"
     return ok("tls", f"{version}, {detail}, trusted via {trusted}"), context
@@ -311,14 +360,22 @@ def check_tls(endpoint: Endpoint, target: Target) -> tuple[Result, ssl.SSLContex
 def _handshake_failed(endpoint: Endpoint, target: Target, exc: ssl.SSLError) -> Result:
     reason = str(exc.reason or exc)
     if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"):
-        return fail("tls", f"port {endpoint.port} does not speak TLS ({reason})",
-                    "use the gateway's HTTPS port in MLFLOW_TRACKING_URI (the local stack prints it"
-                    " as `gateway:`; `hokusai gateway env` shows the whole URI)")
-    return fail("tls", f"handshake failed ({reason})", "tell the gateway's operator; the server "
-                "may require a TLS version or cipher this client does not offer")
+        return fail(
+            "tls",
+            f"port {endpoint.port} does not speak TLS ({reason})",
+            "use the gateway's HTTPS port in MLFLOW_TRACKING_URI (the local stack prints it"
+            " as `gateway:`; `hokusai gateway env` shows the whole URI)",
+        )
+    return fail(
+        "tls",
+        f"handshake failed ({reason})",
+        "tell the gateway's operator; the server "
+        "may require a TLS version or cipher this client does not offer",
+    )
 
 
 # --- HTTP over the verified connection -------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -345,8 +402,9 @@ Fetch = Callable[[Connection, str, Mapping[str, str]], Reply]
 
 def https_get(conn: Connection, path: str, headers: Mapping[str, str]) -> Reply:
     """One GET; raises OSError or http.client.HTTPException on transport failures."""
-    client = http.client.HTTPSConnection(conn.endpoint.host, conn.endpoint.port,
-                                         context=conn.context, timeout=conn.timeout)
+    client = http.client.HTTPSConnection(
+        conn.endpoint.host, conn.endpoint.port, context=conn.context, timeout=conn.timeout
+    )
     try:
         client.request("GET", path, headers={"user-agent": "hokusai-doctor", **headers})
         response = client.getresponse()
@@ -355,8 +413,9 @@ def https_get(conn: Connection, path: str, headers: Mapping[str, str]) -> Reply:
         client.close()
 
 
-def _get(fetch: Fetch, conn: Connection, path: str, headers: Mapping[str, str] | None = None
-         ) -> Reply | str:
+def _get(
+    fetch: Fetch, conn: Connection, path: str, headers: Mapping[str, str] | None = None
+) -> Reply | str:
     """The reply, or one line saying why there is none."""
     try:
         return fetch(conn, path, headers or {})
@@ -366,31 +425,49 @@ def _get(fetch: Fetch, conn: Connection, path: str, headers: Mapping[str, str] |
 
 # --- 5. gateway health, 6. MLflow behind it ----------------------------------------------------
 
+
 def check_gateway(conn: Connection, fetch: Fetch) -> Result:
     reply = _get(fetch, conn, conn.endpoint.path(wire.HEALTH_PATH))
     if isinstance(reply, str):
-        return fail("gateway", f"GET /health: {reply}", "retry; if it persists, tell the "
-                    "gateway's operator (local stack: `hokusai gateway status`)")
+        return fail(
+            "gateway",
+            f"GET /health: {reply}",
+            "retry; if it persists, tell the "
+            "gateway's operator (local stack: `hokusai gateway status`)",
+        )
     if reply.status == 200:
         return ok("gateway", "GET /health → 200")
     if reply.status == 404:
-        return fail("gateway", "GET /health → 404: this server is not a Hokusai gateway",
-                    "check the host and port in MLFLOW_TRACKING_URI")
-    return fail("gateway", f"GET /health → {reply.status}: the gateway cannot check keys now",
-                "its authz service is down: tell the gateway's operator (local stack: "
-                "`hokusai gateway status` shows which part is down)")
+        return fail(
+            "gateway",
+            "GET /health → 404: this server is not a Hokusai gateway",
+            "check the host and port in MLFLOW_TRACKING_URI",
+        )
+    return fail(
+        "gateway",
+        f"GET /health → {reply.status}: the gateway cannot check keys now",
+        "its authz service is down: tell the gateway's operator (local stack: "
+        "`hokusai gateway status` shows which part is down)",
+    )
 
 
 def check_mlflow(conn: Connection, fetch: Fetch) -> Result:
     reply = _get(fetch, conn, conn.endpoint.path(wire.MLFLOW_HEALTH_PATH))
     if isinstance(reply, str):
-        return fail("mlflow", f"GET {wire.MLFLOW_HEALTH_PATH}: {reply}",
-                    "retry; if it persists, tell the gateway's operator")
+        return fail(
+            "mlflow",
+            f"GET {wire.MLFLOW_HEALTH_PATH}: {reply}",
+            "retry; if it persists, tell the gateway's operator",
+        )
     if reply.status == 200:
         return ok("mlflow", f"GET {wire.MLFLOW_HEALTH_PATH} → 200")
-    return fail("mlflow", f"GET {wire.MLFLOW_HEALTH_PATH} → {reply.status}: the MLflow server "
-                "behind the gateway does not answer", "MLflow is down or unreachable from the "
-                "gateway: tell the gateway's operator (local stack: `hokusai gateway status`)")
+    return fail(
+        "mlflow",
+        f"GET {wire.MLFLOW_HEALTH_PATH} → {reply.status}: the MLflow server "
+        "behind the gateway does not answer",
+        "MLflow is down or unreachable from the "
+        "gateway: tell the gateway's operator (local stack: `hokusai gateway status`)",
+    )
 
 
 # --- 7. the key, offline --------------------------------------------------------------------
@@ -423,19 +500,27 @@ def key_label(key: str) -> str:
 def check_key(target: Target) -> tuple[Result, keys.ParsedKey | None]:
     """Format and checksum with no I/O (authz.keys.parse): garbage never goes on the wire."""
     if target.basic_auth:
-        return fail("key", "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD are set: MLflow "
-                    "sends them instead of the key", "unset MLFLOW_TRACKING_USERNAME and "
-                    "MLFLOW_TRACKING_PASSWORD"), None
+        return fail(
+            "key",
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD are set: MLflow "
+            "sends them instead of the key",
+            "unset MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
+        ), None
     if not target.key:
-        return fail("key", "no key: MLFLOW_TRACKING_TOKEN is not set and no --key given",
-                    "export MLFLOW_TRACKING_TOKEN=<your hk_live_… key> (ask an admin for one: "
-                    "`hokusai auth create-key`)"), None
+        return fail(
+            "key",
+            "no key: MLFLOW_TRACKING_TOKEN is not set and no --key given",
+            "export MLFLOW_TRACKING_TOKEN=<your hk_live_… key> (ask an admin for one: "
+            "`hokusai auth create-key`)",
+        ), None
     parsed = keys.parse(target.key)
     if parsed is None:
-        return fail("key", f"{key_label(target.key)} is malformed: {_malformed(target.key)}",
-                    COPY_AGAIN), None
-    return ok("key", f"{parsed.display_prefix}: well-formed, checksum ok, environment "
-              f"{parsed.env}"), parsed
+        return fail(
+            "key", f"{key_label(target.key)} is malformed: {_malformed(target.key)}", COPY_AGAIN
+        ), None
+    return ok(
+        "key", f"{parsed.display_prefix}: well-formed, checksum ok, environment {parsed.env}"
+    ), parsed
 
 
 # --- 8. the key at the gateway, 9. its scopes -----------------------------------------------
@@ -444,30 +529,30 @@ def check_key(target: Target) -> tuple[Result, keys.ParsedKey | None]:
 ADVICE: dict[Reason, str] = {
     Reason.ALLOWED: "nothing to do",
     Reason.MISSING_KEY: "no key reached the gateway: set MLFLOW_TRACKING_TOKEN to your key; a "
-                        "proxy between you and the gateway may strip the Authorization header",
+    "proxy between you and the gateway may strip the Authorization header",
     Reason.MULTIPLE_CREDENTIALS: "send one key only: drop any X-API-Key header or ?api_key= "
-                                 "parameter when MLFLOW_TRACKING_TOKEN is set",
+    "parameter when MLFLOW_TRACKING_TOKEN is set",
     Reason.MALFORMED_KEY: COPY_AGAIN,
     Reason.WRONG_ENVIRONMENT: "this gateway does not accept {env} keys: use a key of the "
-                              "gateway's environment (hk_live_ in production)",
+    "gateway's environment (hk_live_ in production)",
     Reason.UNKNOWN_KEY: "this gateway does not know {key}: check MLFLOW_TRACKING_URI points at "
-                        "the gateway that issued it, or ask for a new key",
+    "the gateway that issued it, or ask for a new key",
     Reason.INVALID_SECRET: "the secret part of {key} does not match: it was mistyped, or you have"
-                           " an old copy — use the newest key",
+    " an old copy — use the newest key",
     Reason.REVOKED: "{key} has been revoked: ask its owner or an admin for a new key (`hokusai "
-                    "auth show-key {key}` shows why it was revoked)",
+    "auth show-key {key}` shows why it was revoked)",
     Reason.EXPIRED: "{key} has expired: rotate it (`hokusai auth rotate-key {key}`) or ask for "
-                    "a new one, and set MLFLOW_TRACKING_TOKEN to the new key",
+    "a new one, and set MLFLOW_TRACKING_TOKEN to the new key",
     Reason.IP_NOT_ALLOWED: "your address is not in the key's allowlist: use it from an allowed "
-                           "network, or ask an admin to add your address (`hokusai auth "
-                           "update-key {key} --allow-ip <your address>/32`)",
+    "network, or ask an admin to add your address (`hokusai auth "
+    "update-key {key} --allow-ip <your address>/32`)",
     Reason.INSUFFICIENT_SCOPE: "{key} lacks the scope for this request: logging runs needs "
-                               "mlflow:write (`hokusai auth update-key {key} --scopes "
-                               "mlflow:read,mlflow:write`)",
+    "mlflow:write (`hokusai auth update-key {key} --scopes "
+    "mlflow:read,mlflow:write`)",
     Reason.RATE_LIMITED: "too many requests with {key}: wait (see Retry-After) or ask for a "
-                         "higher rate limit",
+    "higher rate limit",
     Reason.UNAVAILABLE: "the gateway could not verify keys just now (its database or cache is "
-                        "down): retry shortly; if it persists, tell the gateway's operator",
+    "down): retry shortly; if it persists, tell the gateway's operator",
 }
 
 
@@ -480,20 +565,30 @@ def advice_for(code: str, key: keys.ParsedKey) -> str:
 
 
 def check_access(conn: Connection, fetch: Fetch, key: keys.ParsedKey, token: str) -> Result:
-    reply = _get(fetch, conn, conn.endpoint.tracking_path + SEARCH_PATH,
-                 {"authorization": f"Bearer {token}"})
+    reply = _get(
+        fetch, conn, conn.endpoint.tracking_path + SEARCH_PATH, {"authorization": f"Bearer {token}"}
+    )
     if isinstance(reply, str):
-        return fail("access", f"searching experiments: {reply}", "retry; if it persists, tell "
-                    "the gateway's operator")
+        return fail(
+            "access",
+            f"searching experiments: {reply}",
+            "retry; if it persists, tell the gateway's operator",
+        )
     if reply.status == 200:
         return ok("access", f"{key.display_prefix} accepted: experiments/search → 200")
     code = str(reply.json().get("error", ""))
     if code:
-        return fail("access", f"{key.display_prefix} refused: experiments/search → "
-                    f"{reply.status} {code}", advice_for(code, key))
-    return fail("access", f"experiments/search → {reply.status} without a gateway error code",
-                "the gateway or MLflow answered unexpectedly: check the URI, then tell the "
-                "gateway's operator")
+        return fail(
+            "access",
+            f"{key.display_prefix} refused: experiments/search → {reply.status} {code}",
+            advice_for(code, key),
+        )
+    return fail(
+        "access",
+        f"experiments/search → {reply.status} without a gateway error code",
+        "the gateway or MLflow answered unexpectedly: check the URI, then tell the "
+        "gateway's operator",
+    )
 
 
 def _scopes(reply: Reply) -> list[str] | None:
@@ -511,8 +606,10 @@ def check_scopes(conn: Connection, fetch: Fetch, key: keys.ParsedKey, token: str
     reply = _get(fetch, conn, conn.endpoint.path(WHOAMI_PATH), {"authorization": f"Bearer {token}"})
     scopes = _scopes(reply) if isinstance(reply, Reply) and reply.status == 200 else None
     if scopes is None:
-        return ok("scopes", "read access verified (write access not checked: the gateway has no "
-                  f"{WHOAMI_PATH})")
+        return ok(
+            "scopes",
+            f"read access verified (write access not checked: the gateway has no {WHOAMI_PATH})",
+        )
     listed = ", ".join(scopes) or "none"
     if WRITE_SCOPES & set(scopes):
         return ok("scopes", f"{listed}: can read and write")
@@ -521,8 +618,10 @@ def check_scopes(conn: Connection, fetch: Fetch, key: keys.ParsedKey, token: str
 
 # --- the whole run --------------------------------------------------------------------------
 
-def _network(target: Target, endpoint: Endpoint, fetch: Fetch,
-             results: list[Result]) -> Connection | None:
+
+def _network(
+    target: Target, endpoint: Endpoint, fetch: Fetch, results: list[Result]
+) -> Connection | None:
     """DNS, TCP, TLS, gateway and MLflow health; the verified connection when TLS worked."""
     dns, addresses = check_dns(endpoint)
     results.append(dns)
@@ -551,8 +650,9 @@ def run(target: Target, fetch: Fetch | None = None) -> list[Result]:
     results = [url]
     conn = None
     if endpoint is None:
-        results.extend(skip(n, "needs a usable URL") for n in ("dns", "tcp", "tls", "gateway",
-                                                                "mlflow"))
+        results.extend(
+            skip(n, "needs a usable URL") for n in ("dns", "tcp", "tls", "gateway", "mlflow")
+        )
     else:
         conn = _network(target, endpoint, fetch, results)
     key, parsed = check_key(target)
@@ -563,8 +663,11 @@ def run(target: Target, fetch: Fetch | None = None) -> list[Result]:
     else:
         access = check_access(conn, fetch, parsed, target.key)
         results.append(access)
-        results.append(check_scopes(conn, fetch, parsed, target.key) if access.status == "ok"
-                       else skip("scopes", "needs an accepted key"))
+        results.append(
+            check_scopes(conn, fetch, parsed, target.key)
+            if access.status == "ok"
+            else skip("scopes", "needs an accepted key")
+        )
     scrub = Scrubber(target.key)
     return [scrub.result(r) for r in results]
 

@@ -18,8 +18,13 @@ from cli.output import emit_json
 def target_of(args: argparse.Namespace) -> doctor.Target:
     """Each flag overrides its MLflow environment variable; the rest come from the environment."""
     env = doctor.mlflow_env()
-    return replace(env, url=args.url or env.url, key=args.key or env.key, ca=args.ca or env.ca,
-                   timeout=args.timeout)
+    return replace(
+        env,
+        url=args.url or env.url,
+        key=args.key or env.key,
+        ca=args.ca or env.ca,
+        timeout=args.timeout,
+    )
 
 
 def render(results: list[doctor.Result]) -> str:
@@ -53,16 +58,25 @@ def _timeout(text: str) -> float:
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
-        "doctor", help="diagnose an MLflow connection through the gateway",
+        "doctor",
+        help="diagnose an MLflow connection through the gateway",
         description="Checks URL, DNS, TCP, TLS, the gateway, MLflow and the key, in order, and "
-                    "says what to do for each failure. Defaults: MLFLOW_TRACKING_URI, "
-                    "MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_SERVER_CERT_PATH.")
+        "says what to do for each failure. Defaults: MLFLOW_TRACKING_URI, "
+        "MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_SERVER_CERT_PATH.",
+    )
     parser.add_argument("--url", help="tracking URI (default: $MLFLOW_TRACKING_URI)")
     parser.add_argument("--key", help="API key (default: $MLFLOW_TRACKING_TOKEN); never printed")
-    parser.add_argument("--ca", metavar="PATH",
-                        help="CA certificate (default: $MLFLOW_TRACKING_SERVER_CERT_PATH, else "
-                             "the system store)")
-    parser.add_argument("--timeout", type=_timeout, default=5.0, metavar="SECONDS",
-                        help="per network step (default 5)")
+    parser.add_argument(
+        "--ca",
+        metavar="PATH",
+        help="CA certificate (default: $MLFLOW_TRACKING_SERVER_CERT_PATH, else the system store)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=5.0,
+        metavar="SECONDS",
+        help="per network step (default 5)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.set_defaults(handler=_doctor)

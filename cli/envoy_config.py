@@ -70,8 +70,12 @@ CHECK_HEADERS = (
 )
 # Headers of a denial that reach the client (HTTP mode; WWW-Authenticate is always added by Envoy);
 # the x-ratelimit-* names carry an in-Check 429's numbers (HOKUSAI_RATE_LIMIT_ENFORCEMENT=check).
-DENIAL_CLIENT_HEADERS = ("content-type", "retry-after", "cache-control",
-                         *wire.RATE_LIMIT_RESPONSE_HEADERS)
+DENIAL_CLIENT_HEADERS = (
+    "content-type",
+    "retry-after",
+    "cache-control",
+    *wire.RATE_LIMIT_RESPONSE_HEADERS,
+)
 # Headers of an allowing HTTP check response added to the client's response (in-Check limits).
 SUCCESS_CLIENT_HEADERS = wire.RATE_LIMIT_RESPONSE_HEADERS
 
@@ -599,13 +603,22 @@ def access_logs(options: EnvoyOptions) -> list[Json]:
 
 def _status_mapper(status: int, body: str, headers: dict[str, str]) -> Json:
     return {
-        "filter": {"status_code_filter": {"comparison": {
-            "op": "EQ",
-            "value": {"default_value": status, "runtime_key": f"hokusai.local_reply.{status}"},
-        }}},
+        "filter": {
+            "status_code_filter": {
+                "comparison": {
+                    "op": "EQ",
+                    "value": {
+                        "default_value": status,
+                        "runtime_key": f"hokusai.local_reply.{status}",
+                    },
+                }
+            }
+        },
         "body": {"inline_string": body},
-        "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
-                                 "content_type": "application/json"},
+        "body_format_override": {
+            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+            "content_type": "application/json",
+        },
         "headers_to_add": [
             {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
             for k, v in headers.items()
@@ -616,15 +629,24 @@ def _status_mapper(status: int, body: str, headers: dict[str, str]) -> Json:
 def local_reply_config(options: EnvoyOptions) -> Json:
     """Envoy's own replies in the gateway's one JSON shape: authz unreachable or timed out (503,
     with retry-after), the local rate-limit shield (429), oversized headers (431)."""
-    too_large = json.dumps({"error": "request_too_large",
-                            "message": "The request headers are too large.",
-                            "docs": options.docs_url.split("#")[0] + "#request-too-large"})
-    return {"mappers": [
-        _status_mapper(503, denial_body(Reason.UNAVAILABLE).decode(),
-                       {"retry-after": "1", "cache-control": "no-store"}),
-        _status_mapper(429, denial_body(Reason.RATE_LIMITED).decode(), {}),
-        _status_mapper(431, too_large, {}),
-    ]}
+    too_large = json.dumps(
+        {
+            "error": "request_too_large",
+            "message": "The request headers are too large.",
+            "docs": options.docs_url.split("#")[0] + "#request-too-large",
+        }
+    )
+    return {
+        "mappers": [
+            _status_mapper(
+                503,
+                denial_body(Reason.UNAVAILABLE).decode(),
+                {"retry-after": "1", "cache-control": "no-store"},
+            ),
+            _status_mapper(429, denial_body(Reason.RATE_LIMITED).decode(), {}),
+            _status_mapper(431, too_large, {}),
+        ]
+    }
 
 
 def connection_manager(
@@ -866,9 +888,7 @@ def render_bench(
             {
                 "name": "bench",
                 "domains": ["*"],
-                "routes": [
-                    {"match": {"prefix": "/"}, "route": bench_route}
-                ],
+                "routes": [{"match": {"prefix": "/"}, "route": bench_route}],
             }
         ],
     }

@@ -33,8 +33,9 @@ def _bootstrap_key(record: StackRecord, settings: Settings) -> str | None:
     from authz.service import KeyService
 
     service = KeyService(connector(record.database_url), settings, actor())
-    _view, new = service.create_key(user_email=BOOTSTRAP_USER, name="bootstrap admin",
-                                    scopes=["admin"])
+    _view, new = service.create_key(
+        user_email=BOOTSTRAP_USER, name="bootstrap admin", scopes=["admin"]
+    )
     record.bootstrapped = True
     return new.token
 
@@ -45,19 +46,23 @@ def _print_ready(record: StackRecord, token: str | None) -> None:
     print(f"database: {db.redact_url(record.database_url)}")
     if token:
         print(f"admin key: {token}")
-        print("warning: this admin key is shown once and never again; store it now.",
-              file=sys.stderr)
+        print(
+            "warning: this admin key is shown once and never again; store it now.", file=sys.stderr
+        )
     print("ready (Ctrl-C stops every part)", flush=True)
 
 
 def _up(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     directory = _data_dir(args)
-    stack = LocalStack(StackOptions(directory, args.https_port, args.http_port,
-                                    args.mlflow_url, args.transport), settings)
+    stack = LocalStack(
+        StackOptions(directory, args.https_port, args.http_port, args.mlflow_url, args.transport),
+        settings,
+    )
     stopping = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stopping.set())
-                for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        s: signal.signal(s, lambda *_: stopping.set()) for s in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         record = stack.start()
         token = _bootstrap_key(record, settings)
@@ -109,8 +114,12 @@ def health_checks(record: StackRecord) -> list[tuple[str, Callable[[], bool]]]:
         ("gateway", lambda: _https_ok(f"{record.gateway_url}/health", record.ca_cert)),
     ]
     if record.keys_api_port:
-        checks.append(("keys-api", lambda: http_ok(
-            f"http://127.0.0.1:{record.keys_api_port}/api/v1/auth/health")))
+        checks.append(
+            (
+                "keys-api",
+                lambda: http_ok(f"http://127.0.0.1:{record.keys_api_port}/api/v1/auth/health"),
+            )
+        )
     return checks
 
 
@@ -154,11 +163,17 @@ def register(commands: Any) -> None:
     up.add_argument("--https-port", type=int, default=8443)
     up.add_argument("--http-port", type=int, default=8080, help="redirects to HTTPS")
     up.add_argument("--mlflow-url", help="use this MLflow server instead of starting one")
-    up.add_argument("--transport", choices=("grpc", "http"), default="http",
-                    help="how Envoy asks authz (http is the measured fast path)")
+    up.add_argument(
+        "--transport",
+        choices=("grpc", "http"),
+        default="http",
+        help="how Envoy asks authz (http is the measured fast path)",
+    )
     up.set_defaults(handler=_up)
-    for name, handler, text in (("status", _status, "exit 0 only if every part is healthy"),
-                                ("env", _env, "print the exports an MLflow user needs")):
+    for name, handler, text in (
+        ("status", _status, "exit 0 only if every part is healthy"),
+        ("env", _env, "print the exports an MLflow user needs"),
+    ):
         parser = sub.add_parser(name, help=text)
         parser.add_argument("--data-dir", help="state directory of the stack")
         parser.set_defaults(handler=handler)

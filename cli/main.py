@@ -30,7 +30,9 @@ from cli import (
 Registrar = Callable[[Any], None]  # receives the top-level sub-parsers action
 
 REGISTRARS: list[Registrar] = [
-    auth_commands.register, db_commands.register, gateway_commands.register,
+    auth_commands.register,
+    db_commands.register,
+    gateway_commands.register,
     usage_commands.register,  # after auth and db: it adds to their groups
     doctor_commands.register,
     settings_commands.register,
@@ -52,8 +54,9 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser(registrars: Sequence[Registrar] = REGISTRARS) -> Parser:
     parser = Parser(prog="hokusai", description="Hokusai Gateway: API keys for MLflow on Envoy.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                     parser_class=Parser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
     for register in registrars:
         register(commands)
     return parser

@@ -55,8 +55,18 @@ GENERATED_NOTE = (
 CHECK_LOCATION = "/_hokusai_check"
 # Client headers MLflow (and its client) use; everything else is dropped before MLflow.
 FORWARDED_HEADERS = (
-    "Content-Type", "Content-Encoding", "Accept", "Accept-Encoding", "User-Agent", "Range",
-    "If-Range", "If-None-Match", "If-Modified-Since", "X-Request-ID", "traceparent", "tracestate",
+    "Content-Type",
+    "Content-Encoding",
+    "Accept",
+    "Accept-Encoding",
+    "User-Agent",
+    "Range",
+    "If-Range",
+    "If-None-Match",
+    "If-Modified-Since",
+    "X-Request-ID",
+    "traceparent",
+    "tracestate",
 )
 # Identity headers the check answers with, captured into these variables.
 IDENTITY_VARIABLES = {
@@ -93,8 +103,16 @@ class NginxOptions:
     def __post_init__(self) -> None:
         if self.authz_timeout <= 0 or self.stream_idle_timeout <= 0:
             raise ValueError("time-outs must be positive")
-        if self.error_log_level not in ("debug", "info", "notice", "warn", "error", "crit",
-                                        "alert", "emerg"):
+        if self.error_log_level not in (
+            "debug",
+            "info",
+            "notice",
+            "warn",
+            "error",
+            "crit",
+            "alert",
+            "emerg",
+        ):
             raise ValueError(f"unknown error_log_level {self.error_log_level!r}")
         for name in ("runtime_dir", "tls_cert_path", "tls_key_path", "error_log"):
             if re.search(r"[\s;'\"{}$]", getattr(self, name)):
@@ -132,8 +150,13 @@ def encoded_name_pattern(name: str) -> str:
 
 
 def generic_body(error: str, message: str, options: NginxOptions) -> str:
-    return json.dumps({"error": error, "message": message,
-                       "docs": f"{options.docs_url}#{error.replace('_', '-')}"})
+    return json.dumps(
+        {
+            "error": error,
+            "message": message,
+            "docs": f"{options.docs_url}#{error.replace('_', '-')}",
+        }
+    )
 
 
 def reason_body(reason: Reason, options: NginxOptions) -> str:
@@ -143,13 +166,22 @@ def reason_body(reason: Reason, options: NginxOptions) -> str:
 def denial_bodies(options: NginxOptions) -> dict[int, str]:
     """One JSON body per denial status: authz's body cannot cross ``auth_request``."""
     return {
-        400: generic_body("multiple_credentials",
-                          "More than one api_key query parameter was sent: send exactly one.",
-                          options),
-        401: generic_body("unauthorized", "The API key is missing or not valid: see the "
-                          "WWW-Authenticate header for the reason.", options),
-        403: generic_body("forbidden", "The API key may not make this request (scope or IP "
-                          "allowlist): see the WWW-Authenticate header.", options),
+        400: generic_body(
+            "multiple_credentials",
+            "More than one api_key query parameter was sent: send exactly one.",
+            options,
+        ),
+        401: generic_body(
+            "unauthorized",
+            "The API key is missing or not valid: see the WWW-Authenticate header for the reason.",
+            options,
+        ),
+        403: generic_body(
+            "forbidden",
+            "The API key may not make this request (scope or IP "
+            "allowlist): see the WWW-Authenticate header.",
+            options,
+        ),
         404: generic_body("not_found", "No route for this path.", options),
         429: reason_body(Reason.RATE_LIMITED, options),
         503: reason_body(Reason.UNAVAILABLE, options),
@@ -161,16 +193,18 @@ def denial_bodies(options: NginxOptions) -> dict[int, str]:
 
 def main_block(options: NginxOptions) -> list[str]:
     lines = [] if options.user is None else [f"user {options.user};"]
-    return [*lines,
-            f"worker_processes {options.worker_processes};",
-            "daemon off;  # a supervisor (systemd, the test, a container runtime) owns the process",
-            f"pid {options.runtime_dir}/nginx.pid;",
-            f"error_log {options.error_log} {options.error_log_level};",
-            "",
-            "events {",
-            "    worker_connections 4096;",
-            "}",
-            ""]
+    return [
+        *lines,
+        f"worker_processes {options.worker_processes};",
+        "daemon off;  # a supervisor (systemd, the test, a container runtime) owns the process",
+        f"pid {options.runtime_dir}/nginx.pid;",
+        f"error_log {options.error_log} {options.error_log_level};",
+        "",
+        "events {",
+        "    worker_connections 4096;",
+        "}",
+        "",
+    ]
 
 
 def query_maps() -> list[str]:
@@ -193,8 +227,10 @@ def query_maps() -> list[str]:
 
 def http_settings(options: NginxOptions) -> list[str]:
     run = options.runtime_dir
-    temp = [f"    {kind}_temp_path {run}/{kind};"
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")]
+    temp = [
+        f"    {kind}_temp_path {run}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    ]
     return [
         "    default_type application/json;",
         "    server_tokens off;",
@@ -246,10 +282,14 @@ def check_location(options: NginxOptions) -> list[str]:
 
 
 def _upstream_headers(options: NginxOptions) -> list[str]:
-    lines = [f"            proxy_set_header {name} $http_{name.lower().replace('-', '_')};"
-             for name in FORWARDED_HEADERS]
-    lines += [f"            proxy_set_header {header} ${var};"
-              for header, var in IDENTITY_VARIABLES.items()]
+    lines = [
+        f"            proxy_set_header {name} $http_{name.lower().replace('-', '_')};"
+        for name in FORWARDED_HEADERS
+    ]
+    lines += [
+        f"            proxy_set_header {header} ${var};"
+        for header, var in IDENTITY_VARIABLES.items()
+    ]
     return [
         # A whitelist: no credential and no forged x-hokusai-* header can reach MLflow.
         "            proxy_pass_request_headers off;",
@@ -262,8 +302,10 @@ def _upstream_headers(options: NginxOptions) -> list[str]:
 
 
 def mlflow_location(options: NginxOptions) -> list[str]:
-    captures = [f"            auth_request_set ${var} {variable(header)};"
-                for header, var in IDENTITY_VARIABLES.items()]
+    captures = [
+        f"            auth_request_set ${var} {variable(header)};"
+        for header, var in IDENTITY_VARIABLES.items()
+    ]
     return [
         f"        location {wire.MLFLOW_PREFIX} {{",
         f"            auth_request {CHECK_LOCATION};",
@@ -363,8 +405,14 @@ def redirect_server(options: NginxOptions) -> list[str]:
 
 
 def render(options: NginxOptions) -> str:
-    lines = [*main_block(options), "http {", *http_settings(options), *gateway_server(options),
-             *redirect_server(options), "}"]
+    lines = [
+        *main_block(options),
+        "http {",
+        *http_settings(options),
+        *gateway_server(options),
+        *redirect_server(options),
+        "}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -379,11 +427,13 @@ DEFAULTS: dict[str, NginxOptions] = {"gateway.conf": NginxOptions()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cli.nginx_config",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m cli.nginx_config", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--write", action="store_true", help="regenerate nginx/gateway.conf")
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 when nginx/gateway.conf is stale")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when nginx/gateway.conf is stale"
+    )
     args = parser.parse_args(argv)
     stale = []
     for name, options in DEFAULTS.items():
@@ -392,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             write(options, path)
         elif args.check:
             if not path.exists() or path.read_text(encoding="utf-8") != GENERATED_NOTE + render(
-                    options):
+                options
+            ):
                 stale.append(name)
         else:
             sys.stdout.write(render(options))

@@ -45,31 +45,64 @@ def when(moment: datetime | None) -> str:
 
 
 def limits(view: KeyView) -> str:
-    rate = "default" if view.rate_limit_per_hour is None else (
-        "unlimited" if view.rate_limit_per_hour == 0 else f"{view.rate_limit_per_hour}/h")
+    rate = (
+        "default"
+        if view.rate_limit_per_hour is None
+        else ("unlimited" if view.rate_limit_per_hour == 0 else f"{view.rate_limit_per_hour}/h")
+    )
     return rate if view.burst is None else f"{rate} burst {view.burst}"
 
 
-KEY_HEADERS = ("ID", "PREFIX", "NAME", "ENV", "STATUS", "SCOPES", "LIMITS", "CREATED", "EXPIRES",
-               "LAST USED")
+KEY_HEADERS = (
+    "ID",
+    "PREFIX",
+    "NAME",
+    "ENV",
+    "STATUS",
+    "SCOPES",
+    "LIMITS",
+    "CREATED",
+    "EXPIRES",
+    "LAST USED",
+)
 
 
 def key_rows(views: Sequence[KeyView]) -> list[list[str]]:
-    return [[v.key_id, v.display_prefix, v.name, v.env, v.status.replace("_", " "),
-             ",".join(v.scopes), limits(v), when(v.created_at), when(v.expires_at),
-             when(v.last_used_at)] for v in views]
+    return [
+        [
+            v.key_id,
+            v.display_prefix,
+            v.name,
+            v.env,
+            v.status.replace("_", " "),
+            ",".join(v.scopes),
+            limits(v),
+            when(v.created_at),
+            when(v.expires_at),
+            when(v.last_used_at),
+        ]
+        for v in views
+    ]
 
 
 def key_details(view: KeyView) -> str:
     """``show-key``: one field per line."""
     fields: list[tuple[str, str]] = [
-        ("id", view.key_id), ("prefix", view.display_prefix), ("user", view.user_email),
-        ("name", view.name), ("env", view.env), ("status", view.status.replace("_", " ")),
-        ("scopes", ",".join(view.scopes)), ("limits", limits(view)),
+        ("id", view.key_id),
+        ("prefix", view.display_prefix),
+        ("user", view.user_email),
+        ("name", view.name),
+        ("env", view.env),
+        ("status", view.status.replace("_", " ")),
+        ("scopes", ",".join(view.scopes)),
+        ("limits", limits(view)),
         ("allowed ips", ",".join(view.allowed_ips) or "any"),
-        ("created", when(view.created_at)), ("expires", when(view.expires_at)),
-        ("last used", when(view.last_used_at)), ("revoked", when(view.revoked_at)),
-        ("revoked reason", view.revoked_reason or "-"), ("rotated from", view.rotated_from or "-"),
+        ("created", when(view.created_at)),
+        ("expires", when(view.expires_at)),
+        ("last used", when(view.last_used_at)),
+        ("revoked", when(view.revoked_at)),
+        ("revoked reason", view.revoked_reason or "-"),
+        ("rotated from", view.rotated_from or "-"),
         ("metadata", _pairs(view.metadata)),
     ]
     width = max(len(name) for name, _ in fields)
@@ -84,8 +117,17 @@ AUDIT_HEADERS = ("ID", "AT", "ACTION", "KEY", "ACTOR", "CHANGED")
 
 
 def audit_rows(entries: Sequence[AuditEntry]) -> list[list[str]]:
-    return [[str(e.id), e.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.action,
-             e.key_id or "-", e.actor, _changed(e)] for e in entries]
+    return [
+        [
+            str(e.id),
+            e.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            e.action,
+            e.key_id or "-",
+            e.actor,
+            _changed(e),
+        ]
+        for e in entries
+    ]
 
 
 def _changed(entry: AuditEntry) -> str:

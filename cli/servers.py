@@ -239,8 +239,12 @@ class ManagedProcess:
             log.write(f"--- start: {' '.join(argv)}\n".encode())
             log.flush()
             process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
                 **self.popen_options(),
             )
         _remember(process.pid)
@@ -313,7 +317,8 @@ def _ensure_system_user(name: str) -> pwd.struct_passwd:
         pass
     subprocess.run(
         ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-        check=False, capture_output=True,
+        check=False,
+        capture_output=True,
     )  # a concurrent creator may win the race; the lookup below decides
     return pwd.getpwnam(name)
 
@@ -358,8 +363,12 @@ class PostgresServer(ManagedProcess):
         if self._user is None:
             return {}
         env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(self.data_dir)}
-        return {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": [],
-                "env": env}
+        return {
+            "user": self._user.pw_uid,
+            "group": self._user.pw_gid,
+            "extra_groups": [],
+            "env": env,
+        }
 
     def _chown(self, path: Path) -> None:
         if self._user is not None:
@@ -392,9 +401,19 @@ class PostgresServer(ManagedProcess):
         staged.replace(self.data_dir / PG_PASSWORD_FILE)
 
     def _run_initdb(self, pwfile: Path) -> None:
-        argv = [str(pg_bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", PG_ROLE,
-                f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
-                "--encoding=UTF8", "--locale=C", "--no-instructions"]
+        argv = [
+            str(pg_bin_dir() / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            PG_ROLE,
+            f"--pwfile={pwfile}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-instructions",
+        ]
         if self.fast:
             argv.append("--no-sync")
         if self._user is not None:
@@ -409,10 +428,21 @@ class PostgresServer(ManagedProcess):
             raise ServerError(f"postgres: initdb failed ({code}):\n{self.log_tail()}")
 
     def command(self) -> list[str]:
-        argv = [str(pg_bin_dir() / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", f"unix_socket_directories={self.data_dir}",
-                "-c", "max_connections=200", "-c", "password_encryption=scram-sha-256"]
+        argv = [
+            str(pg_bin_dir() / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self.data_dir}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "password_encryption=scram-sha-256",
+        ]
         if self.fast:
             for option in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
                 argv += ["-c", option]
@@ -471,9 +501,23 @@ class RedisServer(ManagedProcess):
         return f"redis://127.0.0.1:{self.port}/0"
 
     def command(self) -> list[str]:
-        return [str(redis_server_binary()), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.data_dir),
-                "--daemonize", "no", "--protected-mode", "yes"]
+        return [
+            str(redis_server_binary()),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.data_dir),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+        ]
 
     def ready(self) -> bool:
         import redis
@@ -516,11 +560,24 @@ class MlflowServer(ManagedProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "mlflow", "server",
-                "--backend-store-uri", f"sqlite:///{self.data_dir / 'mlflow.db'}",
-                "--artifacts-destination", str(self.data_dir / "artifacts"), "--serve-artifacts",
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-                *self.extra_args]
+        return [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.data_dir / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(self.data_dir / "artifacts"),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            *self.extra_args,
+        ]
 
     def ready(self) -> bool:
         return http_ok(f"{self.url}/health")
@@ -545,8 +602,15 @@ def envoy_binary() -> Path:
 
 def validate(config_path: Path, timeout: float = 60.0) -> None:
     """``envoy --mode validate``: raises ServerError with Envoy's complaint when it is invalid."""
-    argv = [str(envoy_binary()), "--mode", "validate", "-c", str(config_path),
-            "--log-level", "warning"]
+    argv = [
+        str(envoy_binary()),
+        "--mode",
+        "validate",
+        "-c",
+        str(config_path),
+        "--log-level",
+        "warning",
+    ]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -563,7 +627,12 @@ class EnvoyServer(ManagedProcess):
     startup_timeout = 60.0
 
     def __init__(
-        self, config_path: Path, admin_port: int, log_dir: Path, *, concurrency: int = 1,
+        self,
+        config_path: Path,
+        admin_port: int,
+        log_dir: Path,
+        *,
+        concurrency: int = 1,
         log_level: str = "warning",
     ) -> None:
         super().__init__(Path(log_dir))
@@ -578,9 +647,16 @@ class EnvoyServer(ManagedProcess):
 
     def command(self) -> list[str]:
         # A dynamic base id keeps several Envoys (tests, benchmarks) from sharing shared memory.
-        return [str(envoy_binary()), "-c", str(self.config_path), "--use-dynamic-base-id",
-                "--concurrency", str(self.concurrency), "--log-level", self.log_level]
+        return [
+            str(envoy_binary()),
+            "-c",
+            str(self.config_path),
+            "--use-dynamic-base-id",
+            "--concurrency",
+            str(self.concurrency),
+            "--log-level",
+            self.log_level,
+        ]
 
     def ready(self) -> bool:
         return http_ok(f"{self.admin_url}/ready")
-

@@ -68,8 +68,9 @@ class StackRecord:
         path = data_dir / STACK_FILE
         if not path.exists():
             raise FileNotFoundError(f"no local stack in {data_dir} (run: hokusai gateway up)")
-        known = {k: v for k, v in json.loads(path.read_text()).items()
-                 if k in cls.__dataclass_fields__}
+        known = {
+            k: v for k, v in json.loads(path.read_text()).items() if k in cls.__dataclass_fields__
+        }
         return cls(**known)
 
 
@@ -203,23 +204,27 @@ class LocalStack:
         self.record.mlflow_url = mlflow.url
 
     def authz_env(self) -> dict[str, str]:
-        return service_env(self.settings, {
-            "HOKUSAI_DATABASE_URL": self.record.database_url,
-            "HOKUSAI_REDIS_URL": self.record.redis_url,
-            "HOKUSAI_GRPC_PORT": str(self.record.authz_grpc_port),
-            "HOKUSAI_HTTP_CHECK_PORT": str(self.record.authz_http_port),
-            "HOKUSAI_PEPPER": _secret_file(self.data_dir / "pepper"),
-            # Where the per-key limit is enforced decides Envoy's filters too (envoy_options).
-            "HOKUSAI_RATE_LIMIT_ENFORCEMENT": self.settings.rate_limit_enforcement,
-            "HOKUSAI_RATE_LIMIT_MODE": self.settings.rate_limit_mode,
-            **self.options.extra_authz_env,
-        })
+        return service_env(
+            self.settings,
+            {
+                "HOKUSAI_DATABASE_URL": self.record.database_url,
+                "HOKUSAI_REDIS_URL": self.record.redis_url,
+                "HOKUSAI_GRPC_PORT": str(self.record.authz_grpc_port),
+                "HOKUSAI_HTTP_CHECK_PORT": str(self.record.authz_http_port),
+                "HOKUSAI_PEPPER": _secret_file(self.data_dir / "pepper"),
+                # Where the per-key limit is enforced decides Envoy's filters too (envoy_options).
+                "HOKUSAI_RATE_LIMIT_ENFORCEMENT": self.settings.rate_limit_enforcement,
+                "HOKUSAI_RATE_LIMIT_MODE": self.settings.rate_limit_mode,
+                **self.options.extra_authz_env,
+            },
+        )
 
     def _start_authz(self) -> None:
         self.record.authz_grpc_port = free_port()
         self.record.authz_http_port = free_port()
-        self._run(AuthzProcess(self.data_dir / "logs", self.authz_env(),
-                               self.record.authz_http_port))
+        self._run(
+            AuthzProcess(self.data_dir / "logs", self.authz_env(), self.record.authz_http_port)
+        )
 
     def _start_keys_api(self) -> None:
         """After authz: same stores and pepper, its own port (Envoy routes /api/v1/auth/ here)."""
@@ -233,21 +238,27 @@ class LocalStack:
         mlflow = urlsplit(self.record.mlflow_url)
         options = envoy_config.EnvoyOptions(
             listen_address="127.0.0.1",
-            https_port=self.record.https_port, http_port=self.record.http_port,
+            https_port=self.record.https_port,
+            http_port=self.record.http_port,
             public_https_port=self.record.https_port,
             admin_port=self.record.envoy_admin_port,
-            tls_cert_path=str(certs.server_cert), tls_key_path=str(certs.server_key),
+            tls_cert_path=str(certs.server_cert),
+            tls_key_path=str(certs.server_key),
             transport=self.options.transport,  # type: ignore[arg-type]
             authz_grpc=envoy_config.Endpoint("127.0.0.1", self.record.authz_grpc_port),
             authz_http=envoy_config.Endpoint("127.0.0.1", self.record.authz_http_port),
             mlflow=envoy_config.Endpoint(mlflow.hostname or "127.0.0.1", mlflow.port or 80),
-            keys_api=(envoy_config.Endpoint("127.0.0.1", self.record.keys_api_port)
-                      if self.record.keys_api_port else None),
+            keys_api=(
+                envoy_config.Endpoint("127.0.0.1", self.record.keys_api_port)
+                if self.record.keys_api_port
+                else None
+            ),
             # Per-key limits (fail mode from HOKUSAI_RATE_LIMIT_REDIS_DOWN) and usage via the ALS.
             # With enforcement in the Check, Envoy must not call the RateLimitService as well.
             rate_limit=envoy_config.RateLimitOptions(
                 enabled=self.authz_env()["HOKUSAI_RATE_LIMIT_ENFORCEMENT"] == "envoy",
-                failure_mode_deny=self.settings.rate_limit_redis_down == "deny"),
+                failure_mode_deny=self.settings.rate_limit_redis_down == "deny",
+            ),
             access_log_grpc=True,
         )
         return dataclasses.replace(options, **self.options.envoy_overrides)

@@ -37,7 +37,6 @@ def _since(text: str) -> datetime:
         return parse_timestamp(text)
 
 
-
 def sparkline(values: list[int]) -> str:
     """One character per value: ``·`` for none, then eighth blocks scaled to the maximum."""
     peak = max(values, default=0)
@@ -50,7 +49,6 @@ def bar(value: int, peak: int, width: int = BAR_WIDTH) -> str:
     return "█" * max(1 if value else 0, round(width * value / peak)) if peak else ""
 
 
-
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
@@ -61,8 +59,10 @@ def _rate(row: UsageRow) -> str:
 
 def _group_rows(rows: list[UsageRow], limit: int | None = None) -> list[list[str]]:
     peak = max((r.count for r in rows), default=0)
-    return [[r.label, str(r.count), str(r.errors), _rate(r), _ms(r.p50), _ms(r.p95),
-             bar(r.count, peak)] for r in rows[:limit]]
+    return [
+        [r.label, str(r.count), str(r.errors), _rate(r), _ms(r.p50), _ms(r.p95), bar(r.count, peak)]
+        for r in rows[:limit]
+    ]
 
 
 GROUP_HEADERS = ("REQUESTS", "ERRORS", "ERROR RATE", "P50", "P95", "")
@@ -93,23 +93,26 @@ def _key_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(key_id: str, since: str, total: UsageRow | None,
-             statuses: list[UsageRow]) -> str:
+def _summary(key_id: str, since: str, total: UsageRow | None, statuses: list[UsageRow]) -> str:
     if total is None:
         return f"key {key_id} · since {since}: no requests"
     classes = " · ".join(f"{r.label} {r.count}" for r in sorted(statuses, key=lambda r: r.label))
-    return (f"key {key_id} · since {since}\n"
-            f"requests {total.count}   errors {total.errors} ({_rate(total)})   "
-            f"p50 {_ms(total.p50)}   p95 {_ms(total.p95)}   max {_ms(total.latency_max_ms)}\n"
-            f"status   {classes}")
+    return (
+        f"key {key_id} · since {since}\n"
+        f"requests {total.count}   errors {total.errors} ({_rate(total)})   "
+        f"p50 {_ms(total.p50)}   p95 {_ms(total.p95)}   max {_ms(total.latency_max_ms)}\n"
+        f"status   {classes}"
+    )
 
 
 def _chart(points: list[tuple[int, int]], step: int) -> str:
     values = [n for _, n in points]
     label = durations.format_duration(timedelta(seconds=step))
     first = output.when(datetime.fromtimestamp(points[0][0]).astimezone()) if points else "-"
-    return (f"\nrequests per {label} (peak {max(values, default=0)})\n"
-            f"{sparkline(values)}\n{first} … now")
+    return (
+        f"\nrequests per {label} (peak {max(values, default=0)})\n"
+        f"{sparkline(values)}\n{first} … now"
+    )
 
 
 def _top(args: argparse.Namespace) -> int:
@@ -117,10 +120,11 @@ def _top(args: argparse.Namespace) -> int:
         raise InvalidInput("--top must be at least 1")
     since = _since(args.since)
     with _connect(args) as conn:
-        rows = report(conn, None, since, "key")[:args.top]
+        rows = report(conn, None, since, "key")[: args.top]
     if args.json:
-        output.emit_json({"since": since.isoformat(),
-                          "keys": [{**r.to_json(), "key_id": r.label} for r in rows]})
+        output.emit_json(
+            {"since": since.isoformat(), "keys": [{**r.to_json(), "key_id": r.label} for r in rows]}
+        )
     else:
         print(output.table(("KEY", *GROUP_HEADERS), _group_rows(rows)))
     return 0
@@ -134,8 +138,11 @@ def _usage(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    older = (timedelta(seconds=settings.usage_retention) if args.older_than is None
-             else _duration(args.older_than))
+    older = (
+        timedelta(seconds=settings.usage_retention)
+        if args.older_than is None
+        else _duration(args.older_than)
+    )
     with _connect(args) as conn:
         deleted = prune(conn, older)
     if args.json:
@@ -161,17 +168,21 @@ def _subcommands(commands: Any, group: str) -> Any:
 def register(commands: Any) -> None:
     """Add ``auth usage`` and ``db prune-usage`` (after auth_commands and db_commands)."""
     parser = _subcommands(commands, "auth").add_parser(
-        "usage", help="a key's requests, errors, latency and endpoints, or the busiest keys")
+        "usage", help="a key's requests, errors, latency and endpoints, or the busiest keys"
+    )
     parser.add_argument("key_id", nargs="?", metavar="KEY_ID", help="key id or hk_<env>_<id>")
-    parser.add_argument("--since", default="24h", metavar="DURATION|ISO-8601",
-                        help="period to report (default 24h)")
+    parser.add_argument(
+        "--since", default="24h", metavar="DURATION|ISO-8601", help="period to report (default 24h)"
+    )
     parser.add_argument("--by", choices=("endpoint", "status"), help="one table, grouped so")
     parser.add_argument("--top", type=int, metavar="N", help="the N busiest keys instead")
     add_database_option(parser)
     parser.set_defaults(handler=_usage)
     parser = _subcommands(commands, "db").add_parser(
-        "prune-usage", help="delete usage rollups older than the retention")
-    parser.add_argument("--older-than", metavar="DURATION",
-                        help="e.g. 30d (default: HOKUSAI_USAGE_RETENTION)")
+        "prune-usage", help="delete usage rollups older than the retention"
+    )
+    parser.add_argument(
+        "--older-than", metavar="DURATION", help="e.g. 30d (default: HOKUSAI_USAGE_RETENTION)"
+    )
     add_database_option(parser)
     parser.set_defaults(handler=_prune)

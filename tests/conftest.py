@@ -43,10 +43,18 @@ from cli.servers import MlflowServer, PostgresServer, RedisServer
 
 TESTS_DIR = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "e2e")
-SERVER_FIXTURES = frozenset({
-    "postgres_server", "postgres_server_url", "database_url", "private_postgres",
-    "redis_server", "redis_url", "private_redis", "mlflow_server",
-})
+SERVER_FIXTURES = frozenset(
+    {
+        "postgres_server",
+        "postgres_server_url",
+        "database_url",
+        "private_postgres",
+        "redis_server",
+        "redis_url",
+        "private_redis",
+        "mlflow_server",
+    }
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -76,8 +84,9 @@ def _admin(url: str) -> psycopg.Connection:
 
 def _drop_database(server_url: str, dbname: str) -> None:
     with _admin(server_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(dbname)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
 
 
 # --- Postgres ------------------------------------------------------------------------------
@@ -112,8 +121,11 @@ def _template_database(postgres_server_url: str) -> Iterator[str]:
 def database_url(postgres_server_url: str, _template_database: str) -> Iterator[str]:
     name = f"t_{secrets.token_hex(6)}"
     with _admin(postgres_server_url) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(_template_database)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(_template_database)
+            )
+        )
     try:
         yield with_database(postgres_server_url, name)
     finally:

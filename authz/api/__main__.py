@@ -19,9 +19,16 @@ def main() -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper())
     # access_log off: uvicorn's access log would write the query string.
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_level=settings.log_level, access_log=False, proxy_headers=False,
-                server_header=False, date_header=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        date_header=True,
+    )
     return 0
 
 

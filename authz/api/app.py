@@ -27,15 +27,24 @@ from authz.store import KeyStore
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {400: "bad_request", 401: "missing_key", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 409: "conflict", 413: "too_large",
-               415: "unsupported_media_type", 422: "invalid_input"}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "missing_key",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+}
 
 
 def error_response(status: int, code: str, message: str, docs_base: str) -> JSONResponse:
     docs = f"{docs_base}#{code.replace('_', '-')}"
-    response = JSONResponse(status_code=status,
-                            content={"error": code, "message": message, "docs": docs})
+    response = JSONResponse(
+        status_code=status, content={"error": code, "message": message, "docs": docs}
+    )
     if status == 503:
         response.headers["retry-after"] = "1"
     return response
@@ -75,8 +84,7 @@ def install_error_handlers(app: FastAPI, docs_base: str) -> None:
 
     async def crashed(_request: Request, exc: Exception) -> JSONResponse:
         log.error("keys API request failed", extra={"error": type(exc).__name__})
-        return error_response(500, "internal", "the request failed; it has been logged",
-                              docs_base)
+        return error_response(500, "internal", "the request failed; it has been logged", docs_base)
 
     app.add_exception_handler(Denied, denied)
     app.add_exception_handler(HokusaiError, service_error)
@@ -85,8 +93,9 @@ def install_error_handlers(app: FastAPI, docs_base: str) -> None:
     app.add_exception_handler(Exception, crashed)
 
 
-def create_app(settings: Settings, *, connect: ConnectionFactory | None = None,
-               store: KeyStore | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, connect: ConnectionFactory | None = None, store: KeyStore | None = None
+) -> FastAPI:
     """The application; ``connect``/``store`` replace the Postgres pool and key store (tests)."""
 
     @asynccontextmanager
@@ -100,11 +109,15 @@ def create_app(settings: Settings, *, connect: ConnectionFactory | None = None,
             await runtime.stop()
 
     app = FastAPI(
-        title="Hokusai keys API", version="1",
+        title="Hokusai keys API",
+        version="1",
         description="Manage Hokusai Gateway API keys. Authenticate with your own key: "
-                    "`Authorization: Bearer hk_live_…` or `X-API-Key`.",
-        openapi_url=f"{routes.PREFIX}/openapi.json", docs_url=f"{routes.PREFIX}/docs",
-        redoc_url=None, lifespan=lifespan)
+        "`Authorization: Bearer hk_live_…` or `X-API-Key`.",
+        openapi_url=f"{routes.PREFIX}/openapi.json",
+        docs_url=f"{routes.PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     install_error_handlers(app, settings.docs_base_url)
     app.include_router(routes.router)
     app.include_router(routes.health_router)

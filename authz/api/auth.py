@@ -58,8 +58,13 @@ def _client_address(request: Request, trusted_hops: int) -> str:
 
 async def identify(checker: Checker, request: Request, trusted_hops: int) -> Principal:
     """The verified calling key, or ``Denied``; an unexpected failure denies (fail closed)."""
-    check = CheckInput(request.method, request.url.path, sources_of(request),
-                       _client_address(request, trusted_hops), any_scope=True)
+    check = CheckInput(
+        request.method,
+        request.url.path,
+        sources_of(request),
+        _client_address(request, trusted_hops),
+        any_scope=True,
+    )
     try:
         decision = await checker.check(check)
     except Exception as exc:
@@ -72,8 +77,12 @@ def principal_of(decision: Decision) -> Principal:
     if not decision.allowed or decision.record is None:
         raise Denied(decision.reason if not decision.allowed else Reason.UNAVAILABLE)
     record = decision.record
-    return Principal(key_id=record.key_id, user_id=record.user_id, scopes=record.scopes,
-                     networks=tuple(str(n) for n in record.networks))
+    return Principal(
+        key_id=record.key_id,
+        user_id=record.user_id,
+        scopes=record.scopes,
+        networks=tuple(str(n) for n in record.networks),
+    )
 
 
 def denial_response(reason: Reason, docs_base: str) -> JSONResponse:

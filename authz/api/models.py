@@ -46,7 +46,8 @@ class KeyCreate(_Request):
     allowed_ips: Networks = Field(default_factory=list)
     metadata: Metadata = Field(default_factory=dict)
     user: Annotated[Text, Field(max_length=320)] | None = Field(
-        None, description="owner's e-mail (admin keys only; default: the caller's user)")
+        None, description="owner's e-mail (admin keys only; default: the caller's user)"
+    )
 
 
 class KeyUpdate(_Request):
@@ -104,8 +105,9 @@ class KeyRotated(BaseModel):
 
     @classmethod
     def of(cls, rotation: Rotation) -> KeyRotated:
-        return cls(token=rotation.token.token, key=KeyOut.of(rotation.new),
-                   old_key=KeyOut.of(rotation.old))
+        return cls(
+            token=rotation.token.token, key=KeyOut.of(rotation.new), old_key=KeyOut.of(rotation.old)
+        )
 
 
 class KeyPage(BaseModel):

@@ -58,8 +58,11 @@ def runtime(request: Request) -> Runtime:
     return current
 
 
-async def caller(request: Request, _bearer: Annotated[object, Depends(BEARER)],
-                 _header: Annotated[object, Depends(API_KEY_HEADER)]) -> Principal:
+async def caller(
+    request: Request,
+    _bearer: Annotated[object, Depends(BEARER)],
+    _header: Annotated[object, Depends(API_KEY_HEADER)],
+) -> Principal:
     """The verified calling key (the two unused parameters document the schemes in OpenAPI)."""
     current = runtime(request)
     return await identify(current.checker, request, current.settings.trusted_hops)
@@ -87,36 +90,52 @@ def _since(text: str) -> datetime:
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated)
-def create_key(body: KeyCreate, principal: Caller, service: Service,
-               response: Response) -> KeyCreated:
+def create_key(
+    body: KeyCreate, principal: Caller, service: Service, response: Response
+) -> KeyCreated:
     """Create a key (for the caller's user; admin keys may name another). Shown once."""
     require_manager(principal)
     owner = owner_for(principal, service.get_key(principal.key_id).user_email, body.user)
     check_delegation(principal, body.scopes, body.allowed_ips)
     view, new = service.create_key(
-        user_email=owner, name=body.name, env=body.env, scopes=body.scopes,
+        user_email=owner,
+        name=body.name,
+        env=body.env,
+        scopes=body.scopes,
         expires_at=body.expires_at,
         expires_in=None if body.expires_in is None else parse_expires_in(body.expires_in),
-        rate_limit_per_hour=body.rate_limit_per_hour, burst=body.burst,
-        allowed_ips=body.allowed_ips, metadata=body.metadata)
+        rate_limit_per_hour=body.rate_limit_per_hour,
+        burst=body.burst,
+        allowed_ips=body.allowed_ips,
+        metadata=body.metadata,
+    )
     response.headers["cache-control"] = NO_STORE
     return KeyCreated(token=new.token, key=KeyOut.of(view))
 
 
 @router.get("/keys", response_model=KeyPage)
-def list_keys(principal: Caller, service: Service, *,
-              user: Annotated[Text | None, Query(max_length=320)] = None,
-              include_inactive: bool = False,
-              limit: Annotated[int, Query(ge=1, le=500)] = 100,
-              offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> KeyPage:
+def list_keys(
+    principal: Caller,
+    service: Service,
+    *,
+    user: Annotated[Text | None, Query(max_length=320)] = None,
+    include_inactive: bool = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> KeyPage:
     """The caller's keys, newest first (admin keys: ``?user=`` any user's)."""
     require_manager(principal)
     owner = owner_for(principal, service.get_key(principal.key_id).user_email, user)
-    views = service.list_keys(user_email=owner, include_inactive=include_inactive,
-                              limit=limit + 1, offset=offset)
+    views = service.list_keys(
+        user_email=owner, include_inactive=include_inactive, limit=limit + 1, offset=offset
+    )
     more = len(views) > limit
-    return KeyPage(items=[KeyOut.of(v) for v in views[:limit]], limit=limit, offset=offset,
-                   next_offset=offset + limit if more else None)
+    return KeyPage(
+        items=[KeyOut.of(v) for v in views[:limit]],
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if more else None,
+    )
 
 
 @router.get("/keys/{key_id}", response_model=KeyOut)
@@ -131,10 +150,16 @@ def update_key(key_id: str, body: KeyUpdate, principal: Caller, service: Service
     """Change name, scopes, expiry, limits, networks or metadata; lists replace."""
     check_change(principal, service.get_key(key_id), body.scopes, body.allowed_ips)
     changes = KeyChanges(
-        name=body.name, scopes=body.scopes, expires_at=body.expires_at,
+        name=body.name,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
         expires_in=None if body.expires_in is None else parse_expires_in(body.expires_in),
-        clear_expiry=body.clear_expiry, rate_limit_per_hour=body.rate_limit_per_hour,
-        burst=body.burst, allowed_ips=body.allowed_ips, metadata=body.metadata)
+        clear_expiry=body.clear_expiry,
+        rate_limit_per_hour=body.rate_limit_per_hour,
+        burst=body.burst,
+        allowed_ips=body.allowed_ips,
+        metadata=body.metadata,
+    )
     return KeyOut.of(service.update_key(key_id, changes))
 
 
@@ -147,8 +172,13 @@ def revoke_key(key_id: str, principal: Caller, service: Service) -> Response:
 
 
 @router.post("/keys/{key_id}/rotate", response_model=KeyRotated)
-def rotate_key(key_id: str, principal: Caller, service: Service, response: Response,
-               body: RotateRequest | None = None) -> KeyRotated:
+def rotate_key(
+    key_id: str,
+    principal: Caller,
+    service: Service,
+    response: Response,
+    body: RotateRequest | None = None,
+) -> KeyRotated:
     """A new key with the same settings; the old one works for the grace period. Shown once."""
     check_change(principal, service.get_key(key_id), None, None)
     grace = None if body is None or body.grace is None else parse_grace(body.grace)
@@ -158,8 +188,12 @@ def rotate_key(key_id: str, principal: Caller, service: Service, response: Respo
 
 
 @router.get("/keys/{key_id}/usage", response_model=UsageOut)
-def key_usage(key_id: str, principal: Caller, service: Service,
-              since: Annotated[Text, Query(max_length=32)] = "24h") -> UsageOut:
+def key_usage(
+    key_id: str,
+    principal: Caller,
+    service: Service,
+    since: Annotated[Text, Query(max_length=32)] = "24h",
+) -> UsageOut:
     """Requests, errors, status classes, latency and routes over the last ``since``."""
     require_manager(principal, service.get_key(key_id).user_id)
     return UsageOut.of(service.key_usage(key_id, parse_expires_in(since)))
@@ -172,22 +206,39 @@ def key_usage(key_id: str, principal: Caller, service: Service,
 def whoami(principal: Caller, service: Service) -> WhoAmI:
     """The calling key: its user, id, scopes, limits and expiry (any valid key may ask)."""
     me = service.get_key(principal.key_id)
-    return WhoAmI(user_email=me.user_email, user_id=me.user_id, key_id=me.key_id, env=me.env,
-                  scopes=list(me.scopes), rate_limit_per_hour=me.rate_limit_per_hour,
-                  burst=me.burst, allowed_ips=list(me.allowed_ips), expires_at=me.expires_at)
+    return WhoAmI(
+        user_email=me.user_email,
+        user_id=me.user_id,
+        key_id=me.key_id,
+        env=me.env,
+        scopes=list(me.scopes),
+        rate_limit_per_hour=me.rate_limit_per_hour,
+        burst=me.burst,
+        allowed_ips=list(me.allowed_ips),
+        expires_at=me.expires_at,
+    )
 
 
 @router.get("/audit", response_model=AuditPage)
-def audit(principal: Caller, service: Service, *,
-          key: Annotated[Text | None, Query(max_length=64)] = None,
-          actor: Annotated[Text | None, Query(max_length=200)] = None,
-          action: Annotated[Text | None, Query(max_length=64)] = None,
-          since: Annotated[Text | None, Query(max_length=40)] = None,
-          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AuditPage:
+def audit(
+    principal: Caller,
+    service: Service,
+    *,
+    key: Annotated[Text | None, Query(max_length=64)] = None,
+    actor: Annotated[Text | None, Query(max_length=200)] = None,
+    action: Annotated[Text | None, Query(max_length=64)] = None,
+    since: Annotated[Text | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AuditPage:
     """Audit rows, oldest first (the newest ``limit`` that match). Admin keys only."""
     require_scope(principal, scopes.ADMIN)
-    entries = service.audit_entries(key_id=key, actor=actor, action=action,
-                                    since=None if since is None else _since(since), limit=limit)
+    entries = service.audit_entries(
+        key_id=key,
+        actor=actor,
+        action=action,
+        since=None if since is None else _since(since),
+        limit=limit,
+    )
     return AuditPage(items=[AuditEntryOut.of(e) for e in entries])
 
 
@@ -198,5 +249,3 @@ health_router = APIRouter(prefix=PREFIX)
 def health() -> Health:
     """Liveness for ``hokusai gateway status`` and load balancers; no key needed."""
     return Health(status="ok")
-
-

@@ -37,8 +37,12 @@ class _PooledConnection(psycopg.Connection[TupleRow]):
     pooled connection open on exit, so this returns it (the pool has ``close_returns``).
     """
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None,
-                 exc_tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
         super().__exit__(exc_type, exc_val, exc_tb)
         self.close()
 
@@ -47,17 +51,24 @@ def pooled_connector(settings: Settings) -> tuple[ConnectionPool[Any], Connectio
     """A connection pool for the service, and the factory that borrows from it."""
     timeout = max(1.0, settings.database_timeout)
     pool: ConnectionPool[Any] = ConnectionPool(
-        settings.database_url, min_size=1, max_size=settings.api_pool_size, open=False,
-        connection_class=_PooledConnection, timeout=timeout, close_returns=True,
+        settings.database_url,
+        min_size=1,
+        max_size=settings.api_pool_size,
+        open=False,
+        connection_class=_PooledConnection,
+        timeout=timeout,
+        close_returns=True,
         check=ConnectionPool.check_connection,
-        kwargs={"connect_timeout": max(1, int(timeout))})
+        kwargs={"connect_timeout": max(1, int(timeout))},
+    )
 
     def connect() -> Connection:
         try:
             conn: Connection = pool.getconn()
         except PoolTimeout:
-            raise StoreUnavailable("no database connection available (pool exhausted or "
-                                   "database unreachable)") from None
+            raise StoreUnavailable(
+                "no database connection available (pool exhausted or database unreachable)"
+            ) from None
         return conn
 
     return pool, connect
@@ -75,8 +86,12 @@ class Runtime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    def build(cls, settings: Settings, connect: ConnectionFactory | None = None,
-              store: KeyStore | None = None) -> Runtime:
+    def build(
+        cls,
+        settings: Settings,
+        connect: ConnectionFactory | None = None,
+        store: KeyStore | None = None,
+    ) -> Runtime:
         if not settings.database_url:
             raise SettingsError("HOKUSAI_DATABASE_URL: required to run the keys API")
         store = store or build_store(settings)
@@ -85,8 +100,9 @@ class Runtime:
         pool = None
         if connect is None:
             pool, connect = pooled_connector(settings)
-        return cls(settings, checker, connect, store, redis, pool,
-                   build_listener(settings, checker))
+        return cls(
+            settings, checker, connect, store, redis, pool, build_listener(settings, checker)
+        )
 
     async def start(self, listen_timeout: float = 10.0) -> None:
         if self.listener is not None:

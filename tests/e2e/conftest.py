@@ -55,8 +55,11 @@ class RecordingUpstream:
                 length = int(self.headers.get("content-length") or 0)
                 if length:
                     self.rfile.read(length)
-                recorder.requests.append(Recorded(
-                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+                recorder.requests.append(
+                    Recorded(
+                        self.command, self.path, {k.lower(): v for k, v in self.headers.items()}
+                    )
+                )
                 body = json.dumps({"ok": True}).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
@@ -138,8 +141,11 @@ def e2e_database_url(postgres_server_url: str, _template_database: str) -> Itera
     with psycopg.connect(postgres_server_url, autocommit=True) as conn:
         drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
         conn.execute(drop.format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(_template_database)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(_template_database)
+            )
+        )
     yield with_database(postgres_server_url, name)
 
 
@@ -151,36 +157,49 @@ def e2e_redis_url(redis_server: Any) -> str:
     return external or str(redis_server.url)
 
 
-def _start_gateway(transport: str, tmp: Path, database_url: str, redis_url: str,
-                   mlflow: MlflowServer) -> tuple[LocalStack, Gateway]:
+def _start_gateway(
+    transport: str, tmp: Path, database_url: str, redis_url: str, mlflow: MlflowServer
+) -> tuple[LocalStack, Gateway]:
     settings = Settings(bcrypt_cost=4, database_url=database_url, redis_url=redis_url)
     echo = RecordingUpstream()
     echo_port = echo.start()
     options = StackOptions(
-        data_dir=tmp / f"stack-{transport}", https_port=free_port(), http_port=free_port(),
-        mlflow_url=mlflow.url, transport=transport,
-        extra_authz_env={"HOKUSAI_NEGATIVE_CACHE_TTL": "0.2",
-                         # usage rows within a second, for docs/getting-started.md
-                         "HOKUSAI_USAGE_FLUSH_INTERVAL": "0.5"},
+        data_dir=tmp / f"stack-{transport}",
+        https_port=free_port(),
+        http_port=free_port(),
+        mlflow_url=mlflow.url,
+        transport=transport,
+        extra_authz_env={
+            "HOKUSAI_NEGATIVE_CACHE_TTL": "0.2",
+            # usage rows within a second, for docs/getting-started.md
+            "HOKUSAI_USAGE_FLUSH_INTERVAL": "0.5",
+        },
         envoy_overrides={
             "extra_routes": (envoy_config.Route(ECHO_PREFIX, "echo"),),
-            "extra_clusters": (envoy_config.Cluster("echo", envoy_config.Endpoint(
-                "127.0.0.1", echo_port)),),
-        })
+            "extra_clusters": (
+                envoy_config.Cluster("echo", envoy_config.Endpoint("127.0.0.1", echo_port)),
+            ),
+        },
+    )
     stack = LocalStack(options, settings)
     record = stack.start()
     return stack, Gateway(transport, record, database_url, echo, settings, stack.data_dir)
 
 
 @pytest.fixture(scope="session")
-def gateways(tmp_path_factory: pytest.TempPathFactory, e2e_database_url: str,
-             e2e_redis_url: str, mlflow_server: MlflowServer) -> Iterator[dict[str, Gateway]]:
+def gateways(
+    tmp_path_factory: pytest.TempPathFactory,
+    e2e_database_url: str,
+    e2e_redis_url: str,
+    mlflow_server: MlflowServer,
+) -> Iterator[dict[str, Gateway]]:
     tmp = tmp_path_factory.mktemp("e2e")
     started: list[tuple[LocalStack, Gateway]] = []
     try:
         for transport in TRANSPORTS:
-            started.append(_start_gateway(transport, tmp, e2e_database_url, e2e_redis_url,
-                                          mlflow_server))
+            started.append(
+                _start_gateway(transport, tmp, e2e_database_url, e2e_redis_url, mlflow_server)
+            )
         yield {gateway.transport: gateway for _stack, gateway in started}
     finally:
         for stack, gateway in reversed(started):

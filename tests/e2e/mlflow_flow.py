@@ -28,17 +28,24 @@ def main() -> None:
             mlflow.log_artifact(str(artifact))
         client = MlflowClient()
         client.create_registered_model(name)
-        version = client.create_model_version(name, f"{run.info.artifact_uri}/weights.bin",
-                                              run_id=run.info.run_id)
+        version = client.create_model_version(
+            name, f"{run.info.artifact_uri}/weights.bin", run_id=run.info.run_id
+        )
         experiment = client.get_experiment_by_name(name)
         assert experiment is not None
         runs = client.search_runs([experiment.experiment_id], "params.alpha = '0.5'")
         local = client.download_artifacts(run.info.run_id, "weights.bin", tmp + "/down")
-        print(json.dumps({
-            "runs": [r.info.run_id for r in runs], "run_id": run.info.run_id,
-            "metric": runs[0].data.metrics.get("rmse"), "version": version.version,
-            "artifact_intact": Path(local).read_bytes() == payload,
-        }))
+        print(
+            json.dumps(
+                {
+                    "runs": [r.info.run_id for r in runs],
+                    "run_id": run.info.run_id,
+                    "metric": runs[0].data.metrics.get("rmse"),
+                    "version": version.version,
+                    "artifact_intact": Path(local).read_bytes() == payload,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -41,17 +41,22 @@ def hammer(url: str, token: str, stop: threading.Event, statuses: list[int]) -> 
     deadline = time.monotonic() + 30  # bounded whatever happens
     while not stop.is_set() and time.monotonic() < deadline:
         try:
-            statuses.append(session.get(url, headers={"Authorization": f"Bearer {token}"},
-                                        timeout=5).status_code)
+            statuses.append(
+                session.get(
+                    url, headers={"Authorization": f"Bearer {token}"}, timeout=5
+                ).status_code
+            )
         except requests.RequestException:
             statuses.append(0)
 
 
 def test_losing_one_authz_instance_opens_no_door(
-        tmp_path: Path, database_url: str, redis_url: str) -> None:
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
     settings = Settings(database_url=database_url, redis_url=redis_url, bcrypt_cost=4)
     _, key = KeyService(connector(database_url), settings, "test:faults").create_key(
-        user_email="lost@example.com", name="k")
+        user_email="lost@example.com", name="k"
+    )
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), RecordingUpstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     statuses: list[int] = []
@@ -62,8 +67,17 @@ def test_losing_one_authz_instance_opens_no_door(
         victim = doomed.enter_context(running_authz(settings))
         port, admin = free_port(), free_port()
         config = tmp_path / "envoy.json"
-        config.write_text(json.dumps(envoy_bootstrap(
-            port, admin, int(upstream.server_address[1]), [victim, survivor], rate_limit=False)))
+        config.write_text(
+            json.dumps(
+                envoy_bootstrap(
+                    port,
+                    admin,
+                    int(upstream.server_address[1]),
+                    [victim, survivor],
+                    rate_limit=False,
+                )
+            )
+        )
         stack.enter_context(EnvoyServer(config, admin, tmp_path / "logs"))
         url = f"http://127.0.0.1:{port}/t/x"
         worker = threading.Thread(target=hammer, args=(url, key.token, stop, statuses))

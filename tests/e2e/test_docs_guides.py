@@ -31,8 +31,13 @@ from tests.support.authz import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-GUIDES = ("getting-started.md", "authentication.md", "security.md", "mlflow.md",
-          "migrating-from-basic-auth.md")
+GUIDES = (
+    "getting-started.md",
+    "authentication.md",
+    "security.md",
+    "mlflow.md",
+    "migrating-from-basic-auth.md",
+)
 CREATED = re.compile(r"created hk_(?:live|test)_([0-9A-Za-z]{12})\b")
 ROTATED = re.compile(r"→ hk_(?:live|test)_([0-9A-Za-z]{12})\b")
 RUNNABLE = {"console", "python", "javascript"}
@@ -55,9 +60,13 @@ def base_env(gateway: Gateway) -> dict[str, str]:
 def mlflow_env(gateway: Gateway) -> dict[str, str]:
     """What getting-started.md leaves behind: the gateway, its CA and a read-write key."""
     _view, new = gateway.service("test:docs").create_key(
-        user_email="alice@example.com", name="docs", scopes=["mlflow:read", "mlflow:write"])
-    return {"MLFLOW_TRACKING_URI": gateway.mlflow_uri,
-            "MLFLOW_TRACKING_SERVER_CERT_PATH": gateway.ca, "MLFLOW_TRACKING_TOKEN": new.token}
+        user_email="alice@example.com", name="docs", scopes=["mlflow:read", "mlflow:write"]
+    )
+    return {
+        "MLFLOW_TRACKING_URI": gateway.mlflow_uri,
+        "MLFLOW_TRACKING_SERVER_CERT_PATH": gateway.ca,
+        "MLFLOW_TRACKING_TOKEN": new.token,
+    }
 
 
 @dataclass
@@ -71,8 +80,9 @@ class PageRun:
     outputs: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.names.update({"https://localhost:8443": self.gateway.url,
-                           "~/.hokusai": str(self.gateway.data_dir)})
+        self.names.update(
+            {"https://localhost:8443": self.gateway.url, "~/.hokusai": str(self.gateway.data_dir)}
+        )
 
     def run(self) -> None:
         for block in docs.blocks(DOCS / self.page):
@@ -92,7 +102,8 @@ class PageRun:
         for documented in command.output:
             expected = docs.substitute(documented, self.names)
             assert docs.output_matches(expected, printed), (
-                f"{where}\ndocumented: {expected}\nprinted:\n{printed[-3000:]}")
+                f"{where}\ndocumented: {expected}\nprinted:\n{printed[-3000:]}"
+            )
         self.outputs.append(printed)
 
     def program(self, block: docs.Block) -> None:
@@ -170,8 +181,9 @@ def basic_auth_db(directory: Path) -> None:
 
 def test_migration_guide_runs(one: Gateway, tmp_path: Path) -> None:
     basic_auth_db(tmp_path)
-    run = run_page("migrating-from-basic-auth.md", one, tmp_path,
-                   {**base_env(one), **mlflow_env(one)})
+    run = run_page(
+        "migrating-from-basic-auth.md", one, tmp_path, {**base_env(one), **mlflow_env(one)}
+    )
     printed = "".join(run.outputs)
     assert "--user admin@example.com --name migrated-from-basic-auth --scopes admin" in printed
     for user, scopes in (("carol", "mlflow:read,mlflow:write"), ("dave", "mlflow:read")):
@@ -189,8 +201,10 @@ def section(page: str, heading: str) -> str:
 
 
 def test_authentication_lists_exactly_the_read_only_posts() -> None:
-    listed = re.findall(r"`POST /api/2\.0/(mlflow/[^`]+)`",
-                        section("authentication.md", "### `POST` endpoints that only read"))
+    listed = re.findall(
+        r"`POST /api/2\.0/(mlflow/[^`]+)`",
+        section("authentication.md", "### `POST` endpoints that only read"),
+    )
     assert sorted(listed) == sorted(policy.READ_ONLY_POSTS)
 
 

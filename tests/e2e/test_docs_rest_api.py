@@ -24,8 +24,11 @@ RUNNERS = {
     "python": [sys.executable, "-c"],
     "javascript": ["node", "--input-type=module", "-e"],
 }
-BLOCKS = [(m[1], m[2]) for m in re.finditer(r"```(\w+)\n(.*?)```", DOC.read_text(), re.S)
-          if m[1] in RUNNERS]
+BLOCKS = [
+    (m[1], m[2])
+    for m in re.finditer(r"```(\w+)\n(.*?)```", DOC.read_text(), re.S)
+    if m[1] in RUNNERS
+]
 OWNER = "docs-reader@example.com"
 
 
@@ -37,22 +40,32 @@ def test_doc_has_every_kind_of_example() -> None:
 
 @pytest.fixture(scope="module")
 def api_key(gateways: dict[str, Gateway]) -> str:
-    _view, new = gateways["grpc"].service("test:docs").create_key(
-        user_email=OWNER, name="docs-admin", scopes=["admin"])
+    _view, new = (
+        gateways["grpc"]
+        .service("test:docs")
+        .create_key(user_email=OWNER, name="docs-admin", scopes=["admin"])
+    )
     return new.token
 
 
-@pytest.mark.parametrize(("lang", "code"), BLOCKS,
-                         ids=[f"{i}-{lang}" for i, (lang, _) in enumerate(BLOCKS)])
-def test_example_runs(gateways: dict[str, Gateway], api_key: str, lang: str,
-                      code: str) -> None:
+@pytest.mark.parametrize(
+    ("lang", "code"), BLOCKS, ids=[f"{i}-{lang}" for i, (lang, _) in enumerate(BLOCKS)]
+)
+def test_example_runs(gateways: dict[str, Gateway], api_key: str, lang: str, code: str) -> None:
     if shutil.which(RUNNERS[lang][0]) is None:
         pytest.skip(f"{RUNNERS[lang][0]} is not installed")
     gateway = gateways["grpc"]
     view, _new = gateway.service("test:docs").create_key(user_email=OWNER, name="docs-target")
-    env = {**os.environ, "GATEWAY": gateway.url, "CA_CERT": gateway.ca, "API_KEY": api_key,
-           "KEY_ID": view.key_id, "NODE_EXTRA_CA_CERTS": gateway.ca}
-    done = subprocess.run([*RUNNERS[lang], code], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    env = {
+        **os.environ,
+        "GATEWAY": gateway.url,
+        "CA_CERT": gateway.ca,
+        "API_KEY": api_key,
+        "KEY_ID": view.key_id,
+        "NODE_EXTRA_CA_CERTS": gateway.ca,
+    }
+    done = subprocess.run(
+        [*RUNNERS[lang], code], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     assert api_key.rsplit("_", 1)[1] not in done.stdout + done.stderr

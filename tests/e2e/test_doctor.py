@@ -43,13 +43,14 @@ def one(gateways: dict[str, Gateway]) -> Gateway:
 
 
 def new_key(gateway: Gateway, scopes: list[str] = SCOPES) -> keys.NewKey:
-    _, new = gateway.service().create_key(user_email="doctor@example.com", name="doctor",
-                                          scopes=scopes)
+    _, new = gateway.service().create_key(
+        user_email="doctor@example.com", name="doctor", scopes=scopes
+    )
     return new
 
 
 def secret_of(token: str) -> str:
-    return token[len("hk_live_") + keys.ID_LENGTH + 1:]
+    return token[len("hk_live_") + keys.ID_LENGTH + 1 :]
 
 
 def doctor_run(capsys: pytest.CaptureFixture[str], token: str, *argv: str) -> tuple[int, str]:
@@ -77,12 +78,22 @@ def advice(out: str, check: str) -> str:
 
 def test_all_ok(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
     token = new_key(gateway).token
-    code, out = doctor_run(capsys, token, "--url", gateway.mlflow_uri, "--key", token,
-                           "--ca", gateway.ca)
+    code, out = doctor_run(
+        capsys, token, "--url", gateway.mlflow_uri, "--key", token, "--ca", gateway.ca
+    )
     assert code == 0, out
     statuses = [text.split(":")[0] for text in out.splitlines()]
-    assert statuses == ["ok url", "ok dns", "ok tcp", "ok tls", "ok gateway", "ok mlflow",
-                        "ok key", "ok access", "ok scopes"]
+    assert statuses == [
+        "ok url",
+        "ok dns",
+        "ok tcp",
+        "ok tls",
+        "ok gateway",
+        "ok mlflow",
+        "ok key",
+        "ok access",
+        "ok scopes",
+    ]
     assert f"{token[:20]}: well-formed" in line(out, "key")
     assert "trusted via CA file" in line(out, "tls")
 
@@ -97,8 +108,9 @@ def test_read_only_key_still_passes(one: Gateway, capsys: pytest.CaptureFixture[
 def test_wrong_ca(one: Gateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     other = ensure_certificates(tmp_path / "other").ca_cert
     token = new_key(one).token
-    code, out = doctor_run(capsys, token, "--url", one.mlflow_uri, "--key", token,
-                           "--ca", str(other))
+    code, out = doctor_run(
+        capsys, token, "--url", one.mlflow_uri, "--key", token, "--ca", str(other)
+    )
     assert code == 1
     assert line(out, "tls").startswith(f"FAIL tls: certificate not trusted by the CA file {other}")
     assert "MLFLOW_TRACKING_SERVER_CERT_PATH" in advice(out, "tls")
@@ -115,8 +127,9 @@ def test_no_ca_uses_the_system_store(one: Gateway, capsys: pytest.CaptureFixture
     assert "MLFLOW_TRACKING_SERVER_CERT_PATH" in advice(out, "tls")
 
 
-def test_insecure_tls_is_reported(one: Gateway, capsys: pytest.CaptureFixture[str],
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_insecure_tls_is_reported(
+    one: Gateway, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
     token = new_key(one).token
     code, out = doctor_run(capsys, token, "--url", one.mlflow_uri, "--key", token)
@@ -126,8 +139,16 @@ def test_insecure_tls_is_reported(one: Gateway, capsys: pytest.CaptureFixture[st
 
 def test_nothing_listening(one: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
     token = new_key(one).token
-    code, out = doctor_run(capsys, token, "--url", f"https://127.0.0.1:{free_port()}/api/mlflow",
-                           "--key", token, "--ca", one.ca)
+    code, out = doctor_run(
+        capsys,
+        token,
+        "--url",
+        f"https://127.0.0.1:{free_port()}/api/mlflow",
+        "--key",
+        token,
+        "--ca",
+        one.ca,
+    )
     assert code == 1
     assert line(out, "tcp").startswith("FAIL tcp: cannot connect")
     assert "nothing listens" in advice(out, "tcp")
@@ -144,8 +165,16 @@ def test_plain_http_port(one: Gateway, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_unresolvable_host(one: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
     token = new_key(one).token
-    code, out = doctor_run(capsys, token, "--url", "https://no-such-host.invalid/api/mlflow",
-                           "--key", token, "--ca", one.ca)
+    code, out = doctor_run(
+        capsys,
+        token,
+        "--url",
+        "https://no-such-host.invalid/api/mlflow",
+        "--key",
+        token,
+        "--ca",
+        one.ca,
+    )
     assert code == 1
     assert line(out, "dns").startswith("FAIL dns: no-such-host.invalid does not resolve")
     assert line(out, "key").startswith("ok key")  # the offline check still runs
@@ -155,11 +184,13 @@ def test_unresolvable_host(one: Gateway, capsys: pytest.CaptureFixture[str]) -> 
 def test_revoked_key(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
     new = new_key(gateway)
     gateway.service().revoke_key(new.parsed.key_id, reason="doctor test")
-    code, out = doctor_run(capsys, new.token, "--url", gateway.mlflow_uri, "--key", new.token,
-                           "--ca", gateway.ca)
+    code, out = doctor_run(
+        capsys, new.token, "--url", gateway.mlflow_uri, "--key", new.token, "--ca", gateway.ca
+    )
     assert code == 1
-    assert line(out, "access") == (f"FAIL access: {new.parsed.display_prefix} refused: "
-                                   "experiments/search → 401 revoked")
+    assert line(out, "access") == (
+        f"FAIL access: {new.parsed.display_prefix} refused: experiments/search → 401 revoked"
+    )
     assert advice(out, "access") == "  → " + doctor.advice_for("revoked", new.parsed)
     assert line(out, "scopes").startswith("skip")
 
@@ -170,8 +201,7 @@ def fetched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     paths: list[str] = []
     real = doctor.https_get
 
-    def recording(conn: doctor.Connection, path: str, headers: Mapping[str, str]
-                  ) -> doctor.Reply:
+    def recording(conn: doctor.Connection, path: str, headers: Mapping[str, str]) -> doctor.Reply:
         paths.append(path)
         return real(conn, path, headers)
 
@@ -179,8 +209,9 @@ def fetched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield paths
 
 
-def test_malformed_key_never_goes_on_the_wire(one: Gateway, fetched: list[str],
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_key_never_goes_on_the_wire(
+    one: Gateway, fetched: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     token = new_key(one).token
     typo = token[:30] + ("A" if token[30] != "A" else "B") + token[31:]
     code, out = doctor_run(capsys, typo, "--url", one.mlflow_uri, "--key", typo, "--ca", one.ca)
@@ -193,10 +224,21 @@ def test_malformed_key_never_goes_on_the_wire(one: Gateway, fetched: list[str],
 def test_console_script_with_the_mlflow_environment(one: Gateway) -> None:
     """Once as a real process, configured only by the MLflow variables (no flags)."""
     token = new_key(one).token
-    env = {**os.environ, "MLFLOW_TRACKING_URI": one.mlflow_uri, "MLFLOW_TRACKING_TOKEN": token,
-           "MLFLOW_TRACKING_SERVER_CERT_PATH": one.ca}
-    done = subprocess.run([sys.executable, "-m", "cli.main", "doctor", "--json"], env=env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": one.mlflow_uri,
+        "MLFLOW_TRACKING_TOKEN": token,
+        "MLFLOW_TRACKING_SERVER_CERT_PATH": one.ca,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "doctor", "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert secret_of(token) not in done.stdout + done.stderr
     assert '"ok": true' in done.stdout
@@ -225,8 +267,9 @@ def doc_blocks() -> list[list[tuple[int, str]]]:
 class DocRunner:
     """Executes ``$ export``, ``$ unset`` and ``$ hokusai`` lines; checks documented output."""
 
-    def __init__(self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
-                 capsys: pytest.CaptureFixture[str]) -> None:
+    def __init__(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         self.gateway, self.monkeypatch, self.capsys = gateway, monkeypatch, capsys
         self.names = {"https://localhost:8443": gateway.url, "~/.hokusai/tls/ca.crt": gateway.ca}
         self.tokens: list[str] = []
@@ -278,11 +321,13 @@ class DocRunner:
         prefix = STATUS_LINE.match(text)
         if prefix:
             assert any(real.startswith(prefix[0]) for real in self.last_out.splitlines()), (
-                f"{DOC.name}:{number}: documented {prefix[0]!r} not in:\n{self.last_out}")
+                f"{DOC.name}:{number}: documented {prefix[0]!r} not in:\n{self.last_out}"
+            )
 
 
-def test_the_troubleshooting_doc_runs(one: Gateway, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_troubleshooting_doc_runs(
+    one: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("HOKUSAI_DATABASE_URL", one.database_url)
     runner = DocRunner(one, monkeypatch, capsys)
     commands = 0

@@ -24,32 +24,63 @@ SEARCH = "/api/mlflow/api/2.0/mlflow/experiments/search?max_results=1"
 
 
 class Private:
-    def __init__(self, stack: LocalStack, record: StackRecord, postgres: PostgresServer,
-                 redis: RedisServer, service: KeyService) -> None:
+    def __init__(
+        self,
+        stack: LocalStack,
+        record: StackRecord,
+        postgres: PostgresServer,
+        redis: RedisServer,
+        service: KeyService,
+    ) -> None:
         self.stack, self.record, self.postgres, self.redis = stack, record, postgres, redis
         self.service = service
 
     def status(self, token: str) -> requests.Response:
-        return requests.get(self.record.gateway_url + SEARCH, verify=self.record.ca_cert,
-                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        return requests.get(
+            self.record.gateway_url + SEARCH,
+            verify=self.record.ca_cert,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
 
 
 @pytest.fixture(params=["grpc", "http"])
-def private(request: pytest.FixtureRequest, tmp_path: Path, private_postgres: PostgresServer,
-            private_redis: RedisServer, mlflow_server: MlflowServer) -> Iterator[Private]:
+def private(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    private_postgres: PostgresServer,
+    private_redis: RedisServer,
+    mlflow_server: MlflowServer,
+) -> Iterator[Private]:
     migrate(private_postgres.url)
-    settings = Settings(bcrypt_cost=4, database_url=private_postgres.url,
-                        redis_url=private_redis.url)
-    stack = LocalStack(StackOptions(
-        data_dir=tmp_path / "stack", https_port=free_port(), http_port=free_port(),
-        mlflow_url=mlflow_server.url, transport=request.param,
-        extra_authz_env={"HOKUSAI_LOCAL_CACHE_TTL": "0.3", "HOKUSAI_STALE_WINDOW": "120",
-                         "HOKUSAI_DATABASE_TIMEOUT": "0.5", "HOKUSAI_REDIS_TIMEOUT": "0.05"},
-    ), settings)
+    settings = Settings(
+        bcrypt_cost=4, database_url=private_postgres.url, redis_url=private_redis.url
+    )
+    stack = LocalStack(
+        StackOptions(
+            data_dir=tmp_path / "stack",
+            https_port=free_port(),
+            http_port=free_port(),
+            mlflow_url=mlflow_server.url,
+            transport=request.param,
+            extra_authz_env={
+                "HOKUSAI_LOCAL_CACHE_TTL": "0.3",
+                "HOKUSAI_STALE_WINDOW": "120",
+                "HOKUSAI_DATABASE_TIMEOUT": "0.5",
+                "HOKUSAI_REDIS_TIMEOUT": "0.05",
+            },
+        ),
+        settings,
+    )
     record = stack.start()
     try:
-        yield Private(stack, record, private_postgres, private_redis,
-                      KeyService(connector(private_postgres.url), settings, "test:faults"))
+        yield Private(
+            stack,
+            record,
+            private_postgres,
+            private_redis,
+            KeyService(connector(private_postgres.url), settings, "test:faults"),
+        )
     finally:
         stack.stop()
 

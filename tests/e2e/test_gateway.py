@@ -28,17 +28,22 @@ def error_of(response: requests.Response) -> str:
 
 
 def test_mlflow_client_end_to_end(gateway: Gateway) -> None:
-    _, new = gateway.service().create_key(user_email="ds@example.com", name="client",
-                                          scopes=["mlflow:read", "mlflow:write"])
+    _, new = gateway.service().create_key(
+        user_email="ds@example.com", name="client", scopes=["mlflow:read", "mlflow:write"]
+    )
     assert_mlflow_client_works(gateway.mlflow_uri, new.token, gateway.ca)
 
 
 def test_read_key_searches_but_cannot_write(gateway: Gateway) -> None:
-    _, new = gateway.service().create_key(user_email="r@example.com", name="ro",
-                                          scopes=["mlflow:read"])
+    _, new = gateway.service().create_key(
+        user_email="r@example.com", name="ro", scopes=["mlflow:read"]
+    )
     assert gateway.get(SEARCH, headers=bearer(new.token)).status_code == 200
-    search = gateway.post("/api/mlflow/api/2.0/mlflow/runs/search", headers=bearer(new.token),
-                          json={"experiment_ids": ["0"], "max_results": 1})
+    search = gateway.post(
+        "/api/mlflow/api/2.0/mlflow/runs/search",
+        headers=bearer(new.token),
+        json={"experiment_ids": ["0"], "max_results": 1},
+    )
     assert search.status_code == 200
     denied = gateway.post(CREATE, headers=bearer(new.token), json={"name": "nope"})
     assert denied.status_code == 403
@@ -50,8 +55,9 @@ def test_denials_have_the_right_codes(gateway: Gateway) -> None:
     _, good = service.create_key(user_email="d@example.com", name="good")
     _, revoked = service.create_key(user_email="d@example.com", name="revoked")
     service.revoke_key(revoked.parsed.key_id)
-    _, expiring = service.create_key(user_email="d@example.com", name="exp",
-                                     expires_in=timedelta(seconds=1))
+    _, expiring = service.create_key(
+        user_email="d@example.com", name="exp", expires_in=timedelta(seconds=1)
+    )
     wrong = keys.generate("live", good.parsed.key_id).token
     cases = {
         "missing_key": {},
@@ -66,24 +72,29 @@ def test_denials_have_the_right_codes(gateway: Gateway) -> None:
         assert error_of(response) == code
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert set(response.json()) == {"error", "message", "docs"}
-    poll(lambda: gateway.get(SEARCH, headers=bearer(expiring.token)).status_code == 401,
-         timeout=5)
+    poll(lambda: gateway.get(SEARCH, headers=bearer(expiring.token)).status_code == 401, timeout=5)
     assert error_of(gateway.get(SEARCH, headers=bearer(expiring.token))) == "expired"
 
 
 def test_ip_allowlist_ignores_forged_forwarded_for(gateway: Gateway) -> None:
-    _, new = gateway.service().create_key(user_email="ip@example.com", name="ip",
-                                          allowed_ips=["10.0.0.0/8"])
-    for extra in ({}, {"X-Forwarded-For": "10.1.2.3"}, {"X-Real-IP": "10.1.2.3"},
-                  {"Forwarded": "for=10.1.2.3"}):
+    _, new = gateway.service().create_key(
+        user_email="ip@example.com", name="ip", allowed_ips=["10.0.0.0/8"]
+    )
+    for extra in (
+        {},
+        {"X-Forwarded-For": "10.1.2.3"},
+        {"X-Real-IP": "10.1.2.3"},
+        {"Forwarded": "for=10.1.2.3"},
+    ):
         response = gateway.get(SEARCH, headers={**bearer(new.token), **extra})
         assert response.status_code == 403, extra
         assert error_of(response) == "ip_not_allowed"
 
 
 def test_upstream_never_receives_credentials(gateway: Gateway) -> None:
-    view, new = gateway.service().create_key(user_email="up@example.com", name="up",
-                                             scopes=["mlflow:read"])
+    view, new = gateway.service().create_key(
+        user_email="up@example.com", name="up", scopes=["mlflow:read"]
+    )
     before = len(gateway.echo.requests)
     forged = {"x-hokusai-key-id": "forged", "x-hokusai-user-id": "0", "x-hokusai-scopes": "admin"}
     sent = [
@@ -119,8 +130,11 @@ def test_unknown_route_is_a_json_404_for_a_valid_key(gateway: Gateway) -> None:
 
 
 def test_plain_http_redirects_to_https(gateway: Gateway) -> None:
-    response = requests.get(f"http://127.0.0.1:{gateway.record.http_port}/api/mlflow/x",
-                            allow_redirects=False, timeout=5)
+    response = requests.get(
+        f"http://127.0.0.1:{gateway.record.http_port}/api/mlflow/x",
+        allow_redirects=False,
+        timeout=5,
+    )
     assert response.status_code == 301
     assert response.headers["location"].startswith("https://")
     hsts = gateway.get("/health").headers.get("strict-transport-security", "")
@@ -128,17 +142,24 @@ def test_plain_http_redirects_to_https(gateway: Gateway) -> None:
 
 
 def test_revocation_reaches_both_instances_within_a_second(
-        gateways: dict[str, Gateway], capsys: pytest.CaptureFixture[str]) -> None:
+    gateways: dict[str, Gateway], capsys: pytest.CaptureFixture[str]
+) -> None:
     first = gateways["grpc"]
     view, new = first.service().create_key(user_email="rv@example.com", name="rv")
     for gateway in gateways.values():
         assert gateway.get(SEARCH, headers=bearer(new.token)).status_code == 200
-    code = hokusai(["auth", "revoke-key", view.key_id, "--reason", "e2e",
-                    "--database-url", first.database_url])
+    code = hokusai(
+        ["auth", "revoke-key", view.key_id, "--reason", "e2e", "--database-url", first.database_url]
+    )
     assert code == 0, capsys.readouterr().err
     for gateway in gateways.values():
-        took = poll(lambda g=gateway: g.get(SEARCH, headers=bearer(new.token))  # type: ignore[misc]
-                    .status_code == 401, timeout=1.0)
+        took = poll(
+            lambda g=gateway: (
+                g.get(SEARCH, headers=bearer(new.token)).status_code  # type: ignore[misc]
+                == 401
+            ),
+            timeout=1.0,
+        )
         assert took <= 1.0
 
 
@@ -160,8 +181,7 @@ def test_ip_allowlist_admits_the_address_envoy_trusts(gateway: Gateway) -> None:
     before = len(gateway.echo.requests)
     assert gateway.get(f"{ECHO_PREFIX}ip", headers=bearer(open_key.token)).status_code == 200
     seen = gateway.echo.requests[before].headers["x-forwarded-for"].split(",")[-1].strip()
-    _, allowed = service.create_key(user_email="ip2@example.com", name="in",
-                                    allowed_ips=[seen])
+    _, allowed = service.create_key(user_email="ip2@example.com", name="in", allowed_ips=[seen])
     assert gateway.get(SEARCH, headers=bearer(allowed.token)).status_code == 200
     spoofed = {**bearer(allowed.token), "X-Forwarded-For": "203.0.113.9"}
     assert gateway.get(SEARCH, headers=spoofed).status_code == 200  # the real peer still counts

@@ -39,7 +39,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "nginx.md"
 
 def nginx_binary() -> str:
     found = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+        (p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None
+    )
     if found is None:
         pytest.fail("nginx is not installed: run `make nginx` (Debian's nginx package)")
     return found
@@ -65,8 +66,11 @@ class NginxServer(ManagedProcess):
 
     def ready(self) -> bool:
         try:
-            requests.get(f"https://localhost:{self.options.https_port}/nowhere",
-                         verify=str(self.ca), timeout=1)
+            requests.get(
+                f"https://localhost:{self.options.https_port}/nowhere",
+                verify=str(self.ca),
+                timeout=1,
+            )
             return True
         except requests.RequestException:
             return False
@@ -93,8 +97,9 @@ class Fronted:
     def raw_get(self, target: str) -> requests.Response:
         """GET ``target`` byte for byte (no URL normalisation), as a ``requests.Response``."""
         context = ssl.create_default_context(cafile=self.ca)
-        connection = http.client.HTTPSConnection("localhost", self.server.options.https_port,
-                                                 context=context, timeout=10)
+        connection = http.client.HTTPSConnection(
+            "localhost", self.server.options.https_port, context=context, timeout=10
+        )
         try:
             connection.request("GET", target)
             answer = connection.getresponse()
@@ -122,43 +127,60 @@ class NginxStack:
         return KeyService(connector(self.database_url), self.settings, "test:nginx")
 
 
-def _options(tmp: Path, name: str, certificates: Certificates, authz_port: int,
-             upstream: Endpoint) -> NginxOptions:
+def _options(
+    tmp: Path, name: str, certificates: Certificates, authz_port: int, upstream: Endpoint
+) -> NginxOptions:
     run = tmp / name
     run.mkdir(parents=True, exist_ok=True)
     return NginxOptions(
-        listen_address="127.0.0.1", https_port=free_port(), http_port=free_port(),
-        tls_cert_path=str(certificates.server_cert), tls_key_path=str(certificates.server_key),
-        authz_http=Endpoint("127.0.0.1", authz_port), mlflow=upstream, runtime_dir=str(run),
-        error_log=str(run / "error.log"), user="root" if os.geteuid() == 0 else None,
-        worker_processes="1")
+        listen_address="127.0.0.1",
+        https_port=free_port(),
+        http_port=free_port(),
+        tls_cert_path=str(certificates.server_cert),
+        tls_key_path=str(certificates.server_key),
+        authz_http=Endpoint("127.0.0.1", authz_port),
+        mlflow=upstream,
+        runtime_dir=str(run),
+        error_log=str(run / "error.log"),
+        user="root" if os.geteuid() == 0 else None,
+        worker_processes="1",
+    )
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, e2e_database_url: str, e2e_redis_url: str,
-          mlflow_server: MlflowServer) -> Iterator[NginxStack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    e2e_database_url: str,
+    e2e_redis_url: str,
+    mlflow_server: MlflowServer,
+) -> Iterator[NginxStack]:
     tmp = tmp_path_factory.mktemp("nginx")
     certificates = ensure_certificates(tmp / "tls")
-    settings = Settings(bcrypt_cost=4, database_url=e2e_database_url, redis_url=e2e_redis_url,
-                        negative_cache_ttl=0.2)
+    settings = Settings(
+        bcrypt_cost=4,
+        database_url=e2e_database_url,
+        redis_url=e2e_redis_url,
+        negative_cache_ttl=0.2,
+    )
     echo = RecordingUpstream()
     echo_port = echo.start()
     mlflow = Endpoint("127.0.0.1", mlflow_server.port)
     with running_authz(settings) as authz:
         servers = [
-            NginxServer(_options(tmp, name, certificates, port, upstream),
-                        certificates.ca_cert)
+            NginxServer(_options(tmp, name, certificates, port, upstream), certificates.ca_cert)
             for name, port, upstream in (
                 ("mlflow", authz.ports.http, mlflow),
                 ("echo", authz.ports.http, Endpoint("127.0.0.1", echo_port)),
                 ("down", free_port(), mlflow),  # nothing listens there: authz is down
-            )]
+            )
+        ]
         try:
             for server in servers:
                 server.start()
             mlflow_front, echo_front, down_front = (Fronted(s, certificates) for s in servers)
-            yield NginxStack(authz, settings, e2e_database_url, mlflow_front, echo_front, echo,
-                             down_front)
+            yield NginxStack(
+                authz, settings, e2e_database_url, mlflow_front, echo_front, echo, down_front
+            )
         finally:
             for server in servers:
                 server.stop()
@@ -170,8 +192,9 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def test_mlflow_client_end_to_end(stack: NginxStack) -> None:
-    _, new = stack.service().create_key(user_email="ds@example.com", name="nginx-client",
-                                        scopes=["mlflow:read", "mlflow:write"])
+    _, new = stack.service().create_key(
+        user_email="ds@example.com", name="nginx-client", scopes=["mlflow:read", "mlflow:write"]
+    )
     assert_mlflow_client_works(f"{stack.mlflow.url}/api/mlflow", new.token, stack.mlflow.ca)
 
 
@@ -191,8 +214,9 @@ def test_no_key_is_401_with_a_challenge(stack: NginxStack) -> None:
 
 
 def test_read_key_cannot_write(stack: NginxStack) -> None:
-    _, new = stack.service().create_key(user_email="ro@example.com", name="nginx-ro",
-                                        scopes=["mlflow:read"])
+    _, new = stack.service().create_key(
+        user_email="ro@example.com", name="nginx-ro", scopes=["mlflow:read"]
+    )
     assert stack.mlflow.get(SEARCH, headers=bearer(new.token)).status_code == 200
     denied = stack.mlflow.post(CREATE, headers=bearer(new.token), json={"name": "nope"})
     assert denied.status_code == 403
@@ -205,8 +229,9 @@ def test_revoked_key_is_401_within_a_second(stack: NginxStack) -> None:
     view, new = service.create_key(user_email="rv@example.com", name="nginx-rv")
     assert stack.mlflow.get(SEARCH, headers=bearer(new.token)).status_code == 200
     service.revoke_key(view.key_id)
-    took = poll(lambda: stack.mlflow.get(SEARCH, headers=bearer(new.token)).status_code == 401,
-                timeout=1.0)
+    took = poll(
+        lambda: stack.mlflow.get(SEARCH, headers=bearer(new.token)).status_code == 401, timeout=1.0
+    )
     assert took <= 1.0
 
 
@@ -220,11 +245,16 @@ def test_authz_down_is_503(stack: NginxStack) -> None:
 
 
 def test_upstream_never_receives_credentials(stack: NginxStack) -> None:
-    view, new = stack.service().create_key(user_email="up@example.com", name="nginx-up",
-                                           scopes=["mlflow:read"])
+    view, new = stack.service().create_key(
+        user_email="up@example.com", name="nginx-up", scopes=["mlflow:read"]
+    )
     before = len(stack.echo_upstream.requests)
-    forged = {"x-hokusai-key-id": "forged", "x-hokusai-user-id": "0",
-              "x-hokusai-scopes": "admin", "x-hokusai-admin": "1"}
+    forged = {
+        "x-hokusai-key-id": "forged",
+        "x-hokusai-user-id": "0",
+        "x-hokusai-scopes": "admin",
+        "x-hokusai-admin": "1",
+    }
     sent = [
         stack.echo.get("/api/mlflow/a?x=1", headers={**bearer(new.token), **forged}),
         stack.echo.get("/api/mlflow/b", headers={"X-API-Key": new.token}),
@@ -238,8 +268,16 @@ def test_upstream_never_receives_credentials(stack: NginxStack) -> None:
     ]
     assert [r.status_code for r in sent] == [200] * len(sent), [r.text for r in sent]
     seen = stack.echo_upstream.requests[before:]
-    assert [r.path for r in seen] == ["/a?x=1", "/b", "/c?y=2", "/d?y=1", "/e?y=1&z=3", "/f",
-                                      "/g?y=api_key", "/h?api_keys=1&xapi_key=2&api_key2=3"]
+    assert [r.path for r in seen] == [
+        "/a?x=1",
+        "/b",
+        "/c?y=2",
+        "/d?y=1",
+        "/e?y=1&z=3",
+        "/f",
+        "/g?y=api_key",
+        "/h?api_keys=1&xapi_key=2&api_key2=3",
+    ]
     for request in seen:
         assert not {"authorization", "x-api-key", "x-hokusai-admin"} & set(request.headers)
         assert new.parsed.secret not in json.dumps(request.headers) + request.path
@@ -259,16 +297,27 @@ def test_two_api_key_parameters_never_reach_the_upstream(stack: NginxStack) -> N
 
 
 def test_forged_check_headers_are_replaced(stack: NginxStack) -> None:
-    _, new = stack.service().create_key(user_email="fg@example.com", name="nginx-fg",
-                                        scopes=["mlflow:read"], allowed_ips=["10.0.0.0/8"])
-    forged = {**bearer(new.token), "X-Forwarded-For": "10.1.2.3",
-              "X-Original-URI": "/api/mlflow/api/2.0/mlflow/experiments/search",
-              "X-Original-Method": "GET"}
+    _, new = stack.service().create_key(
+        user_email="fg@example.com",
+        name="nginx-fg",
+        scopes=["mlflow:read"],
+        allowed_ips=["10.0.0.0/8"],
+    )
+    forged = {
+        **bearer(new.token),
+        "X-Forwarded-For": "10.1.2.3",
+        "X-Original-URI": "/api/mlflow/api/2.0/mlflow/experiments/search",
+        "X-Original-Method": "GET",
+    }
     assert stack.mlflow.get(SEARCH, headers=forged).status_code == 403
-    _, reader = stack.service().create_key(user_email="fg@example.com", name="nginx-fg2",
-                                           scopes=["mlflow:read"])
-    lying = {**bearer(reader.token), "X-Original-Method": "GET",
-             "X-Original-URI": "/api/mlflow/api/2.0/mlflow/experiments/search"}
+    _, reader = stack.service().create_key(
+        user_email="fg@example.com", name="nginx-fg2", scopes=["mlflow:read"]
+    )
+    lying = {
+        **bearer(reader.token),
+        "X-Original-Method": "GET",
+        "X-Original-URI": "/api/mlflow/api/2.0/mlflow/experiments/search",
+    }
     assert stack.mlflow.post(CREATE, headers=lying, json={"name": "x"}).status_code == 403
 
 
@@ -279,8 +328,11 @@ def test_public_routes_and_404(stack: NginxStack) -> None:
         response = stack.mlflow.get(path)
         assert response.status_code == 404
         assert response.json()["error"] == "not_found"
-    plain = requests.get(f"http://127.0.0.1:{stack.mlflow.server.options.http_port}/health",
-                         allow_redirects=False, timeout=5)
+    plain = requests.get(
+        f"http://127.0.0.1:{stack.mlflow.server.options.http_port}/health",
+        allow_redirects=False,
+        timeout=5,
+    )
     assert plain.status_code == 301
 
 
@@ -290,8 +342,10 @@ def test_logs_never_hold_the_query_string(stack: NginxStack) -> None:
     stack.authz_down.get(f"/api/mlflow/log?api_key={new.token}")
     for fronted in (stack.echo, stack.authz_down):
         run = Path(fronted.server.options.runtime_dir)
-        poll(lambda r=run: "/api/mlflow/log" in (r / "access.log").read_text(),  # type: ignore[misc]
-             timeout=5)
+        poll(
+            lambda r=run: "/api/mlflow/log" in (r / "access.log").read_text(),  # type: ignore[misc]
+            timeout=5,
+        )
         for log in run.glob("*.log"):
             assert new.parsed.secret not in log.read_text(errors="replace"), log
 
@@ -299,8 +353,12 @@ def test_logs_never_hold_the_query_string(stack: NginxStack) -> None:
 def docs_commands() -> list[str]:
     """The ``$ `` lines of the ``console`` blocks of docs/nginx.md (``text`` blocks are config)."""
     blocks = re.findall(r"```console\n(.*?)```", DOCS.read_text(), flags=re.S)
-    return [line.strip()[2:] for block in blocks for line in block.splitlines()
-            if line.strip().startswith("$ ")]
+    return [
+        line.strip()[2:]
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip().startswith("$ ")
+    ]
 
 
 def test_docs_commands_run_and_the_committed_config_is_current() -> None:
@@ -311,8 +369,14 @@ def test_docs_commands_run_and_the_committed_config_is_current() -> None:
     for command in commands:
         argv = shlex.split(command)
         assert argv[0] == "python", command  # only the generator is run from the docs
-        done = subprocess.run([sys.executable, *argv[1:]], cwd=root, capture_output=True,
-                              text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [sys.executable, *argv[1:]],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert done.returncode == 0, (command, done.stderr)
     log_format = (root / "nginx" / "gateway.conf").read_text().split("log_format")[1]
     statement = log_format.split(";")[0]

@@ -39,18 +39,21 @@ class Rig:
 
     def key(self, per_hour: int | None, burst: int | None) -> tuple[str, str]:
         service = KeyService(connector(self.database_url), self.settings, "test:e2e")
-        view, new = service.create_key(user_email="rl@example.com", name="rl",
-                                       rate_limit_per_hour=per_hour, burst=burst)
+        view, new = service.create_key(
+            user_email="rl@example.com", name="rl", rate_limit_per_hour=per_hour, burst=burst
+        )
         return view.key_id, new.token
 
     def get(self, token: str, path: str = "/t/a", method: str = "GET") -> requests.Response:
-        return requests.request(method, self.url + path, timeout=10,
-                                headers={"authorization": f"Bearer {token}"})
+        return requests.request(
+            method, self.url + path, timeout=10, headers={"authorization": f"Bearer {token}"}
+        )
 
 
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory, postgres_server_url: str,
-        _template_database: str) -> Iterator[Rig]:
+def rig(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server_url: str, _template_database: str
+) -> Iterator[Rig]:
     from tests.conftest import _admin, _drop_database, with_database
 
     name = "rl_e2e"
@@ -63,13 +66,19 @@ def rig(tmp_path_factory: pytest.TempPathFactory, postgres_server_url: str,
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     with contextlib.ExitStack() as stack:
         redis = stack.enter_context(RedisServer(tmp / "redis"))
-        settings = Settings(database_url=database_url, redis_url=redis.url, bcrypt_cost=4,
-                            pepper="p" * 32, usage_flush_interval=0.2)
+        settings = Settings(
+            database_url=database_url,
+            redis_url=redis.url,
+            bcrypt_cost=4,
+            pepper="p" * 32,
+            usage_flush_interval=0.2,
+        )
         instances = [stack.enter_context(running_authz(settings)) for _ in range(2)]
         port, admin = free_port(), free_port()
         config_path = tmp / "envoy.json"
-        config_path.write_text(json.dumps(envoy_bootstrap(
-            port, admin, int(upstream.server_address[1]), instances)))
+        config_path.write_text(
+            json.dumps(envoy_bootstrap(port, admin, int(upstream.server_address[1]), instances))
+        )
         stack.enter_context(EnvoyServer(config_path, admin, tmp / "logs"))
         yield Rig(f"http://127.0.0.1:{port}", database_url, settings, instances, redis)
     upstream.shutdown()
@@ -113,15 +122,15 @@ def test_usage_counts_per_endpoint_and_status(rig: Rig) -> None:
 
     def stored() -> int:
         with psycopg.connect(rig.database_url) as conn:
-            row = conn.execute("SELECT coalesce(sum(count), 0) FROM api_key_usage "
-                               "WHERE key_id = %s", (key_id,)).fetchone()
+            row = conn.execute(
+                "SELECT coalesce(sum(count), 0) FROM api_key_usage WHERE key_id = %s", (key_id,)
+            ).fetchone()
         return int(row[0]) if row else 0
 
     poll(lambda: stored() == 11, timeout=20, interval=0.2)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert hokusai(["auth", "usage", key_id, "--json",
-                        "--database-url", rig.database_url]) == 0
+        assert hokusai(["auth", "usage", key_id, "--json", "--database-url", rig.database_url]) == 0
     report = json.loads(out.getvalue())
     endpoints = {e["label"]: e["requests"] for e in report["endpoints"]}
     assert endpoints == {"GET /t/a": 6, "GET /t/status/:id": 5}

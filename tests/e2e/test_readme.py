@@ -64,12 +64,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env["HOKUSAI_BCRYPT_COST"] = "6"
     with out.open("w") as sink:
         up = subprocess.Popen(
-            [HOKUSAI, "gateway", "up", "--https-port", str(free_port()),
-             "--http-port", str(free_port())],
-            stdout=sink, stderr=subprocess.STDOUT, env=env, text=True, cwd=ROOT)
+            [
+                HOKUSAI,
+                "gateway",
+                "up",
+                "--https-port",
+                str(free_port()),
+                "--http-port",
+                str(free_port()),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            cwd=ROOT,
+        )
     try:
-        poll(lambda: "ready" in out.read_text() or up.poll() is not None, timeout=240,
-             interval=0.2)
+        poll(lambda: "ready" in out.read_text() or up.poll() is not None, timeout=240, interval=0.2)
         assert up.poll() is None, out.read_text()
         yield up, data_dir, out.read_text()
     finally:
@@ -78,8 +89,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             up.wait(60)
 
 
-def test_first_run_prints_url_ca_and_a_bootstrap_admin_key(
-        stack: Stack) -> None:
+def test_first_run_prints_url_ca_and_a_bootstrap_admin_key(stack: Stack) -> None:
     _up, data_dir, output = stack
     assert "gateway:  https://localhost:" in output
     assert str(data_dir / "tls" / "ca.crt") in output
@@ -87,13 +97,18 @@ def test_first_run_prints_url_ca_and_a_bootstrap_admin_key(
     assert "***" in output  # the database password is redacted
 
 
-def test_status_then_quickstart_runs_as_written(
-        stack: Stack, tmp_path: Path) -> None:
+def test_status_then_quickstart_runs_as_written(stack: Stack, tmp_path: Path) -> None:
     _up, data_dir, _ = stack
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
     env["HOKUSAI_DATA_DIR"] = str(data_dir)
-    status = subprocess.run([HOKUSAI, "gateway", "status"], env=env, capture_output=True,
-                            text=True, timeout=60, check=False)
+    status = subprocess.run(
+        [HOKUSAI, "gateway", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert status.returncode == 0, status.stdout + status.stderr
 
     script = ["set -euo pipefail"]
@@ -106,11 +121,20 @@ def test_status_then_quickstart_runs_as_written(
             script.append(f"{sys.executable} {tmp_path / 'quickstart.py'}")
         else:
             (tmp_path / "quickstart.mjs").write_text(body)
-            script.append(f'NODE_EXTRA_CA_CERTS="$MLFLOW_TRACKING_SERVER_CERT_PATH" '
-                          f"node {tmp_path / 'quickstart.mjs'}")
+            script.append(
+                f'NODE_EXTRA_CA_CERTS="$MLFLOW_TRACKING_SERVER_CERT_PATH" '
+                f"node {tmp_path / 'quickstart.mjs'}"
+            )
     joined = "\n".join(script).replace("\\\n", " ")
-    done = subprocess.run(["bash", "-c", joined], env=env, capture_output=True, text=True,
-                          timeout=180, cwd=ROOT, check=False)
+    done = subprocess.run(
+        ["bash", "-c", joined],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert '"experiments"' in done.stdout  # curl
     assert re.search(r"200 \d+$", done.stdout, re.M)  # fetch

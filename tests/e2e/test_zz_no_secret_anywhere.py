@@ -31,8 +31,11 @@ def log_files(gateways: dict[str, Gateway], mlflow: MlflowServer) -> list[Path]:
 
 
 def test_no_key_secret_in_logs_redis_or_database(
-        gateways: dict[str, Gateway], mlflow_server: MlflowServer, e2e_redis_url: str,
-        e2e_database_url: str) -> None:
+    gateways: dict[str, Gateway],
+    mlflow_server: MlflowServer,
+    e2e_redis_url: str,
+    e2e_database_url: str,
+) -> None:
     assert GENERATED, "the end-to-end tests made keys"
     files = log_files(gateways, mlflow_server)
     assert any(p.name == "authz.log" for p in files)
@@ -47,8 +50,12 @@ def test_no_key_secret_in_logs_redis_or_database(
         assert not secrets_in(raw.decode(errors="replace")), name
 
     with psycopg.connect(e2e_database_url) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        ]
         for table in tables:
             rows = conn.execute(f'SELECT row_to_json(t)::text FROM "{table}" t').fetchall()
             for (row,) in rows:

@@ -22,8 +22,9 @@ from tests.support.authz import (
     running_authz,
 )
 
-BASE = Settings(bcrypt_cost=4, accepted_envs=frozenset({"live"}), local_cache_ttl=0.2,
-                negative_cache_ttl=0.2)
+BASE = Settings(
+    bcrypt_cost=4, accepted_envs=frozenset({"live"}), local_cache_ttl=0.2, negative_cache_ttl=0.2
+)
 MLFLOW_GET = "/api/mlflow/api/2.0/mlflow/experiments/get?experiment_id=0"
 
 
@@ -54,14 +55,14 @@ def stack(database_url: str, redis_url: str) -> Iterator[tuple[RunningAuthz, Key
         yield authz, service(database_url)
 
 
-def test_both_transports_decide_the_corpus_alike(
-        stack: tuple[RunningAuthz, KeyService]) -> None:
+def test_both_transports_decide_the_corpus_alike(stack: tuple[RunningAuthz, KeyService]) -> None:
     authz, svc = stack
     _, valid = svc.create_key(user_email="a@example.com", name="v", scopes=["mlflow:read"])
     _, revoked = svc.create_key(user_email="a@example.com", name="r")
     svc.revoke_key(revoked.parsed.key_id)
-    cases = corpus(valid.token, revoked.token, keys.generate("live").token,
-                   keys.generate("test").token)
+    cases = corpus(
+        valid.token, revoked.token, keys.generate("live").token, keys.generate("test").token
+    )
     client = GrpcCheckClient(authz.ports.grpc)
     try:
         for case in cases:
@@ -71,11 +72,15 @@ def test_both_transports_decide_the_corpus_alike(
         client.close()
 
 
-def test_allow_strips_credentials_and_adds_identity(
-        stack: tuple[RunningAuthz, KeyService]) -> None:
+def test_allow_strips_credentials_and_adds_identity(stack: tuple[RunningAuthz, KeyService]) -> None:
     authz, svc = stack
-    view, new = svc.create_key(user_email="b@example.com", name="k", rate_limit_per_hour=100,
-                               burst=5, scopes=["mlflow:read", "mlflow:write"])
+    view, new = svc.create_key(
+        user_email="b@example.com",
+        name="k",
+        rate_limit_per_hour=100,
+        burst=5,
+        scopes=["mlflow:read", "mlflow:write"],
+    )
     client = GrpcCheckClient(authz.ports.grpc)
     try:
         response = client.check("GET", MLFLOW_GET + f"&api_key={new.token}", [])
@@ -92,8 +97,9 @@ def test_allow_strips_credentials_and_adds_identity(
     assert metadata[wire.RATE_LIMIT_HEADER].string_value == "100"
     assert new.parsed.secret not in response.SerializeToString().decode("latin-1")
 
-    answer = http_check(authz.ports.http, "GET", MLFLOW_GET,
-                        [("authorization", f"Bearer {new.token}")])
+    answer = http_check(
+        authz.ports.http, "GET", MLFLOW_GET, [("authorization", f"Bearer {new.token}")]
+    )
     assert answer.status == 200
     assert answer.header(wire.KEY_ID_HEADER) == view.key_id
     assert answer.header(wire.HEADERS_TO_REMOVE_HEADER) == "authorization,x-api-key"
@@ -105,7 +111,12 @@ def test_denials_carry_the_challenge_and_no_key(stack: tuple[RunningAuthz, KeySe
     bogus = keys.generate("live").token
     answer = http_check(authz.ports.http, "GET", MLFLOW_GET, [("authorization", f"Bearer {bogus}")])
     assert answer.status == 401
-    assert answer.header("www-authenticate", ) == 'Bearer realm="hokusai", error="invalid_token"'
+    assert (
+        answer.header(
+            "www-authenticate",
+        )
+        == 'Bearer realm="hokusai", error="invalid_token"'
+    )
     body = json.loads(answer.body)
     assert set(body) == {"error", "message", "docs"} and body["error"] == "unknown_key"
     assert bogus not in answer.body.decode() and bogus[20:40] not in answer.body.decode()
@@ -117,14 +128,14 @@ def test_revocation_is_seen_within_a_second(stack: tuple[RunningAuthz, KeyServic
     header = [("authorization", f"Bearer {new.token}")]
     assert http_check(authz.ports.http, "GET", MLFLOW_GET, header).status == 200
     svc.revoke_key(new.parsed.key_id, "test")
-    took = poll(lambda: http_check(authz.ports.http, "GET", MLFLOW_GET, header).status == 401,
-                timeout=1.0)
+    took = poll(
+        lambda: http_check(authz.ports.http, "GET", MLFLOW_GET, header).status == 401, timeout=1.0
+    )
     assert took <= 1.0
 
 
 def test_key_created_after_a_miss_works_at_once(database_url: str, redis_url: str) -> None:
-    settings = BASE.replace(database_url=database_url, redis_url=redis_url,
-                            negative_cache_ttl=60.0)
+    settings = BASE.replace(database_url=database_url, redis_url=redis_url, negative_cache_ttl=60.0)
     svc = service(database_url)
     with running_authz(settings) as authz:
         # Create, look up, then delete-and-recreate is not possible; instead: look up an id that
@@ -137,14 +148,22 @@ def test_key_created_after_a_miss_works_at_once(database_url: str, redis_url: st
             conn.execute(
                 "INSERT INTO api_keys (key_id, secret_hash, display_prefix, user_id, name, env, "
                 "scopes) VALUES (%s, %s, %s, %s, 'late', 'live', '{mlflow:read}')",
-                [new.parsed.key_id, keys.hash_secret(new.parsed.secret, 4),
-                 new.parsed.display_prefix, view.user_id])
-        poll(lambda: http_check(authz.ports.http, "GET", MLFLOW_GET, header).status == 200,
-             timeout=1.0)
+                [
+                    new.parsed.key_id,
+                    keys.hash_secret(new.parsed.secret, 4),
+                    new.parsed.display_prefix,
+                    view.user_id,
+                ],
+            )
+        poll(
+            lambda: http_check(authz.ports.http, "GET", MLFLOW_GET, header).status == 200,
+            timeout=1.0,
+        )
 
 
 def test_two_instances_share_redis_and_both_see_revocation(
-        database_url: str, redis_url: str) -> None:
+    database_url: str, redis_url: str
+) -> None:
     settings = BASE.replace(database_url=database_url, redis_url=redis_url, local_cache_ttl=60.0)
     svc = service(database_url)
     _, new = svc.create_key(user_email="e@example.com", name="k")
@@ -155,14 +174,18 @@ def test_two_instances_share_redis_and_both_see_revocation(
         svc.revoke_key(new.parsed.key_id)
         for instance in (one, two):
             port = instance.ports.http
-            poll(lambda p=port: http_check(p, "GET", MLFLOW_GET, header).status == 401,  # type: ignore[misc]
-                 timeout=1.0)
+            poll(
+                lambda p=port: http_check(p, "GET", MLFLOW_GET, header).status == 401,  # type: ignore[misc]
+                timeout=1.0,
+            )
 
 
 def test_redis_down_checks_pass_from_postgres(
-        database_url: str, private_redis: RedisServer) -> None:
-    settings = BASE.replace(database_url=database_url, redis_url=private_redis.url,
-                            redis_timeout=0.05)
+    database_url: str, private_redis: RedisServer
+) -> None:
+    settings = BASE.replace(
+        database_url=database_url, redis_url=private_redis.url, redis_timeout=0.05
+    )
     svc = service(database_url)
     _, first = svc.create_key(user_email="f@example.com", name="k1")
     _, second = svc.create_key(user_email="f@example.com", name="k2")
@@ -171,24 +194,38 @@ def test_redis_down_checks_pass_from_postgres(
         assert http_check(port, "GET", MLFLOW_GET, [("x-api-key", first.token)]).status == 200
         private_redis.stop()
         for token in (first.token, second.token):
-            poll(lambda t=token: http_check(port, "GET", MLFLOW_GET,  # type: ignore[misc]
-                                            [("x-api-key", t)]).status == 200, timeout=5.0)
+            poll(
+                lambda t=token: (
+                    http_check(
+                        port,
+                        "GET",
+                        MLFLOW_GET,  # type: ignore[misc]
+                        [("x-api-key", t)],
+                    ).status
+                    == 200
+                ),
+                timeout=5.0,
+            )
         # A revocation while Redis is down must not be undone by a stale Redis entry later.
         svc.revoke_key(first.parsed.key_id)
-        poll(lambda: http_check(port, "GET", MLFLOW_GET,
-                                [("x-api-key", first.token)]).status == 401, timeout=1.0)
+        poll(
+            lambda: http_check(port, "GET", MLFLOW_GET, [("x-api-key", first.token)]).status == 401,
+            timeout=1.0,
+        )
         private_redis.start()
         for _ in range(20):
             assert http_check(port, "GET", MLFLOW_GET, [("x-api-key", first.token)]).status == 401
 
 
 def test_postgres_down_serves_recent_keys_and_fails_closed_for_others(
-        private_postgres: PostgresServer, redis_url: str) -> None:
+    private_postgres: PostgresServer, redis_url: str
+) -> None:
     from authz.migrate import migrate
 
     migrate(private_postgres.url)
-    settings = BASE.replace(database_url=private_postgres.url, stale_window=120.0,
-                            database_timeout=0.5)
+    settings = BASE.replace(
+        database_url=private_postgres.url, stale_window=120.0, database_timeout=0.5
+    )
     svc = service(private_postgres.url)
     _, warm = svc.create_key(user_email="g@example.com", name="warm")
     _, cold = svc.create_key(user_email="g@example.com", name="cold")
@@ -196,8 +233,10 @@ def test_postgres_down_serves_recent_keys_and_fails_closed_for_others(
         port = authz.ports.http
         assert http_check(port, "GET", MLFLOW_GET, [("x-api-key", warm.token)]).status == 200
         private_postgres.stop()
-        poll(lambda: http_check(port, "GET", MLFLOW_GET,
-                                [("x-api-key", warm.token)]).status == 200, timeout=5.0)
+        poll(
+            lambda: http_check(port, "GET", MLFLOW_GET, [("x-api-key", warm.token)]).status == 200,
+            timeout=5.0,
+        )
         answer = http_check(port, "GET", MLFLOW_GET, [("x-api-key", cold.token)])
         assert answer.status == 503 and answer.header("retry-after") == "1"
         unknown = keys.generate("live").token
@@ -205,12 +244,14 @@ def test_postgres_down_serves_recent_keys_and_fails_closed_for_others(
 
 
 def test_postgres_restart_relistens_and_a_later_revoke_is_seen_within_a_second(
-        private_postgres: PostgresServer, redis_url: str) -> None:
+    private_postgres: PostgresServer, redis_url: str
+) -> None:
     from authz.migrate import migrate
 
     migrate(private_postgres.url)
-    settings = BASE.replace(database_url=private_postgres.url, redis_url=redis_url,
-                            local_cache_ttl=60.0)
+    settings = BASE.replace(
+        database_url=private_postgres.url, redis_url=redis_url, local_cache_ttl=60.0
+    )
     svc = service(private_postgres.url)
     _, new = svc.create_key(user_email="h@example.com", name="k")
     header = [("x-api-key", new.token)]
@@ -226,13 +267,13 @@ def test_postgres_restart_relistens_and_a_later_revoke_is_seen_within_a_second(
         # The caches were flushed on reconnect; the key is served again from Postgres.
         poll(lambda: http_check(port, "GET", MLFLOW_GET, header).status == 200, timeout=5)
         svc.revoke_key(new.parsed.key_id)
-        took = poll(lambda: http_check(port, "GET", MLFLOW_GET, header).status == 401,
-                    timeout=1.0)
+        took = poll(lambda: http_check(port, "GET", MLFLOW_GET, header).status == 401, timeout=1.0)
         assert took <= 1.0
 
 
 def test_redis_flushed_costs_no_failures_and_no_extra_bcrypt(
-        database_url: str, redis_url: str) -> None:
+    database_url: str, redis_url: str
+) -> None:
     import redis as redis_client
 
     settings = BASE.replace(database_url=database_url, redis_url=redis_url, local_cache_ttl=0.05)

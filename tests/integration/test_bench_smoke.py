@@ -23,7 +23,12 @@ def test_harness_smoke_runs_every_cell(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     data = json.loads(out.read_text())
     cells = data["cells"]

@@ -20,17 +20,28 @@ PER_HOUR = 60  # one request per minute refills: nothing refills during the test
 
 
 @pytest.fixture(params=["exact", "approximate"])
-def authz(request: pytest.FixtureRequest, database_url: str,
-          redis_url: str) -> Iterator[tuple[RunningAuthz, KeyService]]:
-    settings = Settings(bcrypt_cost=4, database_url=database_url, redis_url=redis_url,
-                        rate_limit_enforcement="check", rate_limit_mode=request.param)
+def authz(
+    request: pytest.FixtureRequest, database_url: str, redis_url: str
+) -> Iterator[tuple[RunningAuthz, KeyService]]:
+    settings = Settings(
+        bcrypt_cost=4,
+        database_url=database_url,
+        redis_url=redis_url,
+        rate_limit_enforcement="check",
+        rate_limit_mode=request.param,
+    )
     with running_authz(settings) as running:
         yield running, KeyService(connector(database_url), settings, "test:check-rl")
 
 
 def new_token(svc: KeyService) -> str:
-    _view, new = svc.create_key(user_email="rl@example.com", name="rl", scopes=["mlflow:read"],
-                                rate_limit_per_hour=PER_HOUR, burst=BURST)
+    _view, new = svc.create_key(
+        user_email="rl@example.com",
+        name="rl",
+        scopes=["mlflow:read"],
+        rate_limit_per_hour=PER_HOUR,
+        burst=BURST,
+    )
     return new.token
 
 
@@ -43,8 +54,10 @@ def test_grpc_burst_then_429_with_headers(authz: tuple[RunningAuthz, KeyService]
     finally:
         client.close()
     assert [a.HasField("ok_response") for a in answers] == [True] * BURST + [False] * 2
-    remaining = [{h.header.key: h.header.value for h in a.ok_response.response_headers_to_add}
-                 for a in answers[:BURST]]
+    remaining = [
+        {h.header.key: h.header.value for h in a.ok_response.response_headers_to_add}
+        for a in answers[:BURST]
+    ]
     assert [r["x-ratelimit-remaining"] for r in remaining] == ["2", "1", "0"]
     assert all(r["x-ratelimit-limit"] == str(PER_HOUR) for r in remaining)
     denied = answers[BURST].denied_response

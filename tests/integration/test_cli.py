@@ -36,15 +36,18 @@ def cli(database_url, capsys, monkeypatch):
 
 def counts(url: str) -> tuple[int, int, int]:
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM api_keys),"
-                           " (SELECT count(*) FROM audit_log)").fetchone()
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM api_keys),"
+            " (SELECT count(*) FROM audit_log)"
+        ).fetchone()
     assert row is not None
     return (int(row[0]), int(row[1]), int(row[2]))
 
 
 def create(cli, *extra: str) -> keys.NewKey:
-    code, out, err = cli("auth", "create-key", "--user", "ann@example.com", "--name", "laptop",
-                         *extra)
+    code, out, err = cli(
+        "auth", "create-key", "--user", "ann@example.com", "--name", "laptop", *extra
+    )
     assert code == 0, err
     parsed = keys.parse(out.strip())
     assert parsed is not None, "stdout holds exactly the key"
@@ -52,9 +55,21 @@ def create(cli, *extra: str) -> keys.NewKey:
 
 
 def test_create_prints_the_key_once_with_a_warning(cli, database_url):
-    new = create(cli, "--scopes", "mlflow:read,mlflow:write", "--expires-in", "30d",
-                 "--rate-limit", "1000/h", "--burst", "50", "--allow-ip", "10.0.0.0/8",
-                 "--metadata", "team=ml")
+    new = create(
+        cli,
+        "--scopes",
+        "mlflow:read,mlflow:write",
+        "--expires-in",
+        "30d",
+        "--rate-limit",
+        "1000/h",
+        "--burst",
+        "50",
+        "--allow-ip",
+        "10.0.0.0/8",
+        "--metadata",
+        "team=ml",
+    )
     code, out, err = cli("auth", "show-key", new.parsed.key_id, "--json")
     assert code == 0, err
     shown = json.loads(out)
@@ -65,8 +80,9 @@ def test_create_prints_the_key_once_with_a_warning(cli, database_url):
 
 
 def test_create_json(cli):
-    code, out, err = cli("auth", "create-key", "--user", "b@example.com", "--name", "ci",
-                         "--env", "test", "--json")
+    code, out, err = cli(
+        "auth", "create-key", "--user", "b@example.com", "--name", "ci", "--env", "test", "--json"
+    )
     assert code == 0
     data = json.loads(out)
     assert keys.parse(data["token"]) is not None and data["key"]["env"] == "test"
@@ -104,15 +120,29 @@ def test_show_key_by_id_or_prefix(cli):
 
 def test_update_key(cli, database_url):
     new = create(cli)
-    code, out, err = cli("auth", "update-key", new.parsed.key_id, "--name", "desk", "--scopes",
-                         "admin", "--rate-limit", "10/min", "--allow-ip", "192.168.0.0/24",
-                         "--expires-in", "2d", "--json")
+    code, out, err = cli(
+        "auth",
+        "update-key",
+        new.parsed.key_id,
+        "--name",
+        "desk",
+        "--scopes",
+        "admin",
+        "--rate-limit",
+        "10/min",
+        "--allow-ip",
+        "192.168.0.0/24",
+        "--expires-in",
+        "2d",
+        "--json",
+    )
     assert code == 0, err
     data = json.loads(out)
     assert (data["name"], data["scopes"], data["rate_limit_per_hour"]) == ("desk", ["admin"], 600)
     assert data["status"] == "expiring_soon" and data["allowed_ips"] == ["192.168.0.0/24"]
-    code, out, _ = cli("auth", "update-key", new.parsed.key_id, "--no-expiry",
-                       "--clear-allowed-ips", "--json")
+    code, out, _ = cli(
+        "auth", "update-key", new.parsed.key_id, "--no-expiry", "--clear-allowed-ips", "--json"
+    )
     assert json.loads(out)["expires_at"] is None and json.loads(out)["allowed_ips"] == []
     before = counts(database_url)
     code, _, err = cli("auth", "update-key", new.parsed.key_id)
@@ -176,8 +206,9 @@ def test_audit_verify_then_tamper(cli, database_url):
         row = conn.execute("SELECT min(id) + 1 FROM audit_log").fetchone()
         assert row is not None
         conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_immutable")
-        conn.execute("UPDATE audit_log SET changes = changes || '{\"name\": \"x\"}' "
-                     "WHERE id = %s", [row[0]])
+        conn.execute(
+            'UPDATE audit_log SET changes = changes || \'{"name": "x"}\' WHERE id = %s', [row[0]]
+        )
     code, out, err = cli("auth", "audit", "--verify")
     assert code == 1 and f"row {row[0]}" in err and len(err.strip().splitlines()) == 1
     code, out, _ = cli("auth", "audit", "--verify", "--json")
@@ -213,18 +244,21 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(cli, database_url, e
     assert counts(database_url) == before
 
 
-@pytest.mark.parametrize("command", [
-    ["auth", "show-key", "not-a-key-id"],
-    ["auth", "revoke-key", "hk_prod_AAAAAAAAAAAA"],
-    ["auth", "audit", "--key", "x"],
-    ["auth", "rotate-key", "AAAAAAAAAAAA", "--grace", "soon"],
-    ["db", "rollback", "--to", "-1"],
-    ["auth", "update-key", "AAAAAAAAAAAA", "--clear-metadata", "--metadata", "a=b"],
-    ["auth", "update-key", "AAAAAAAAAAAA", "--no-expiry", "--expires-in", "1d"],
-    ["auth", "audit", "--limit", "0"],
-    ["auth"],
-    ["nope"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["auth", "show-key", "not-a-key-id"],
+        ["auth", "revoke-key", "hk_prod_AAAAAAAAAAAA"],
+        ["auth", "audit", "--key", "x"],
+        ["auth", "rotate-key", "AAAAAAAAAAAA", "--grace", "soon"],
+        ["db", "rollback", "--to", "-1"],
+        ["auth", "update-key", "AAAAAAAAAAAA", "--clear-metadata", "--metadata", "a=b"],
+        ["auth", "update-key", "AAAAAAAAAAAA", "--no-expiry", "--expires-in", "1d"],
+        ["auth", "audit", "--limit", "0"],
+        ["auth"],
+        ["nope"],
+    ],
+)
 def test_bad_usage_exits_2(cli, command):
     code, out, err = cli(*command)
     assert code == 2 and len(err.strip().splitlines()) == 1 and out == ""
@@ -236,24 +270,34 @@ def test_a_whole_key_as_id_is_refused_without_echo(cli):
     assert code == 2 and token not in err and token[21:60] not in err
 
 
-@pytest.mark.parametrize("command", [
-    ["auth", "show-key", "AAAAAAAAAAAA"],
-    ["auth", "update-key", "AAAAAAAAAAAA", "--name", "x"],
-    ["auth", "revoke-key", "hk_live_AAAAAAAAAAAA"],
-    ["auth", "rotate-key", "AAAAAAAAAAAA"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["auth", "show-key", "AAAAAAAAAAAA"],
+        ["auth", "update-key", "AAAAAAAAAAAA", "--name", "x"],
+        ["auth", "revoke-key", "hk_live_AAAAAAAAAAAA"],
+        ["auth", "rotate-key", "AAAAAAAAAAAA"],
+    ],
+)
 def test_unknown_key_exits_1(cli, command):
     code, out, err = cli(*command)
     assert code == 1 and "no key with id AAAAAAAAAAAA" in err and out == ""
 
 
-@pytest.mark.parametrize("command", [
-    ["auth", "list-keys"], ["auth", "create-key", "--user", "a@b.co", "--name", "n"],
-    ["auth", "audit", "--verify"], ["db", "status"], ["db", "migrate"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["auth", "list-keys"],
+        ["auth", "create-key", "--user", "a@b.co", "--name", "n"],
+        ["auth", "audit", "--verify"],
+        ["db", "status"],
+        ["db", "migrate"],
+    ],
+)
 def test_unreachable_database_names_host_not_password(cli, command):
-    code, out, err = cli(*command, "--database-url", "postgresql://ops:hunter2@127.0.0.1:1/x",
-                         db=False)
+    code, out, err = cli(
+        *command, "--database-url", "postgresql://ops:hunter2@127.0.0.1:1/x", db=False
+    )
     assert code == 1 and "127.0.0.1:1" in err and "hunter2" not in err + out
     assert len(err.strip().splitlines()) == 1
 
@@ -300,14 +344,25 @@ def test_help_exits_0(cli):
 def test_console_script(database_url):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOKUSAI_")}
     env["HOKUSAI_DATABASE_URL"] = database_url
-    done = subprocess.run([str(HOKUSAI), "auth", "create-key", "--user", "s@example.com",
-                           "--name", "sub", "--json"], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [str(HOKUSAI), "auth", "create-key", "--user", "s@example.com", "--name", "sub", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     token = json.loads(done.stdout)["token"]
     assert keys.parse(token) is not None and "only time" in done.stderr
-    done = subprocess.run([str(HOKUSAI), "auth", "show-key", "hk_live_AAAAAAAAAAAA"], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [str(HOKUSAI), "auth", "show-key", "hk_live_AAAAAAAAAAAA"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1 and done.stderr.count("\n") == 1
 
 

@@ -25,8 +25,19 @@ def doc_commands() -> list[tuple[int, str]]:
 
 def test_the_doc_covers_every_command() -> None:
     commands = " ".join(command for _, command in doc_commands())
-    for name in ("create-key", "list-keys", "show-key", "update-key", "revoke-key", "rotate-key",
-                 "audit --verify", "audit --key", "db migrate", "db rollback", "db status"):
+    for name in (
+        "create-key",
+        "list-keys",
+        "show-key",
+        "update-key",
+        "revoke-key",
+        "rotate-key",
+        "audit --verify",
+        "audit --key",
+        "db migrate",
+        "db rollback",
+        "db status",
+    ):
         assert f" {name}" in commands, name
 
 

@@ -37,17 +37,23 @@ def doc_commands(page: str) -> list[tuple[int, str]]:
 def record_traffic(database_url: str, key_id: str) -> None:
     usage = UsageAggregator(database_url)
     now = time.time()
-    for status, route, n in ((200, "/api/mlflow/api/2.0/mlflow/runs/search", 6),
-                             (404, "/api/mlflow/api/2.0/mlflow/runs/get", 3),
-                             (503, "/api/mlflow/api/2.0/mlflow/runs/search", 2)):
+    for status, route, n in (
+        (200, "/api/mlflow/api/2.0/mlflow/runs/search", 6),
+        (404, "/api/mlflow/api/2.0/mlflow/runs/get", 3),
+        (503, "/api/mlflow/api/2.0/mlflow/runs/search", 2),
+    ):
         for i in range(n):
             usage.record(UsageEvent(key_id, now, route, "GET", status, 1.0 + i))
     asyncio.run(usage.flush())
 
 
 @pytest.mark.parametrize("page", ["rate-limits.md", "usage.md"])
-def test_every_example_runs(page: str, database_url: str, capsys: pytest.CaptureFixture[str],
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_example_runs(
+    page: str,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("HOKUSAI_DATABASE_URL", database_url)
     key_id = ""
     outputs = []
@@ -72,6 +78,15 @@ def test_every_example_runs(page: str, database_url: str, capsys: pytest.Capture
 
 def test_docs_cover_the_commands() -> None:
     commands = " ".join(c for page in ("rate-limits.md", "usage.md") for _, c in doc_commands(page))
-    for name in ("--rate-limit", "--burst", "auth usage KEY_ID", "--by endpoint", "--by status",
-                 "--top", "--json", "db prune-usage", "--older-than"):
+    for name in (
+        "--rate-limit",
+        "--burst",
+        "auth usage KEY_ID",
+        "--by endpoint",
+        "--by status",
+        "--top",
+        "--json",
+        "db prune-usage",
+        "--older-than",
+    ):
         assert name in commands, name

@@ -32,7 +32,8 @@ def empty_database_url(postgres_server_url: str) -> Iterator[str]:
 def _tables(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
     return {r[0] for r in rows} - {"schema_migrations"}
 
 
@@ -81,8 +82,7 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path, empty_databas
     with pytest.raises(MigrationError, match="applying 0002_two") as info:
         migrate(empty_database_url, tmp_path)
     assert "\n" not in str(info.value)
-    assert [s.applied_at is not None for s in status(empty_database_url, tmp_path)] == [
-        True, False]
+    assert [s.applied_at is not None for s in status(empty_database_url, tmp_path)] == [True, False]
     assert _tables(empty_database_url) == {"one"}
 
 
@@ -117,13 +117,19 @@ def test_wrong_password_error_does_not_show_it(postgres_server_url):
     assert "x-wrong-pw" not in str(info.value)
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("postgresql://u:pw@h:5/d", "postgresql://u:***@h:5/d"),
-    ("postgresql://u@h/d", "postgresql://u@h/d"),
-    ("postgresql://h/d?password=pw&sslmode=require", "postgresql://h/d?password=***&sslmode=require"),
-    ("host=h password=pw user=u", "host=h password=*** user=u"),
-    ("host=h password='p w' user=u", "host=h password=*** user=u"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:pw@h:5/d", "postgresql://u:***@h:5/d"),
+        ("postgresql://u@h/d", "postgresql://u@h/d"),
+        (
+            "postgresql://h/d?password=pw&sslmode=require",
+            "postgresql://h/d?password=***&sslmode=require",
+        ),
+        ("host=h password=pw user=u", "host=h password=*** user=u"),
+        ("host=h password='p w' user=u", "host=h password=*** user=u"),
+    ],
+)
 def test_redact_url(url, shown):
     assert redact_url(url) == shown
 
@@ -141,13 +147,16 @@ def _add_key(conn: psycopg.Connection, user_id: int) -> str:
     key_id = secrets.token_hex(6)
     conn.execute(
         "INSERT INTO api_keys (key_id, secret_hash, display_prefix, user_id, name, env)"
-        " VALUES (%s, 'bcrypt-hash', 'hk_test_', %s, 'ci', 'test')", [key_id, user_id])
+        " VALUES (%s, 'bcrypt-hash', 'hk_test_', %s, 'ci', 'test')",
+        [key_id, user_id],
+    )
     return key_id
 
 
 def _audit(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
     return conn.execute(
-        "SELECT action, key_id, actor, changes FROM audit_log ORDER BY id").fetchall()
+        "SELECT action, key_id, actor, changes FROM audit_log ORDER BY id"
+    ).fetchall()
 
 
 def test_raw_sql_changes_are_audited_with_the_actor(database_url):
@@ -159,8 +168,10 @@ def test_raw_sql_changes_are_audited_with_the_actor(database_url):
         conn.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = %s", [key_id])
         rows = _audit(conn)
     assert [(a, k, who) for a, k, who, _ in rows] == [
-        ("create", key_id, "db:hokusai"), ("update", key_id, "cli:alice"),
-        ("revoke", key_id, "db:hokusai")]
+        ("create", key_id, "db:hokusai"),
+        ("update", key_id, "cli:alice"),
+        ("revoke", key_id, "db:hokusai"),
+    ]
     assert rows[1][3] == {"name": {"old": "ci", "new": "renamed"}}
     assert all("secret_hash" not in changes for *_, changes in rows[:2])
 
@@ -173,7 +184,8 @@ def test_the_hash_chain_recomputes(database_url):
             conn.execute("UPDATE api_keys SET scopes = '{read}' WHERE key_id = %s", [key_id])
         rows = conn.execute(
             "SELECT prev_hash, hash, hokusai_audit_hash(id, at, action, key_id, actor, changes,"
-            " prev_hash) FROM audit_log ORDER BY id").fetchall()
+            " prev_hash) FROM audit_log ORDER BY id"
+        ).fetchall()
     assert len(rows) == 6
     previous = "0" * 64
     for prev_hash, stored, recomputed in rows:
@@ -181,8 +193,10 @@ def test_the_hash_chain_recomputes(database_url):
         previous = stored
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log", "TRUNCATE audit_log"])
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log", "TRUNCATE audit_log"],
+)
 def test_the_audit_log_is_append_only(database_url, statement):
     with psycopg.connect(database_url, autocommit=True) as conn:
         _add_key(conn, _add_user(conn))
@@ -192,8 +206,10 @@ def test_the_audit_log_is_append_only(database_url, statement):
 
 
 def test_notify_on_change_but_not_on_last_used(database_url):
-    with psycopg.connect(database_url, autocommit=True) as listener, \
-            psycopg.connect(database_url, autocommit=True) as conn:
+    with (
+        psycopg.connect(database_url, autocommit=True) as listener,
+        psycopg.connect(database_url, autocommit=True) as conn,
+    ):
         listener.execute("LISTEN hokusai_keys")
         user = _add_user(conn)
         first = _add_key(conn, user)
@@ -214,7 +230,8 @@ def test_version_bumps_on_change_only(database_url):
 
         def version() -> int:
             row = conn.execute(
-                "SELECT version FROM api_keys WHERE key_id = %s", [key_id]).fetchone()
+                "SELECT version FROM api_keys WHERE key_id = %s", [key_id]
+            ).fetchone()
             assert row is not None
             return int(row[0])
 

@@ -56,6 +56,7 @@ def test_exactly_burst_then_denials(redis_url: str) -> None:
 
 def test_refill_rate_matches_the_limit(redis_url: str) -> None:
     """60/h: drive the clock 10 simulated minutes in 100 ms steps; exactly 10 more pass."""
+
     async def scenario() -> tuple[int, int]:
         clock = Clock()
         limiter = exact(redis_url, clock)
@@ -119,6 +120,7 @@ def test_redis_down_follows_the_setting(private_redis: RedisServer) -> None:
 
 def test_approximate_instances_converge_through_redis(redis_url: str) -> None:
     """Two approximate limiters: each spends its local burst once, then the shared TAT rules."""
+
     async def scenario() -> tuple[int, int]:
         now = [T0 / 1e6]
         one = ApproximateLimiter(redis_client(redis_url, 0.2), 0.1, clock=lambda: now[0])

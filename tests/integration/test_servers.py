@@ -186,8 +186,10 @@ static_resources:
 """
 
 
-HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
-       ".HttpConnectionManager")
+HCM = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+    ".HttpConnectionManager"
+)
 
 
 def _envoy_config(path: Path) -> tuple[Path, int, int]:
@@ -208,8 +210,10 @@ def test_envoy_validate_accepts_good_and_rejects_bad_config(tmp_path):
 def test_two_envoys_run_at_once_and_stop_cleanly(tmp_path):
     first, admin1, port1 = _envoy_config(tmp_path / "one.yaml")
     second, admin2, port2 = _envoy_config(tmp_path / "two.yaml")
-    with EnvoyServer(first, admin1, tmp_path / "e1") as one, \
-            EnvoyServer(second, admin2, tmp_path / "e2") as two:
+    with (
+        EnvoyServer(first, admin1, tmp_path / "e1") as one,
+        EnvoyServer(second, admin2, tmp_path / "e2") as two,
+    ):
         assert http_ok(f"http://127.0.0.1:{port1}/") and http_ok(f"http://127.0.0.1:{port2}/")
         pgids = [one.pid, two.pid]
     assert all(p is not None and not group_alive(p) for p in pgids)

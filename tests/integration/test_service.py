@@ -29,10 +29,15 @@ def count(url: str, table: str) -> int:
 
 
 def test_create_stores_a_hash_that_verifies_and_no_secret(service, database_url):
-    view, new = service.create_key(user_email="Ann@Example.com", name="laptop",
-                                   scopes=["mlflow:write", "mlflow:read", "mlflow:read"],
-                                   allowed_ips=["10.0.0.0/8", "192.168.1.7"],
-                                   metadata={"team": "ml"}, rate_limit_per_hour=1000, burst=50)
+    view, new = service.create_key(
+        user_email="Ann@Example.com",
+        name="laptop",
+        scopes=["mlflow:write", "mlflow:read", "mlflow:read"],
+        allowed_ips=["10.0.0.0/8", "192.168.1.7"],
+        metadata={"team": "ml"},
+        rate_limit_per_hour=1000,
+        burst=50,
+    )
     assert view.user_email == "ann@example.com"
     assert view.scopes == ("mlflow:read", "mlflow:write")
     assert view.allowed_ips == ("10.0.0.0/8", "192.168.1.7/32")
@@ -40,8 +45,9 @@ def test_create_stores_a_hash_that_verifies_and_no_secret(service, database_url)
     assert keys.parse(new.token) == new.parsed
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT secret_hash, api_keys::text FROM api_keys").fetchone()
-        audit = conn.execute("SELECT string_agg(changes::text || actor, ' ') FROM audit_log"
-                             ).fetchone()
+        audit = conn.execute(
+            "SELECT string_agg(changes::text || actor, ' ') FROM audit_log"
+        ).fetchone()
     assert row is not None and audit is not None
     assert keys.verify_secret(new.parsed.secret, row[0])
     assert new.parsed.secret not in row[1] and new.parsed.secret not in audit[0]
@@ -56,21 +62,24 @@ def test_second_key_reuses_the_user(service, database_url):
     assert count(database_url, "users") == 1
 
 
-@pytest.mark.parametrize(("kwargs", "needle"), [
-    ({"scopes": ["mlflow:delete"]}, "unknown scope"),
-    ({"scopes": []}, "at least one scope"),
-    ({"expires_at": datetime(2001, 1, 1, tzinfo=UTC)}, "in the past"),
-    ({"expires_in": timedelta(seconds=-5)}, "positive"),
-    ({"allowed_ips": ["10.0.0.1/8"]}, "did you mean 10.0.0.0/8"),
-    ({"allowed_ips": ["not-an-ip"]}, "bad CIDR"),
-    ({"rate_limit_per_hour": -1}, "rate limit"),
-    ({"burst": -1}, "burst"),
-    ({"name": "  "}, "must not be empty"),
-    ({"name": "x" * 201}, "longer than 200"),
-    ({"user_email": "no-at-sign"}, "e-mail"),
-    ({"metadata": {"bad key": "v"}}, "metadata key"),
-    ({"env": "prod"}, "environment"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"scopes": ["mlflow:delete"]}, "unknown scope"),
+        ({"scopes": []}, "at least one scope"),
+        ({"expires_at": datetime(2001, 1, 1, tzinfo=UTC)}, "in the past"),
+        ({"expires_in": timedelta(seconds=-5)}, "positive"),
+        ({"allowed_ips": ["10.0.0.1/8"]}, "did you mean 10.0.0.0/8"),
+        ({"allowed_ips": ["not-an-ip"]}, "bad CIDR"),
+        ({"rate_limit_per_hour": -1}, "rate limit"),
+        ({"burst": -1}, "burst"),
+        ({"name": "  "}, "must not be empty"),
+        ({"name": "x" * 201}, "longer than 200"),
+        ({"user_email": "no-at-sign"}, "e-mail"),
+        ({"metadata": {"bad key": "v"}}, "metadata key"),
+        ({"env": "prod"}, "environment"),
+    ],
+)
 def test_create_rejects_bad_input_and_writes_nothing(service, database_url, kwargs, needle):
     arguments = {"user_email": "c@example.com", "name": "k", **kwargs}
     with pytest.raises(InvalidInput, match=needle):
@@ -79,8 +88,9 @@ def test_create_rejects_bad_input_and_writes_nothing(service, database_url, kwar
 
 
 def test_max_lifetime_policy(database_url):
-    strict = KeyService(connector(database_url), SETTINGS.replace(max_key_lifetime=86400.0 * 30),
-                        "test:policy")
+    strict = KeyService(
+        connector(database_url), SETTINGS.replace(max_key_lifetime=86400.0 * 30), "test:policy"
+    )
     view, _ = strict.create_key(user_email="d@example.com", name="default")
     assert view.expires_at is not None
     assert view.expires_at - view.created_at <= timedelta(days=30, seconds=1)
@@ -92,9 +102,18 @@ def test_max_lifetime_policy(database_url):
 
 def test_update_changes_and_validates(service):
     view, _ = service.create_key(user_email="e@example.com", name="old")
-    updated = service.update_key(view.display_prefix, KeyChanges(
-        name="new", scopes=["admin"], expires_in=timedelta(days=3), rate_limit_per_hour=60,
-        burst=5, allowed_ips=["2001:db8::/32"], metadata={"ticket": "OPS-1"}))
+    updated = service.update_key(
+        view.display_prefix,
+        KeyChanges(
+            name="new",
+            scopes=["admin"],
+            expires_in=timedelta(days=3),
+            rate_limit_per_hour=60,
+            burst=5,
+            allowed_ips=["2001:db8::/32"],
+            metadata={"ticket": "OPS-1"},
+        ),
+    )
     assert (updated.name, updated.scopes, updated.status) == ("new", ("admin",), "expiring_soon")
     assert updated.allowed_ips == ("2001:db8::/32",) and updated.metadata == {"ticket": "OPS-1"}
     cleared = service.update_key(view.key_id, KeyChanges(clear_expiry=True, allowed_ips=[]))
@@ -118,17 +137,31 @@ def test_revoke_is_idempotent_and_final(service):
 
 
 def test_rotation_copies_settings_and_bounds_the_old_key(service):
-    old, _ = service.create_key(user_email="g@example.com", name="ci", env="test",
-                                scopes=["mlflow:read", "keys:manage"], rate_limit_per_hour=100,
-                                burst=7, allowed_ips=["10.1.0.0/16"], metadata={"a": "b"},
-                                expires_in=timedelta(days=90))
+    old, _ = service.create_key(
+        user_email="g@example.com",
+        name="ci",
+        env="test",
+        scopes=["mlflow:read", "keys:manage"],
+        rate_limit_per_hour=100,
+        burst=7,
+        allowed_ips=["10.1.0.0/16"],
+        metadata={"a": "b"},
+        expires_in=timedelta(days=90),
+    )
     assert old.expires_at is not None
     rotation = service.rotate_key(old.key_id, timedelta(hours=2))
     new, previous = rotation.new, rotation.old
     assert new.rotated_from == old.key_id and new.key_id != old.key_id
     assert rotation.token.parsed.key_id == new.key_id and new.env == "test"
-    for field in ("user_id", "name", "scopes", "rate_limit_per_hour", "burst", "allowed_ips",
-                  "metadata"):
+    for field in (
+        "user_id",
+        "name",
+        "scopes",
+        "rate_limit_per_hour",
+        "burst",
+        "allowed_ips",
+        "metadata",
+    ):
         assert getattr(new, field) == getattr(old, field), field
     assert previous.expires_at is not None and new.expires_at is not None
     assert previous.expires_at <= datetime.now(UTC) + timedelta(hours=2)
@@ -222,8 +255,9 @@ def test_status_of():
 def test_rotation_holds_an_old_long_lifetime_to_a_new_maximum(database_url):
     lax = KeyService(connector(database_url), SETTINGS, "test:policy")
     old, _ = lax.create_key(user_email="l@example.com", name="k", expires_in=timedelta(days=400))
-    strict = KeyService(connector(database_url), SETTINGS.replace(max_key_lifetime=86400.0 * 30),
-                        "test:policy")
+    strict = KeyService(
+        connector(database_url), SETTINGS.replace(max_key_lifetime=86400.0 * 30), "test:policy"
+    )
     rotation = strict.rotate_key(old.key_id)
     assert rotation.new.expires_at is not None
     assert rotation.new.expires_at - rotation.new.created_at <= timedelta(days=30, seconds=1)

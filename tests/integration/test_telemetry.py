@@ -38,8 +38,9 @@ READ = "/api/mlflow/api/2.0/mlflow/experiments/get?experiment_id=0"
 
 # --- an OTLP collector stand-in ------------------------------------------------------------
 @dataclass
-class Collector(trace_service_pb2_grpc.TraceServiceServicer,
-                metrics_service_pb2_grpc.MetricsServiceServicer):
+class Collector(
+    trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer
+):
     spans: list[Any] = field(default_factory=list)
     metric_names: set[str] = field(default_factory=set)
 
@@ -71,10 +72,15 @@ def collector() -> Iterator[tuple[Collector, int]]:
 
 
 @pytest.fixture
-def observed(database_url: str, redis_url: str, collector: tuple[Collector, int]
-             ) -> Iterator[tuple[RunningAuthz, KeyService]]:
-    settings = BASE.replace(database_url=database_url, redis_url=redis_url,
-                            metrics_port=free_port(), otlp_endpoint=f"http://127.0.0.1:{collector[1]}")
+def observed(
+    database_url: str, redis_url: str, collector: tuple[Collector, int]
+) -> Iterator[tuple[RunningAuthz, KeyService]]:
+    settings = BASE.replace(
+        database_url=database_url,
+        redis_url=redis_url,
+        metrics_port=free_port(),
+        otlp_endpoint=f"http://127.0.0.1:{collector[1]}",
+    )
     with running_authz(settings) as authz:
         yield authz, KeyService(connector(database_url), BASE, "test:telemetry")
 
@@ -88,31 +94,34 @@ def scrape(authz: RunningAuthz) -> dict[tuple[str, tuple[tuple[str, str], ...]],
     assert authz.server.telemetry is not None
     port = authz.server.telemetry.metrics_port
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples: dict[Any, float], name: str, **labels: str) -> float:
-    return sum(v for (n, ls), v in samples.items()
-               if n == name and set(labels.items()) <= set(ls))
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
 
 
 # --- metrics -------------------------------------------------------------------------------
 def test_prometheus_endpoint_reports_each_metric_after_traffic(
-        observed: tuple[RunningAuthz, KeyService]) -> None:
+    observed: tuple[RunningAuthz, KeyService],
+) -> None:
     authz, svc = observed
     _, new = svc.create_key(user_email="t@example.com", name="metrics", scopes=["mlflow:read"])
     before = scrape(authz)
     bearer = [("authorization", f"Bearer {new.token}")]
     client = GrpcCheckClient(authz.ports.grpc)
     try:
-        client.check("GET", READ, bearer)                       # postgres + bcrypt
+        client.check("GET", READ, bearer)  # postgres + bcrypt
         assert http_check(authz.ports.http, "GET", READ, bearer).status == 200  # local
         poll(lambda: authz.server.lookup.cached(new.parsed.key_id) is None, 5)
-        client.check("GET", READ, bearer)                       # redis (local expired)
+        client.check("GET", READ, bearer)  # redis (local expired)
         unknown = [("x-api-key", keys.generate("live").token)]
         client.check("GET", READ, unknown)
-        client.check("GET", READ, unknown)                      # negative
+        client.check("GET", READ, unknown)  # negative
         client.check("GET", READ, [("authorization", "Bearer nope")])
     finally:
         client.close()
@@ -133,8 +142,10 @@ def test_prometheus_endpoint_reports_each_metric_after_traffic(
     assert grew("hokusai_access_log_batches_total", 3, result="flushed")
     assert grew("hokusai_access_log_batches_total", 1, result="dropped")
     samples = scrape(authz)
-    assert any(name == "hokusai_store_errors_total" and ("store", "postgres") in labels
-               for name, labels in samples)
+    assert any(
+        name == "hokusai_store_errors_total" and ("store", "postgres") in labels
+        for name, labels in samples
+    )
     # The warm path is microseconds: the smallest buckets (from 1 µs) are where checks land.
     fast = value(samples, "hokusai_check_duration_seconds_bucket", le="0.001024")
     assert fast >= 1
@@ -143,8 +154,9 @@ def test_prometheus_endpoint_reports_each_metric_after_traffic(
 
 def test_store_errors_are_counted(database_url: str) -> None:
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    settings = BASE.replace(database_url=database_url, redis_url=dead_redis,
-                            metrics_port=free_port())
+    settings = BASE.replace(
+        database_url=database_url, redis_url=dead_redis, metrics_port=free_port()
+    )
     before = telemetry.COUNTS.store_errors["redis"]
     with running_authz(settings) as authz:
         client = GrpcCheckClient(authz.ports.grpc)
@@ -152,13 +164,13 @@ def test_store_errors_are_counted(database_url: str) -> None:
             client.check("GET", READ, [("x-api-key", keys.generate("live").token)])
         finally:
             client.close()
-        poll(lambda: value(scrape(authz), "hokusai_store_errors_total", store="redis")
-             > before, 5)
+        poll(lambda: value(scrape(authz), "hokusai_store_errors_total", store="redis") > before, 5)
 
 
 # --- traces --------------------------------------------------------------------------------
 def test_check_spans_join_the_callers_trace_on_both_transports(
-        observed: tuple[RunningAuthz, KeyService], collector: tuple[Collector, int]) -> None:
+    observed: tuple[RunningAuthz, KeyService], collector: tuple[Collector, int]
+) -> None:
     authz, _ = observed
     grpc_parent, grpc_trace, grpc_span = traceparent()
     http_parent, http_trace, _ = traceparent()
@@ -170,8 +182,13 @@ def test_check_spans_join_the_callers_trace_on_both_transports(
     http_check(authz.ports.http, "GET", READ, [("traceparent", http_parent)])
     authz.call(lambda: _flush(authz))
     found, _ = collector
-    poll(lambda: found.span_in_trace(grpc_trace) is not None
-         and found.span_in_trace(http_trace) is not None, 10)
+    poll(
+        lambda: (
+            found.span_in_trace(grpc_trace) is not None
+            and found.span_in_trace(http_trace) is not None
+        ),
+        10,
+    )
     span = found.span_in_trace(grpc_trace)
     assert span.name == "Check" and span.parent_span_id.hex() == grpc_span
     attributes = {a.key: a.value.string_value for a in span.attributes}
@@ -203,8 +220,11 @@ class _Upstream(BaseHTTPRequestHandler):
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_check_span_trace_id_matches_the_traceparent_sent_through_envoy(
-        observed: tuple[RunningAuthz, KeyService], collector: tuple[Collector, int],
-        tmp_path: Path, transport: str) -> None:
+    observed: tuple[RunningAuthz, KeyService],
+    collector: tuple[Collector, int],
+    tmp_path: Path,
+    transport: str,
+) -> None:
     authz, svc = observed
     _, new = svc.create_key(user_email="e@example.com", name="trace", scopes=["mlflow:read"])
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
@@ -212,15 +232,21 @@ def test_check_span_trace_id_matches_the_traceparent_sent_through_envoy(
     port, admin = free_port(), free_port()
     address = authz.ports.grpc if transport == "grpc" else authz.ports.http
     config = envoy_config.render_bench(
-        f"ext_authz_{transport}", port=port, admin_port=admin,  # type: ignore[arg-type]
+        f"ext_authz_{transport}",  # type: ignore[arg-type]
+        port=port,
+        admin_port=admin,
         upstream=envoy_config.Endpoint("127.0.0.1", upstream.server_address[1]),
-        authz=envoy_config.Endpoint("127.0.0.1", address))
+        authz=envoy_config.Endpoint("127.0.0.1", address),
+    )
     path = envoy_config.write(config, tmp_path / "envoy.yaml")
     parent, trace_id, span_id = traceparent()
     try:
         with EnvoyServer(path, admin, tmp_path):
-            answer = httpx.get(f"http://127.0.0.1:{port}{READ}", timeout=10, headers={
-                "authorization": f"Bearer {new.token}", "traceparent": parent})
+            answer = httpx.get(
+                f"http://127.0.0.1:{port}{READ}",
+                timeout=10,
+                headers={"authorization": f"Bearer {new.token}", "traceparent": parent},
+            )
             assert answer.status_code == 200
     finally:
         upstream.shutdown()
@@ -247,7 +273,7 @@ def test_every_log_call_path_is_redacted(database_url: str) -> None:
     try:
         dead = f"redis://127.0.0.1:{free_port()}/0"
         settings = BASE.replace(database_url=database_url, redis_url=dead)
-        with running_authz(settings) as authz:   # server: serving/draining; cache: redis down
+        with running_authz(settings) as authz:  # server: serving/draining; cache: redis down
             client = GrpcCheckClient(authz.ports.grpc)
             try:
                 client.check("GET", READ, [("authorization", f"Bearer {token}")])
@@ -255,7 +281,8 @@ def test_every_log_call_path_is_redacted(database_url: str) -> None:
                 client.close()
             http_check(authz.ports.http, "GET", f"{READ}&api_key={token}", [])
         logging.getLogger("authz.check").error(
-            "check failed for %s", token, extra={"error": "ValueError", "header": token})
+            "check failed for %s", token, extra={"error": "ValueError", "header": token}
+        )
         try:
             raise ValueError(f"bad key {token}")
         except ValueError:

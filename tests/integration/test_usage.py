@@ -16,8 +16,9 @@ NOW = datetime.now(UTC).timestamp()
 ROUTE = "/api/mlflow/api/2.0/mlflow/experiments/search"
 
 
-def events(key_id: str, n: int, status: int, latency: float,
-           route: str = ROUTE) -> list[UsageEvent]:
+def events(
+    key_id: str, n: int, status: int, latency: float, route: str = ROUTE
+) -> list[UsageEvent]:
     return [UsageEvent(key_id, NOW, route, "GET", status, latency) for _ in range(n)]
 
 
@@ -36,8 +37,10 @@ def test_flushes_add_to_existing_rows(database_url: str) -> None:
         usage.record(event)
     asyncio.run(usage.flush())  # a second flush in the same minute adds, never overwrites
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute("SELECT status_class, count, errors, latency_sum_ms, latency_max_ms, "
-                            "latency_buckets FROM api_key_usage ORDER BY status_class").fetchall()
+        rows = conn.execute(
+            "SELECT status_class, count, errors, latency_sum_ms, latency_max_ms, "
+            "latency_buckets FROM api_key_usage ORDER BY status_class"
+        ).fetchall()
     (c2, n2, e2, s2, m2, b2), (c5, n5, e5, _s5, m5, _b5) = rows
     assert (c2, n2, e2, s2, m2) == (2, 7, 0, 36.0, 6.0)
     assert sum(b2) == 7
@@ -69,8 +72,11 @@ def test_failed_flush_keeps_rollups(database_url: str) -> None:
 
 def test_report_groups_and_prune(database_url: str) -> None:
     usage = UsageAggregator(database_url)
-    for event in (events("keyD", 5, 200, 2.0) + events("keyD", 3, 404, 2.0, "/api/mlflow/other")
-                  + events("keyE", 1, 200, 2.0)):
+    for event in (
+        events("keyD", 5, 200, 2.0)
+        + events("keyD", 3, 404, 2.0, "/api/mlflow/other")
+        + events("keyE", 1, 200, 2.0)
+    ):
         usage.record(event)
     usage.record(UsageEvent("keyD", NOW - 40 * 86400, ROUTE, "GET", 200, 1.0))
     asyncio.run(usage.flush())
@@ -85,13 +91,20 @@ def test_report_groups_and_prune(database_url: str) -> None:
     assert keys == [("keyD", 8), ("keyE", 1)]
 
 
-@pytest.mark.parametrize(("path", "route"), [
-    ("/api/mlflow/api/2.0/mlflow/runs/get?run_id=abc&api_key=hk_live_x",
-     "/api/mlflow/api/2.0/mlflow/runs/get"),
-    ("/api/mlflow/ajax-api/2.0/mlflow/experiments/123",
-     "/api/mlflow/ajax-api/2.0/mlflow/experiments/:id"),
-    ("/x/0123456789abcdef0123456789abcdef/y", "/x/:id/y"),
-    ("", "/"),
-])
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        (
+            "/api/mlflow/api/2.0/mlflow/runs/get?run_id=abc&api_key=hk_live_x",
+            "/api/mlflow/api/2.0/mlflow/runs/get",
+        ),
+        (
+            "/api/mlflow/ajax-api/2.0/mlflow/experiments/123",
+            "/api/mlflow/ajax-api/2.0/mlflow/experiments/:id",
+        ),
+        ("/x/0123456789abcdef0123456789abcdef/y", "/x/:id/y"),
+        ("", "/"),
+    ],
+)
 def test_route_never_keeps_the_query(path: str, route: str) -> None:
     assert normalise_path(path) == route

@@ -54,18 +54,24 @@ def running_authz(settings: Settings) -> Iterator[RunningAuthz]:
         loop.close()
 
 
-def check_request(method: str, path: str, headers: list[tuple[str, str]],
-                  peer: str = "127.0.0.1") -> CheckRequest:
+def check_request(
+    method: str, path: str, headers: list[tuple[str, str]], peer: str = "127.0.0.1"
+) -> CheckRequest:
     """A CheckRequest as Envoy builds it: repeated headers are joined with commas."""
     merged: dict[str, str] = {}
     for name, value in headers:
         merged[name] = f"{merged[name]},{value}" if name in merged else value
     http = ac.AttributeContext.HttpRequest(
-        method=method, path=path, headers=merged, query=path.partition("?")[2])
-    return CheckRequest(attributes=ac.AttributeContext(
-        source=ac.AttributeContext.Peer(address=Address(socket_address=SocketAddress(
-            address=peer, port_value=40000))),
-        request=ac.AttributeContext.Request(http=http)))
+        method=method, path=path, headers=merged, query=path.partition("?")[2]
+    )
+    return CheckRequest(
+        attributes=ac.AttributeContext(
+            source=ac.AttributeContext.Peer(
+                address=Address(socket_address=SocketAddress(address=peer, port_value=40000))
+            ),
+            request=ac.AttributeContext.Request(http=http),
+        )
+    )
 
 
 class GrpcCheckClient:
@@ -74,12 +80,15 @@ class GrpcCheckClient:
         self._check = self.channel.unary_unary(
             "/envoy.service.auth.v3.Authorization/Check",
             request_serializer=CheckRequest.SerializeToString,
-            response_deserializer=CheckResponse.FromString)
+            response_deserializer=CheckResponse.FromString,
+        )
 
-    def check(self, method: str, path: str, headers: list[tuple[str, str]],
-              peer: str = "127.0.0.1") -> CheckResponse:
-        response: CheckResponse = self._check(check_request(method, path, headers, peer),
-                                              timeout=10)
+    def check(
+        self, method: str, path: str, headers: list[tuple[str, str]], peer: str = "127.0.0.1"
+    ) -> CheckResponse:
+        response: CheckResponse = self._check(
+            check_request(method, path, headers, peer), timeout=10
+        )
         return response
 
     def close(self) -> None:
@@ -99,8 +108,9 @@ class HttpAnswer:
         return None
 
 
-def http_check(port: int, method: str, path: str, headers: list[tuple[str, str]],
-               prefix: str = "/check") -> HttpAnswer:
+def http_check(
+    port: int, method: str, path: str, headers: list[tuple[str, str]], prefix: str = "/check"
+) -> HttpAnswer:
     """One raw HTTP/1.1 request, as Envoy's http_service sends it (original method and path)."""
     lines = [f"{method} {prefix}{path} HTTP/1.1", "host: authz", "content-length: 0"]
     lines += [f"{k}: {v}" for k, v in headers]

@@ -117,14 +117,21 @@ class Shell:
 
     def run(self, command: str) -> subprocess.CompletedProcess[str]:
         read_end, write_end = os.pipe()
-        script = f'{command}\n__rc=$?\nenv -0 >&{write_end}\nexit $__rc\n'
+        script = f"{command}\n__rc=$?\nenv -0 >&{write_end}\nexit $__rc\n"
         state: list[bytes] = []
         reader = threading.Thread(target=lambda: state.append(os.fdopen(read_end, "rb").read()))
         reader.start()
         try:
-            done = subprocess.run(["bash", "-c", script], cwd=self.cwd, env=self.env,
-                                  capture_output=True, text=True, timeout=self.timeout,
-                                  pass_fds=(write_end,), check=False)
+            done = subprocess.run(
+                ["bash", "-c", script],
+                cwd=self.cwd,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                pass_fds=(write_end,),
+                check=False,
+            )
         finally:
             os.close(write_end)
             reader.join(10)

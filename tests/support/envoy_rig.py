@@ -31,29 +31,47 @@ class Upstream(BaseHTTPRequestHandler):
         return
 
 
-def envoy_bootstrap(port: int, admin: int, upstream: int, authz: list[RunningAuthz], *,
-                    transport: ec.Transport = "grpc", rate_limit: bool = True) -> dict[str, Any]:
+def envoy_bootstrap(
+    port: int,
+    admin: int,
+    upstream: int,
+    authz: list[RunningAuthz],
+    *,
+    transport: ec.Transport = "grpc",
+    rate_limit: bool = True,
+) -> dict[str, Any]:
     """``rate_limit`` False: no global ratelimit filter (HOKUSAI_RATE_LIMIT_ENFORCEMENT=check)."""
     first = authz[0].ports
     options = ec.EnvoyOptions(
-        listen_address="127.0.0.1", http_port=port, admin_port=admin,
-        tls_cert_path=None, tls_key_path=None, transport=transport,
+        listen_address="127.0.0.1",
+        http_port=port,
+        admin_port=admin,
+        tls_cert_path=None,
+        tls_key_path=None,
+        transport=transport,
         authz_grpc=ec.Endpoint("127.0.0.1", first.grpc),
         authz_http=ec.Endpoint("127.0.0.1", first.http),
-        mlflow=ec.Endpoint("127.0.0.1", upstream), keys_api=None,
+        mlflow=ec.Endpoint("127.0.0.1", upstream),
+        keys_api=None,
         # A generous time-out: on a loaded test machine a 100 ms one fails open now and then.
-        rate_limit=ec.RateLimitOptions(enabled=rate_limit, timeout=2.0), access_log_grpc=True,
+        rate_limit=ec.RateLimitOptions(enabled=rate_limit, timeout=2.0),
+        access_log_grpc=True,
         access_log_stdout=False,
         extra_routes=(ec.Route("/t/", "upstream"),),
         extra_clusters=(ec.Cluster("upstream", ec.Endpoint("127.0.0.1", upstream)),),
     )
     config = ec.render(options)
-    grpc_cluster = next(c for c in config["static_resources"]["clusters"]
-                        if c["name"] == ec.AUTHZ_GRPC_CLUSTER)
+    grpc_cluster = next(
+        c for c in config["static_resources"]["clusters"] if c["name"] == ec.AUTHZ_GRPC_CLUSTER
+    )
     grpc_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
-        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
-                                                     "port_value": a.ports.grpc}}}}
-        for a in authz]
+        {
+            "endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": a.ports.grpc}}
+            }
+        }
+        for a in authz
+    ]
     # Round robin would alternate Check and RateLimit calls between the two instances, so every
     # RLS call of a request sequence would land on the same one; random spreads both over both.
     grpc_cluster["lb_policy"] = "RANDOM"

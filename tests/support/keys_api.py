@@ -27,14 +27,18 @@ def cloned_database(server_url: str, template: str) -> Iterator[str]:
     """A fresh migrated database (a copy of the session template) for a whole module."""
     name = f"api_{secrets.token_hex(5)}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
     try:
         yield with_database(server_url, name)
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,17 @@ class Caller:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def make_key(settings: Settings, email: str, scopes: tuple[str, ...], name: str = "seed",
-             allowed_ips: tuple[str, ...] = ()) -> Caller:
+def make_key(
+    settings: Settings,
+    email: str,
+    scopes: tuple[str, ...],
+    name: str = "seed",
+    allowed_ips: tuple[str, ...] = (),
+) -> Caller:
     service = KeyService(connector(settings.database_url), settings, "test:seed")
-    view, new = service.create_key(user_email=email, name=name, scopes=scopes,
-                                   allowed_ips=allowed_ips)
+    view, new = service.create_key(
+        user_email=email, name=name, scopes=scopes, allowed_ips=allowed_ips
+    )
     return Caller(view.key_id, new.token, email)
 
 
@@ -60,8 +70,9 @@ def make_key(settings: Settings, email: str, scopes: tuple[str, ...], name: str 
 def served(settings: Settings) -> Iterator[str]:
     """The app under uvicorn in a thread on a free port; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                            log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

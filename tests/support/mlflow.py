@@ -17,10 +17,20 @@ FLOW = Path(__file__).resolve().parents[1] / "e2e" / "mlflow_flow.py"
 def assert_mlflow_client_works(tracking_uri: str, token: str, ca_cert: str) -> dict[str, Any]:
     """Run tests/e2e/mlflow_flow.py with only the MLflow client's own settings and check it
     created, logged, registered, searched and downloaded intact."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_TRACKING_TOKEN": token,
-           "MLFLOW_TRACKING_SERVER_CERT_PATH": ca_cert}
-    done = subprocess.run([sys.executable, str(FLOW)], env=env, capture_output=True, text=True,
-                          timeout=180, check=False)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_TRACKING_TOKEN": token,
+        "MLFLOW_TRACKING_SERVER_CERT_PATH": ca_cert,
+    }
+    done = subprocess.run(
+        [sys.executable, str(FLOW)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["runs"] == [result["run_id"]]

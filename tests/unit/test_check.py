@@ -24,10 +24,18 @@ COST = 4
 
 def make_record(new: keys.NewKey, **changes: object) -> KeyRecord:
     fields: dict[str, object] = dict(
-        key_id=new.parsed.key_id, user_id=7, env=new.parsed.env,
+        key_id=new.parsed.key_id,
+        user_id=7,
+        env=new.parsed.env,
         secret_hash=keys.hash_secret(new.parsed.secret, COST),
-        scopes=frozenset({"mlflow:read"}), expires_at=None, revoked_at=None, networks=(),
-        rate_limit_per_hour=None, burst=None, version=1)
+        scopes=frozenset({"mlflow:read"}),
+        expires_at=None,
+        revoked_at=None,
+        networks=(),
+        rate_limit_per_hour=None,
+        burst=None,
+        version=1,
+    )
     fields.update(changes)
     return KeyRecord(**fields)  # type: ignore[arg-type]
 
@@ -40,8 +48,9 @@ class Clock:
         return self.now
 
 
-def build(records: list[KeyRecord], clock: Clock | None = None,
-          envs: frozenset[str] = frozenset({"live"})) -> tuple[Checker, MemoryKeyStore]:
+def build(
+    records: list[KeyRecord], clock: Clock | None = None, envs: frozenset[str] = frozenset({"live"})
+) -> tuple[Checker, MemoryKeyStore]:
     store = MemoryKeyStore(records)
     mono = clock or Clock()
     local = LocalCache(ttl=10, negative_ttl=1, stale_window=300, size=1000, clock=mono)
@@ -54,27 +63,45 @@ def request(case: Case, client: str = "10.0.0.1") -> CheckInput:
     auth = [v for k, v in case.headers if k == "authorization"]
     api = [v for k, v in case.headers if k == "x-api-key"]
     return CheckInput(
-        method=case.method, path=case.path + ("?" + case.query if case.query else ""),
+        method=case.method,
+        path=case.path + ("?" + case.query if case.query else ""),
         sources=CredentialSources(
-            authorization=auth[0] if auth else None, api_key_header=api[0] if api else None,
-            query=case.query, repeated=len(auth) > 1 or len(api) > 1),
-        client_address=client)
+            authorization=auth[0] if auth else None,
+            api_key_header=api[0] if api else None,
+            query=case.query,
+            repeated=len(auth) > 1 or len(api) > 1,
+        ),
+        client_address=client,
+    )
 
 
 @pytest.fixture(scope="module")
 def fixture_keys() -> dict[str, keys.NewKey]:
-    return {name: keys.generate(env) for name, env in
-            (("valid", "live"), ("revoked", "live"), ("unknown", "live"), ("test", "test"))}
+    return {
+        name: keys.generate(env)
+        for name, env in (
+            ("valid", "live"),
+            ("revoked", "live"),
+            ("unknown", "live"),
+            ("test", "test"),
+        )
+    }
 
 
 def corpus_cases(fixture_keys: dict[str, keys.NewKey]) -> list[Case]:
-    return corpus(fixture_keys["valid"].token, fixture_keys["revoked"].token,
-                  fixture_keys["unknown"].token, fixture_keys["test"].token)
+    return corpus(
+        fixture_keys["valid"].token,
+        fixture_keys["revoked"].token,
+        fixture_keys["unknown"].token,
+        fixture_keys["test"].token,
+    )
 
 
 def test_bad_input_corpus(fixture_keys: dict[str, keys.NewKey]) -> None:
-    records = [make_record(fixture_keys["valid"]),
-               make_record(fixture_keys["revoked"], revoked_at=time.time() - 5)]
+    records = [
+        make_record(fixture_keys["valid"]),
+        make_record(fixture_keys["revoked"], revoked_at=time.time() - 5),
+    ]
     checker, _store = build(records)
 
     async def run() -> None:
@@ -90,8 +117,12 @@ def test_no_io_before_the_lookup(fixture_keys: dict[str, keys.NewKey]) -> None:
 
     async def run() -> None:
         for case in corpus_cases(fixture_keys):
-            if case.expected in {"missing_key", "malformed_key", "multiple_credentials",
-                                 "wrong_environment"}:
+            if case.expected in {
+                "missing_key",
+                "malformed_key",
+                "multiple_credentials",
+                "wrong_environment",
+            }:
                 await checker.check(request(case))
         assert store.fetches == 0
 
@@ -119,7 +150,8 @@ def test_warm_check_needs_no_io_and_no_bcrypt(fixture_keys: dict[str, keys.NewKe
 
 
 def test_concurrent_cold_checks_share_one_bcrypt_and_one_fetch(
-        fixture_keys: dict[str, keys.NewKey]) -> None:
+    fixture_keys: dict[str, keys.NewKey],
+) -> None:
     valid = fixture_keys["valid"]
     checker, store = build([make_record(valid)])
     case = Case("valid", "allowed", (("authorization", f"Bearer {valid.token}"),))
@@ -150,8 +182,12 @@ def test_expiry_is_checked_on_every_request(fixture_keys: dict[str, keys.NewKey]
     wall = Clock()
     store = MemoryKeyStore([make_record(valid, expires_at=wall.now + 1)])
     local = LocalCache(ttl=60, negative_ttl=1, stale_window=300, size=10)
-    checker = Checker(CheckPolicy(frozenset({"live"}), True), RecordLookup(local, None, store),
-                      SecretVerifier(b"p", 1), clock=wall)
+    checker = Checker(
+        CheckPolicy(frozenset({"live"}), True),
+        RecordLookup(local, None, store),
+        SecretVerifier(b"p", 1),
+        clock=wall,
+    )
     case = Case("v", "", (("authorization", f"Bearer {valid.token}"),))
 
     async def run() -> None:
@@ -212,12 +248,15 @@ def test_invalidation_drops_the_record(fixture_keys: dict[str, keys.NewKey]) -> 
 
 
 def test_a_flood_of_random_keys_is_bounded_and_valid_keys_stay_warm(
-        fixture_keys: dict[str, keys.NewKey]) -> None:
+    fixture_keys: dict[str, keys.NewKey],
+) -> None:
     valid = fixture_keys["valid"]
     checker, store = build([make_record(valid)])
     good = Case("v", "", (("authorization", f"Bearer {valid.token}"),))
-    flood = [Case("r", "", (("authorization", f"Bearer {keys.generate('live').token}"),))
-             for _ in range(200)]
+    flood = [
+        Case("r", "", (("authorization", f"Bearer {keys.generate('live').token}"),))
+        for _ in range(200)
+    ]
 
     async def run() -> None:
         assert (await checker.check(request(good))).allowed

@@ -15,14 +15,22 @@ from authz.reasons import Reason
 from authz.records import KeyRecord
 
 
-def record(networks: tuple[str, ...] = (),
-           scopes: object = frozenset({"mlflow:read"})) -> KeyRecord:
+def record(
+    networks: tuple[str, ...] = (), scopes: object = frozenset({"mlflow:read"})
+) -> KeyRecord:
     return KeyRecord(
-        key_id=keys.new_key_id(), user_id=1, env="live", secret_hash="x",
+        key_id=keys.new_key_id(),
+        user_id=1,
+        env="live",
+        secret_hash="x",
         scopes=scopes,  # type: ignore[arg-type]
-        expires_at=None, revoked_at=None,
+        expires_at=None,
+        revoked_at=None,
         networks=tuple(ipaddress.ip_network(n) for n in networks),
-        rate_limit_per_hour=None, burst=None, version=1)
+        rate_limit_per_hour=None,
+        burst=None,
+        version=1,
+    )
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -39,11 +47,11 @@ def test_checksum_decoding_accepts_exactly_the_encoded_checksum() -> None:
     for _ in range(200):
         new = keys.generate("test")
         assert keys.parse(new.token) == new.parsed
-        body, check = new.token[:-keys.CHECKSUM_LENGTH], new.token[-keys.CHECKSUM_LENGTH:]
+        body, check = new.token[: -keys.CHECKSUM_LENGTH], new.token[-keys.CHECKSUM_LENGTH :]
         assert keys._checksum_value(check) == zlib.crc32(body.encode())
         for position in range(keys.CHECKSUM_LENGTH):
             for char in "0aZ":
-                mutated = check[:position] + char + check[position + 1:]
+                mutated = check[:position] + char + check[position + 1 :]
                 assert (keys.parse(body + mutated) is not None) == (mutated == check)
 
 
@@ -90,8 +98,13 @@ class Transport(asyncio.Transport):
 
 
 def test_idle_connections_close_after_silent_sweeps_only() -> None:
-    server = HttpCheckServer(None, 0, "https://docs", lambda: True,  # type: ignore[arg-type]
-                             lambda _d: None)
+    server = HttpCheckServer(
+        None,  # type: ignore[arg-type]
+        0,
+        "https://docs",
+        lambda: True,
+        lambda _d: None,
+    )
     protocol, transport = CheckProtocol(server), Transport()
     protocol.connection_made(transport)
     assert protocol in server.connections
@@ -117,8 +130,9 @@ def test_latency_is_counted_in_its_bucket_and_exposed_as_a_histogram() -> None:
         assert telemetry._latency["http"].counts[12] == 1
         assert telemetry._latency["grpc"].counts[-1] == 1
         family = next(iter(telemetry._LatencyCollector().collect()))
-        samples = {(s.name, s.labels.get("le"), s.labels["transport"]): s.value
-                   for s in family.samples}
+        samples = {
+            (s.name, s.labels.get("le"), s.labels["transport"]): s.value for s in family.samples
+        }
         assert samples[("hokusai_check_duration_seconds_bucket", "0.004096", "http")] == 1
         assert samples[("hokusai_check_duration_seconds_bucket", "0.002048", "http")] == 0
         assert samples[("hokusai_check_duration_seconds_bucket", "+Inf", "grpc")] == 1

@@ -48,13 +48,21 @@ class ExactFake:
         return None
 
 
-def build(record: KeyRecord, limiter: ApproximateLimiter | ExactFake,
-          allowed: list[str]) -> Checker:
-    lookup = RecordLookup(LocalCache(ttl=60, negative_ttl=1, stale_window=300, size=10), None,
-                          MemoryKeyStore([record]))
-    return Checker(CheckPolicy(frozenset({"live"}), True), lookup, SecretVerifier(b"p", 1),
-                   on_allowed=lambda r: allowed.append(r.key_id),
-                   limits=KeyLimits(limiter, DEFAULT))  # type: ignore[arg-type]
+def build(
+    record: KeyRecord, limiter: ApproximateLimiter | ExactFake, allowed: list[str]
+) -> Checker:
+    lookup = RecordLookup(
+        LocalCache(ttl=60, negative_ttl=1, stale_window=300, size=10),
+        None,
+        MemoryKeyStore([record]),
+    )
+    return Checker(
+        CheckPolicy(frozenset({"live"}), True),
+        lookup,
+        SecretVerifier(b"p", 1),
+        on_allowed=lambda r: allowed.append(r.key_id),
+        limits=KeyLimits(limiter, DEFAULT),
+    )  # type: ignore[arg-type]
 
 
 def bearer(token: str) -> CredentialSources:
@@ -62,8 +70,9 @@ def bearer(token: str) -> CredentialSources:
 
 
 def request(token: str) -> CheckInput:
-    return CheckInput("GET", "/api/mlflow/api/2.0/mlflow/experiments/get",
-                      bearer(token), "10.0.0.1")
+    return CheckInput(
+        "GET", "/api/mlflow/api/2.0/mlflow/experiments/get", bearer(token), "10.0.0.1"
+    )
 
 
 @pytest.fixture
@@ -73,8 +82,11 @@ def key() -> keys.NewKey:
 
 def test_exactly_burst_then_rate_limited_without_io(key: keys.NewKey) -> None:
     clock, allowed = Clock(), list[str]()
-    checker = build(make_record(key, rate_limit_per_hour=60, burst=3),
-                    ApproximateLimiter(None, 0.1, clock=clock), allowed)
+    checker = build(
+        make_record(key, rate_limit_per_hour=60, burst=3),
+        ApproximateLimiter(None, 0.1, clock=clock),
+        allowed,
+    )
 
     async def run() -> list[Decision]:
         first = await checker.check(request(key.token))  # cold: Postgres + bcrypt
@@ -100,8 +112,11 @@ def test_default_limit_applies_and_unlimited_keys_carry_no_headers(key: keys.New
     decision = asyncio.run(checker.check(request(key.token)))
     assert decision.limit is not None and decision.limit.limit == DEFAULT
     unlimited = keys.generate("live")
-    checker = build(make_record(unlimited, rate_limit_per_hour=0),
-                    ApproximateLimiter(None, 0.1, clock=clock), [])
+    checker = build(
+        make_record(unlimited, rate_limit_per_hour=0),
+        ApproximateLimiter(None, 0.1, clock=clock),
+        [],
+    )
     decisions = [asyncio.run(checker.check(request(unlimited.token))) for _ in range(20)]
     assert all(d.allowed and d.limit is None for d in decisions)
 
@@ -129,19 +144,25 @@ def test_limiter_down_with_deny_policy_is_unavailable(key: keys.NewKey) -> None:
 
 def test_authentication_and_scope_come_before_the_limit(key: keys.NewKey) -> None:
     limiter = ApproximateLimiter(None, 0.1, clock=Clock())
-    checker = build(make_record(key, rate_limit_per_hour=60, burst=1,
-                                scopes=frozenset({"mlflow:read"})), limiter, [])
+    checker = build(
+        make_record(key, rate_limit_per_hour=60, burst=1, scopes=frozenset({"mlflow:read"})),
+        limiter,
+        [],
+    )
     wrong = keys.generate("live", key.parsed.key_id).token
-    write = CheckInput("POST", "/api/mlflow/api/2.0/mlflow/runs/create",
-                       bearer(key.token), "10.0.0.1")
+    write = CheckInput(
+        "POST", "/api/mlflow/api/2.0/mlflow/runs/create", bearer(key.token), "10.0.0.1"
+    )
 
     async def run() -> list[Reason]:
-        return [(await checker.check(request(wrong))).reason, (await checker.check(write)).reason,
-                (await checker.check(request(key.token))).reason]
+        return [
+            (await checker.check(request(wrong))).reason,
+            (await checker.check(write)).reason,
+            (await checker.check(request(key.token))).reason,
+        ]
 
     # Denied requests spend nothing: the one-request burst is still there for the good one.
-    assert asyncio.run(run()) == [Reason.INVALID_SECRET, Reason.INSUFFICIENT_SCOPE,
-                                  Reason.ALLOWED]
+    assert asyncio.run(run()) == [Reason.INVALID_SECRET, Reason.INSUFFICIENT_SCOPE, Reason.ALLOWED]
 
 
 # --- the headers on both transports ------------------------------------------------------------
@@ -152,19 +173,25 @@ DENIED = Verdict(False, Limit(60, 5), 0, 300.0, 59.2)
 
 def _decisions(key: keys.NewKey) -> tuple[Decision, Decision]:
     record = make_record(key)
-    return (Decision(Reason.ALLOWED, record=record, key_id=record.key_id, limit=ALLOWED),
-            Decision(Reason.RATE_LIMITED, key_id=record.key_id, limit=DENIED))
+    return (
+        Decision(Reason.ALLOWED, record=record, key_id=record.key_id, limit=ALLOWED),
+        Decision(Reason.RATE_LIMITED, key_id=record.key_id, limit=DENIED),
+    )
 
 
 def test_grpc_headers_merge_into_the_cached_response(key: keys.NewKey) -> None:
     cache = ResponseCache("/docs")
     allow, deny = _decisions(key)
-    plain = CheckResponse.FromString(cache.encode(Decision(Reason.ALLOWED, allow.record,
-                                                           allow.key_id)))
+    plain = CheckResponse.FromString(
+        cache.encode(Decision(Reason.ALLOWED, allow.record, allow.key_id))
+    )
     ok = CheckResponse.FromString(cache.encode(allow))
     added = {h.header.key: h.header.value for h in ok.ok_response.response_headers_to_add}
-    assert added == {"x-ratelimit-limit": "60", "x-ratelimit-remaining": "4",
-                     "x-ratelimit-reset": "60"}
+    assert added == {
+        "x-ratelimit-limit": "60",
+        "x-ratelimit-remaining": "4",
+        "x-ratelimit-reset": "60",
+    }
     assert ok.ok_response.headers == plain.ok_response.headers  # the cached part is intact
     assert ok.dynamic_metadata == plain.dynamic_metadata
     denied = CheckResponse.FromString(cache.encode(deny))

@@ -34,8 +34,15 @@ def compose() -> dict[str, Any]:
 
 def test_compose_file_passes_the_compose_spec_parser() -> None:
     parsed = PyCompose.from_yaml((REPO / "docker-compose.yml").read_text())
-    assert set(parsed.service_names()) == {"envoy", "authz", "keys-api", "migrate", "mlflow",
-                                           "postgres", "redis"}
+    assert set(parsed.service_names()) == {
+        "envoy",
+        "authz",
+        "keys-api",
+        "migrate",
+        "mlflow",
+        "postgres",
+        "redis",
+    }
 
 
 def test_the_compose_validator_rejects_a_broken_file() -> None:
@@ -70,21 +77,30 @@ def test_compose_runs_migrations_once_before_authz() -> None:
     services = compose()["services"]
     assert services["migrate"]["entrypoint"] == ["hokusai", "db", "migrate"]
     assert services["authz"]["depends_on"]["migrate"]["condition"] == (
-        "service_completed_successfully")
+        "service_completed_successfully"
+    )
 
 
 # --- Dockerfile ----------------------------------------------------------------------------
 def test_dockerfile_passes_hadolint() -> None:
-    result = subprocess.run([str(HADOLINT), "--no-color", str(REPO / "Dockerfile")],
-                            check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(HADOLINT), "--no-color", str(REPO / "Dockerfile")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def instructions() -> list[tuple[str, str]]:
     text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
     lines = [line.strip() for line in text.splitlines()]
-    return [(line.split()[0].upper(), line.partition(" ")[2]) for line in lines
-            if line and not line.startswith("#")]
+    return [
+        (line.split()[0].upper(), line.partition(" ")[2])
+        for line in lines
+        if line and not line.startswith("#")
+    ]
 
 
 def test_dockerfile_house_rules() -> None:
@@ -104,15 +120,23 @@ def test_dockerfile_house_rules() -> None:
 def test_rendered_manifests_pass_kubernetes_validate(overlay: str) -> None:
     objects = deploy.render(REPO / "deploy" / "overlays" / overlay)
     kinds = {obj["kind"] for obj in objects}
-    assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy",
-            "HorizontalPodAutoscaler", "Job"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "HorizontalPodAutoscaler",
+        "Job",
+    } <= kinds
     for obj in objects:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
 def test_kubernetes_validate_is_really_checking() -> None:
-    deployment = next(o for o in deploy.render(REPO / "deploy" / "base")
-                      if o["kind"] == "Deployment")
+    deployment = next(
+        o for o in deploy.render(REPO / "deploy" / "base") if o["kind"] == "Deployment"
+    )
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["htpGet"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
@@ -128,20 +152,25 @@ def test_the_configmap_holds_the_generated_envoy_config() -> None:
 
 @pytest.mark.parametrize("shipped", [envoy_config.KUBERNETES, envoy_config.COMPOSE])
 def test_shipped_configs_differ_from_gateway_yaml_only_in_addresses(
-        shipped: envoy_config.EnvoyOptions) -> None:
+    shipped: envoy_config.EnvoyOptions,
+) -> None:
     """The containers run gateway.yaml's filter chain, listeners and policies (what the e2e
     stacks run, from the same builders); only the neighbours' addresses differ."""
     default = envoy_config.DEFAULTS["gateway.yaml"]
-    changed = {f.name for f in dataclasses.fields(default)
-               if getattr(default, f.name) != getattr(shipped, f.name)}
+    changed = {
+        f.name
+        for f in dataclasses.fields(default)
+        if getattr(default, f.name) != getattr(shipped, f.name)
+    }
     assert changed <= LOCATION
     relocated = dataclasses.replace(default, **{n: getattr(shipped, n) for n in changed})
     assert envoy_config.render(relocated) == envoy_config.render(shipped)
 
 
 def test_pods_are_hardened_and_probed() -> None:
-    deployment = next(o for o in deploy.render(REPO / "deploy" / "base")
-                      if o["kind"] == "Deployment")
+    deployment = next(
+        o for o in deploy.render(REPO / "deploy" / "base") if o["kind"] == "Deployment"
+    )
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     for container in pod["containers"]:

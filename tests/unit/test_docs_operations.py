@@ -25,8 +25,15 @@ def sh_blocks(page: str) -> list[str]:
 @pytest.mark.parametrize("block", sh_blocks("operations.md"))
 def test_operations_commands_run(block: str) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=REPO, env=env,
-                            check=False, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=REPO,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -26,12 +26,16 @@ def _no_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --- URL ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("url", "host", "port", "gateway"), [
-    ("https://gw.example.com/api/mlflow", "gw.example.com", 443, "https://gw.example.com"),
-    ("https://localhost:8443/api/mlflow/", "localhost", 8443, "https://localhost:8443"),
-    ("https://gw:9/team/api/mlflow", "gw", 9, "https://gw:9/team"),
-    ("https://u:p@gw/api/mlflow", "gw", 443, "https://gw"),
-])
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "gateway"),
+    [
+        ("https://gw.example.com/api/mlflow", "gw.example.com", 443, "https://gw.example.com"),
+        ("https://localhost:8443/api/mlflow/", "localhost", 8443, "https://localhost:8443"),
+        ("https://gw:9/team/api/mlflow", "gw", 9, "https://gw:9/team"),
+        ("https://u:p@gw/api/mlflow", "gw", 443, "https://gw"),
+    ],
+)
 def test_good_urls(url: str, host: str, port: int, gateway: str) -> None:
     result, endpoint = doctor.check_url(url)
     assert result.status == "ok"
@@ -39,16 +43,19 @@ def test_good_urls(url: str, host: str, port: int, gateway: str) -> None:
     assert "u:p" not in result.detail
 
 
-@pytest.mark.parametrize(("url", "advice"), [
-    (None, "export MLFLOW_TRACKING_URI=https://"),
-    ("", "export MLFLOW_TRACKING_URI=https://"),
-    ("http://gw:8080/api/mlflow", "MLFLOW_TRACKING_URI=https://gw:<https port>/api/mlflow"),
-    ("http://gw/api/mlflow", "MLFLOW_TRACKING_URI=https://gw/api/mlflow"),
-    ("https://gw:8443", "MLFLOW_TRACKING_URI=https://gw:8443/api/mlflow"),
-    ("https://gw:8443/mlflow", "MLFLOW_TRACKING_URI=https://gw:8443/api/mlflow"),
-    ("https://gw:port/api/mlflow", "https://<host>:<port>/api/mlflow"),
-    ("gw:8443/api/mlflow", "https://"),
-])
+@pytest.mark.parametrize(
+    ("url", "advice"),
+    [
+        (None, "export MLFLOW_TRACKING_URI=https://"),
+        ("", "export MLFLOW_TRACKING_URI=https://"),
+        ("http://gw:8080/api/mlflow", "MLFLOW_TRACKING_URI=https://gw:<https port>/api/mlflow"),
+        ("http://gw/api/mlflow", "MLFLOW_TRACKING_URI=https://gw/api/mlflow"),
+        ("https://gw:8443", "MLFLOW_TRACKING_URI=https://gw:8443/api/mlflow"),
+        ("https://gw:8443/mlflow", "MLFLOW_TRACKING_URI=https://gw:8443/api/mlflow"),
+        ("https://gw:port/api/mlflow", "https://<host>:<port>/api/mlflow"),
+        ("gw:8443/api/mlflow", "https://"),
+    ],
+)
 def test_bad_urls_say_what_to_set(url: str | None, advice: str) -> None:
     result, endpoint = doctor.check_url(url)
     assert endpoint is None
@@ -64,21 +71,41 @@ def test_endpoint_paths() -> None:
 
 # --- the environment accessor -----------------------------------------------------------------
 
+
 def test_mlflow_env_reads_the_client_variables() -> None:
-    target = doctor.mlflow_env({
-        "MLFLOW_TRACKING_URI": "https://gw/api/mlflow", "MLFLOW_TRACKING_TOKEN": TOKEN,
-        "MLFLOW_TRACKING_SERVER_CERT_PATH": "/ca.pem", "MLFLOW_TRACKING_INSECURE_TLS": "false"})
+    target = doctor.mlflow_env(
+        {
+            "MLFLOW_TRACKING_URI": "https://gw/api/mlflow",
+            "MLFLOW_TRACKING_TOKEN": TOKEN,
+            "MLFLOW_TRACKING_SERVER_CERT_PATH": "/ca.pem",
+            "MLFLOW_TRACKING_INSECURE_TLS": "false",
+        }
+    )
     assert (target.url, target.key, target.ca, target.insecure, target.basic_auth) == (
-        "https://gw/api/mlflow", TOKEN, "/ca.pem", "false", False)
+        "https://gw/api/mlflow",
+        TOKEN,
+        "/ca.pem",
+        "false",
+        False,
+    )
     assert SECRET not in repr(target)
     both = doctor.mlflow_env({"MLFLOW_TRACKING_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p"})
     assert both.basic_auth
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (None, False), ("true", True), ("TRUE", True), ("1", True), ("false", False), ("0", False),
-    ("yes", None), ("", None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, False),
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("false", False),
+        ("0", False),
+        ("yes", None),
+        ("", None),
+    ],
+)
 def test_insecure_flag_parses_like_mlflow(value: str | None, expected: bool | None) -> None:
     assert doctor.insecure_flag(value) is expected
 
@@ -99,21 +126,25 @@ def test_bad_usage_exits_2(capsys) -> None:
 
 # --- the key, offline ---------------------------------------------------------------------------
 
+
 def _mutated(token: str) -> str:
     last = "A" if token[-1] != "A" else "B"
     return token[:-1] + last
 
 
-@pytest.mark.parametrize(("key", "why"), [
-    (TOKEN + "\n", "whitespace"),
-    (" " + TOKEN, "whitespace"),
-    ("Bearer " + TOKEN, "'Bearer '"),
-    ("sk_live_" + TOKEN[8:], "does not start with hk_live_ or hk_test_"),
-    (TOKEN[:-3], "67 characters long"),
-    (TOKEN + "x", "71 characters long"),
-    (TOKEN[:40] + "-" + TOKEN[41:], "characters other than"),
-    (_mutated(TOKEN), "checksum does not match"),
-])
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        (TOKEN + "\n", "whitespace"),
+        (" " + TOKEN, "whitespace"),
+        ("Bearer " + TOKEN, "'Bearer '"),
+        ("sk_live_" + TOKEN[8:], "does not start with hk_live_ or hk_test_"),
+        (TOKEN[:-3], "67 characters long"),
+        (TOKEN + "x", "71 characters long"),
+        (TOKEN[:40] + "-" + TOKEN[41:], "characters other than"),
+        (_mutated(TOKEN), "checksum does not match"),
+    ],
+)
 def test_malformed_keys_are_explained(key: str, why: str) -> None:
     result, parsed = doctor.check_key(doctor.Target(url=None, key=key))
     assert parsed is None
@@ -136,6 +167,7 @@ def test_good_key_shows_only_its_prefix() -> None:
 
 # --- the advice table -------------------------------------------------------------------------
 
+
 def test_advice_covers_every_reason() -> None:
     assert set(doctor.ADVICE) == set(Reason)
     for reason in Reason:
@@ -154,8 +186,9 @@ def test_specific_advice() -> None:
 
 # --- access and scopes over a fake transport ------------------------------------------------------
 
-CONN = doctor.Connection(doctor.Endpoint("gw", 443, "https://gw"), ssl.create_default_context(),
-                         1.0)
+CONN = doctor.Connection(
+    doctor.Endpoint("gw", 443, "https://gw"), ssl.create_default_context(), 1.0
+)
 
 
 def _replying(status: int, body: bytes, seen: list[str] | None = None) -> doctor.Fetch:
@@ -163,6 +196,7 @@ def _replying(status: int, body: bytes, seen: list[str] | None = None) -> doctor
         if seen is not None:
             seen.append(path)
         return doctor.Reply(status, body)
+
     return fetch
 
 
@@ -185,19 +219,23 @@ def test_access_ok_and_unexpected_answers() -> None:
 def test_transport_errors_are_scrubbed() -> None:
     def broken(conn: doctor.Connection, path: str, headers: Mapping[str, str]) -> doctor.Reply:
         raise OSError(f"boom at https://u:{TOKEN}@gw{path}?api_key={TOKEN} {headers}")
+
     result = doctor.check_access(CONN, broken, PARSED, TOKEN)
     shown = doctor.Scrubber(TOKEN).result(result)
     assert SECRET not in shown.detail + shown.advice
     assert "api_key=***" in shown.detail
 
 
-@pytest.mark.parametrize(("status", "body", "detail"), [
-    (404, b'{"error": "not_found"}', "read access verified"),
-    (200, b'{"scopes": ["mlflow:read"]}', "mlflow:read: read only"),
-    (200, b'{"key": {"scopes": ["mlflow:read", "mlflow:write"]}}', "can read and write"),
-    (200, b'{"scopes": ["admin"]}', "admin: can read and write"),
-    (200, b"not json", "read access verified"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "detail"),
+    [
+        (404, b'{"error": "not_found"}', "read access verified"),
+        (200, b'{"scopes": ["mlflow:read"]}', "mlflow:read: read only"),
+        (200, b'{"key": {"scopes": ["mlflow:read", "mlflow:write"]}}', "can read and write"),
+        (200, b'{"scopes": ["admin"]}', "admin: can read and write"),
+        (200, b"not json", "read access verified"),
+    ],
+)
 def test_scopes(status: int, body: bytes, detail: str) -> None:
     result = doctor.check_scopes(CONN, _replying(status, body), PARSED, TOKEN)
     assert result.status == "ok"
@@ -205,6 +243,7 @@ def test_scopes(status: int, body: bytes, detail: str) -> None:
 
 
 # --- scrubbing and the whole command offline -----------------------------------------------------
+
 
 def test_scrubber() -> None:
     other = keys.generate("test").token
@@ -216,8 +255,9 @@ def test_scrubber() -> None:
     assert doctor.Scrubber("short")("short stays") == "short stays"
 
 
-@pytest.mark.parametrize("key", [TOKEN, TOKEN[:-1], "Bearer " + TOKEN, TOKEN + "\n",
-                                 _mutated(TOKEN)])
+@pytest.mark.parametrize(
+    "key", [TOKEN, TOKEN[:-1], "Bearer " + TOKEN, TOKEN + "\n", _mutated(TOKEN)]
+)
 @pytest.mark.parametrize("as_json", [False, True])
 def test_the_key_is_never_printed(key: str, as_json: bool, capsys) -> None:
     url = f"http://me:{key.strip()}@gw:1/api/mlflow?api_key={key.strip()}"
@@ -234,5 +274,14 @@ def test_output_lines(capsys) -> None:
     assert lines[0].startswith("FAIL url: ")
     assert lines[1].startswith("  → set MLFLOW_TRACKING_URI=")
     checks = [line.split(":")[0] for line in lines if not line.startswith("  → ")]
-    assert checks == ["FAIL url", "skip dns", "skip tcp", "skip tls", "skip gateway",
-                      "skip mlflow", "FAIL key", "skip access", "skip scopes"]
+    assert checks == [
+        "FAIL url",
+        "skip dns",
+        "skip tcp",
+        "skip tls",
+        "skip gateway",
+        "skip mlflow",
+        "FAIL key",
+        "skip access",
+        "skip scopes",
+    ]

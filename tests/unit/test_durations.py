@@ -11,10 +11,21 @@ from hypothesis import strategies as st
 from authz.durations import format_duration, parse_duration, parse_rate
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("90s", 90), ("15m", 900), ("24h", 86400), ("30d", 2592000), ("1h30m", 5400),
-    ("500ms", 0.5), ("2w", 1209600), ("45", 45), (" 2H ", 7200), ("1.5h", 5400),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("24h", 86400),
+        ("30d", 2592000),
+        ("1h30m", 5400),
+        ("500ms", 0.5),
+        ("2w", 1209600),
+        ("45", 45),
+        (" 2H ", 7200),
+        ("1.5h", 5400),
+    ],
+)
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
@@ -39,10 +50,19 @@ def test_parse_duration_only_raises_value_error(text: str) -> None:
         assert "\n" not in str(exc)
 
 
-@pytest.mark.parametrize(("text", "per_hour"), [
-    ("1000/h", 1000), ("50/min", 3000), ("10/s", 36000), ("24/day", 1), ("0", 0),
-    ("120", 120), ("100 / 2h", 50), ("60/minute", 3600),
-])
+@pytest.mark.parametrize(
+    ("text", "per_hour"),
+    [
+        ("1000/h", 1000),
+        ("50/min", 3000),
+        ("10/s", 36000),
+        ("24/day", 1),
+        ("0", 0),
+        ("120", 120),
+        ("100 / 2h", 50),
+        ("60/minute", 3600),
+    ],
+)
 def test_parse_rate(text: str, per_hour: int) -> None:
     assert parse_rate(text) == per_hour
 

@@ -35,7 +35,7 @@ def test_every_generated_key_parses_back(new: keys.NewKey) -> None:
 def test_any_single_character_change_fails(new: keys.NewKey, data: st.DataObject) -> None:
     position = data.draw(st.integers(0, keys.KEY_LENGTH - 1))
     replacement = data.draw(st.sampled_from(LEGAL).filter(lambda c: c != new.token[position]))
-    changed = new.token[:position] + replacement + new.token[position + 1:]
+    changed = new.token[:position] + replacement + new.token[position + 1 :]
     assert keys.parse(changed) is None
 
 
@@ -56,13 +56,13 @@ def test_swapping_two_characters_fails_unless_equal(new: keys.NewKey, data: st.D
     token = new.token
     if token[first] == token[first + 1]:
         return
-    swapped = token[:first] + token[first + 1] + token[first] + token[first + 2:]
+    swapped = token[:first] + token[first + 1] + token[first] + token[first + 2 :]
     assert keys.parse(swapped) is None
 
 
 def _secret_fragments(secret: str) -> list[str]:
     """Every 8-character window of the secret: any of them in output would be a leak."""
-    return [secret[i:i + 8] for i in range(len(secret) - 7)]
+    return [secret[i : i + 8] for i in range(len(secret) - 7)]
 
 
 @given(new_keys())
@@ -77,7 +77,7 @@ def test_repr_and_str_never_show_the_secret(new: keys.NewKey) -> None:
 def test_parse_never_raises_or_echoes(new: keys.NewKey, data: st.DataObject) -> None:
     """parse returns None on garbage, so no exception message can carry the input."""
     position = data.draw(st.integers(0, keys.KEY_LENGTH - 1))
-    mangled = new.token[:position] + "!" + new.token[position + 1:]
+    mangled = new.token[:position] + "!" + new.token[position + 1 :]
     assert keys.parse(mangled) is None
 
 

@@ -62,10 +62,17 @@ def test_json_lines_are_objects_with_extras() -> None:
     assert entry["level"] == "warning"
 
 
-@pytest.mark.parametrize("text", [
-    "Bearer sk-anything.at_all", "bearer\tabc", "X-API-Key: abc123", "x-api-key=abc123",
-    "https://gw/api?api_key=abc123&x=1", "authorization: Basic dXNlcjpwYXNz",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Bearer sk-anything.at_all",
+        "bearer\tabc",
+        "X-API-Key: abc123",
+        "x-api-key=abc123",
+        "https://gw/api?api_key=abc123&x=1",
+        "authorization: Basic dXNlcjpwYXNz",
+    ],
+)
 def test_other_credential_shapes(text: str) -> None:
     redacted = telemetry.redact(text)
     assert telemetry.REDACTED in redacted
@@ -73,10 +80,15 @@ def test_other_credential_shapes(text: str) -> None:
         assert secret not in redacted
 
 
-@given(st.text(max_size=40), st.text(max_size=40), st.sampled_from(["live", "test"]),
-       st.integers(min_value=-3, max_value=3))
-def test_keys_mangled_or_embedded_never_survive(before: str, after: str, env: str,
-                                                 cut: int) -> None:
+@given(
+    st.text(max_size=40),
+    st.text(max_size=40),
+    st.sampled_from(["live", "test"]),
+    st.integers(min_value=-3, max_value=3),
+)
+def test_keys_mangled_or_embedded_never_survive(
+    before: str, after: str, env: str, cut: int
+) -> None:
     token = keys.generate(env).token
     mangled = token[:cut] if cut < 0 else token + "x" * cut
     redacted = telemetry.redact(before + mangled + after)

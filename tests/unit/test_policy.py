@@ -11,7 +11,8 @@ from authz import policy, scopes, wire
 from cli import envoy_config
 
 READ_VERBS = re.compile(
-    r"^(search|get(?!OrCreate)|list|batchGet|query|calculate|createPresignedDownload)")
+    r"^(search|get(?!OrCreate)|list|batchGet|query|calculate|createPresignedDownload)"
+)
 
 
 def mlflow_post_endpoints() -> dict[str, str]:
@@ -19,8 +20,15 @@ def mlflow_post_endpoints() -> dict[str, str]:
     from mlflow.protos import databricks_pb2
 
     endpoints: dict[str, str] = {}
-    for name in ("service_pb2", "model_registry_pb2", "webhooks_pb2", "datasets_pb2",
-                 "issues_pb2", "jobs_pb2", "prompt_optimization_pb2"):
+    for name in (
+        "service_pb2",
+        "model_registry_pb2",
+        "webhooks_pb2",
+        "datasets_pb2",
+        "issues_pb2",
+        "jobs_pb2",
+        "prompt_optimization_pb2",
+    ):
         try:
             module = importlib.import_module(f"mlflow.protos.{name}")
         except ImportError:
@@ -38,22 +46,28 @@ def mlflow_post_endpoints() -> dict[str, str]:
 
 def test_every_read_only_post_of_mlflow_is_listed_and_nothing_else() -> None:
     endpoints = mlflow_post_endpoints()
-    reads = {path for path, rpc in endpoints.items()
-             if READ_VERBS.match(rpc) and "{" not in path and "<" not in path}
+    reads = {
+        path
+        for path, rpc in endpoints.items()
+        if READ_VERBS.match(rpc) and "{" not in path and "<" not in path
+    }
     assert reads <= policy.READ_ONLY_POSTS, sorted(reads - policy.READ_ONLY_POSTS)
     assert set(endpoints) >= policy.READ_ONLY_POSTS, sorted(policy.READ_ONLY_POSTS - set(endpoints))
 
 
-@pytest.mark.parametrize(("method", "path", "scope"), [
-    ("GET", "/api/mlflow/api/2.0/mlflow/experiments/get", policy.READ),
-    ("POST", "/api/mlflow/api/2.0/mlflow/runs/search", policy.READ),
-    ("POST", "/api/mlflow/ajax-api/2.0/mlflow/runs/search?x=1", policy.READ),
-    ("POST", "/api/mlflow/api/2.0/mlflow/runs/create", policy.WRITE),
-    ("PUT", "/api/mlflow/api/2.0/mlflow-artifacts/artifacts/0/a.bin", policy.WRITE),
-    ("DELETE", "/api/mlflow/api/2.0/mlflow/experiments/search", policy.WRITE),
-    ("POST", "/api/mlflow/api/2.0/mlflow/runs/search/../create", policy.WRITE),
-    ("POST", "/api/mlflow/graphql", policy.WRITE),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        ("GET", "/api/mlflow/api/2.0/mlflow/experiments/get", policy.READ),
+        ("POST", "/api/mlflow/api/2.0/mlflow/runs/search", policy.READ),
+        ("POST", "/api/mlflow/ajax-api/2.0/mlflow/runs/search?x=1", policy.READ),
+        ("POST", "/api/mlflow/api/2.0/mlflow/runs/create", policy.WRITE),
+        ("PUT", "/api/mlflow/api/2.0/mlflow-artifacts/artifacts/0/a.bin", policy.WRITE),
+        ("DELETE", "/api/mlflow/api/2.0/mlflow/experiments/search", policy.WRITE),
+        ("POST", "/api/mlflow/api/2.0/mlflow/runs/search/../create", policy.WRITE),
+        ("POST", "/api/mlflow/graphql", policy.WRITE),
+    ],
+)
 def test_required_scope(method: str, path: str, scope: str) -> None:
     assert policy.required_scope(method, path) == scope
 

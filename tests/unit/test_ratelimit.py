@@ -15,9 +15,19 @@ T0 = 1_700_000_000_000_000  # µs
 
 
 def record(per_hour: int | None, burst: int | None) -> KeyRecord:
-    return KeyRecord(key_id="abcdefghijkl", user_id=1, env="live", secret_hash="x",
-                     scopes=frozenset(), expires_at=None, revoked_at=None, networks=(),
-                     rate_limit_per_hour=per_hour, burst=burst, version=1)
+    return KeyRecord(
+        key_id="abcdefghijkl",
+        user_id=1,
+        env="live",
+        secret_hash="x",
+        scopes=frozenset(),
+        expires_at=None,
+        revoked_at=None,
+        networks=(),
+        rate_limit_per_hour=per_hour,
+        burst=burst,
+        version=1,
+    )
 
 
 def burst_count(limit: Limit, tat: int, now: int, tries: int = 1000) -> tuple[int, int]:
@@ -77,14 +87,17 @@ def test_cost_counts_as_many_requests() -> None:
     assert not verdict.allowed
 
 
-@pytest.mark.parametrize(("own", "burst", "expected"), [
-    (None, None, Limit(10_000, 100)),
-    (500, None, Limit(500, 100)),
-    (50, None, Limit(50, 50)),  # default burst capped at the limit
-    (500, 7, Limit(500, 7)),
-    (500, 0, Limit(500, 1)),  # at least one request must be able to pass
-    (0, 5, Limit(0, 0)),  # explicit 0: unlimited
-])
+@pytest.mark.parametrize(
+    ("own", "burst", "expected"),
+    [
+        (None, None, Limit(10_000, 100)),
+        (500, None, Limit(500, 100)),
+        (50, None, Limit(50, 50)),  # default burst capped at the limit
+        (500, 7, Limit(500, 7)),
+        (500, 0, Limit(500, 1)),  # at least one request must be able to pass
+        (0, 5, Limit(0, 0)),  # explicit 0: unlimited
+    ],
+)
 def test_limit_for_record(own: int | None, burst: int | None, expected: Limit) -> None:
     assert limit_for(record(own, burst), Limit(10_000, 100)) == expected
 
@@ -109,8 +122,11 @@ def test_rls_encoding_carries_headers_and_body() -> None:
     allowed = RateLimitResponse.FromString(encode(verdict, b"{}"))
     assert allowed.overall_code == RateLimitResponse.OK
     headers = {h.key: h.value for h in allowed.response_headers_to_add}
-    assert headers == {"x-ratelimit-limit": "3600", "x-ratelimit-remaining": "0",
-                       "x-ratelimit-reset": "1"}
+    assert headers == {
+        "x-ratelimit-limit": "3600",
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": "1",
+    }
     assert not allowed.raw_body
     _, denied_verdict = gcra(T0 + 1_000_000, T0, Limit(3600, 1))
     denied = RateLimitResponse.FromString(encode(denied_verdict, b'{"error":"rate_limited"}'))

@@ -39,7 +39,8 @@ def test_admin_implies_everything(wanted: list[str]) -> None:
 
 @given(SOME_SCOPES, SOME_SCOPES)
 def test_subset_without_admin_is_inclusion_up_to_write_implying_read(
-        wanted: list[str], held: list[str]) -> None:
+    wanted: list[str], held: list[str]
+) -> None:
     if "admin" in held:
         return
     implied = set(held) | ({"mlflow:read"} if "mlflow:write" in held else set())

@@ -14,8 +14,10 @@ from cli.stack import LocalStack, StackOptions
 
 
 def stack(tmp_path: Path, enforcement: str, extra: dict[str, str] | None = None) -> LocalStack:
-    local = LocalStack(StackOptions(tmp_path, extra_authz_env=extra or {}),
-                       Settings(rate_limit_enforcement=enforcement, rate_limit_mode="approximate"))
+    local = LocalStack(
+        StackOptions(tmp_path, extra_authz_env=extra or {}),
+        Settings(rate_limit_enforcement=enforcement, rate_limit_mode="approximate"),
+    )
     local.record.mlflow_url = "http://127.0.0.1:5000"
     local.record.database_url = "postgresql://u@127.0.0.1:1/db"
     local.record.redis_url = "redis://127.0.0.1:2/0"
@@ -27,8 +29,9 @@ def filters(options: envoy_config.EnvoyOptions) -> list[str]:
 
 
 @pytest.mark.parametrize(("enforcement", "envoy_filter"), [("envoy", True), ("check", False)])
-def test_ratelimit_filter_follows_the_enforcement(tmp_path: Path, enforcement: str,
-                                                  envoy_filter: bool) -> None:
+def test_ratelimit_filter_follows_the_enforcement(
+    tmp_path: Path, enforcement: str, envoy_filter: bool
+) -> None:
     local = stack(tmp_path, enforcement)
     options = local.envoy_options()
     assert ("envoy.filters.http.ratelimit" in filters(options)) is envoy_filter
