@@ -39,6 +39,7 @@ system-packages:
 
 check: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: check system-packages
