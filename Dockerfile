@@ -21,7 +21,7 @@ COPY pyproject.toml README.md ./
 COPY authz ./authz
 COPY cli ./cli
 COPY migrations ./migrations
-# Editable: the code stays in /app, beside migrations/ (authz.migrate reads it from there).
+# Editable: the code stays in /app, beside migrations/ (authz.storage.migrations reads it from there).
 RUN pip install --no-deps --no-build-isolation -e .
 
 USER 10001:10001

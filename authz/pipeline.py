@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from authz.cache import LocalCache, RedisCache
-from authz.check import Checker, CheckPolicy
-from authz.invalidation import InvalidationListener
-from authz.lookup import RecordLookup
-from authz.records import KeyRecord
+from authz.check.checker import Checker, CheckPolicy
+from authz.check.verify import SecretVerifier
+from authz.keys.record import KeyRecord
 from authz.settings import Settings, SettingsError
-from authz.store import KeyStore, PostgresKeyStore
-from authz.verify import SecretVerifier
+from authz.storage.cache import LocalCache, RedisCache
+from authz.storage.invalidation import InvalidationListener
+from authz.storage.lookup import RecordLookup
+from authz.storage.store import KeyStore, PostgresKeyStore
 
 
 def build_store(settings: Settings) -> KeyStore:

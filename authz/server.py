@@ -17,19 +17,19 @@ from dataclasses import dataclass
 
 import grpc
 
-from authz import telemetry
-from authz.accesslog import AccessLogService
-from authz.check import Decision
-from authz.grpc_server import CheckService, GrpcServer
-from authz.http_check import HttpCheckServer
-from authz.lastused import LastUsedRecorder
+from authz.check.checker import Decision
+from authz.keys.record import KeyRecord
 from authz.pipeline import build_checker, build_listener, build_redis, build_store
-from authz.ratelimit import KeyLimits, Limit, build_limiter
-from authz.ratelimit_service import RateLimitService
-from authz.records import KeyRecord
+from authz.ratelimit.limiters import KeyLimits, Limit, build_limiter
 from authz.settings import Settings, SettingsError
-from authz.store import KeyStore
-from authz.usage import UsageAggregator
+from authz.storage.lastused import LastUsedRecorder
+from authz.storage.store import KeyStore
+from authz.telemetry import metrics
+from authz.transports.accesslog import AccessLogService
+from authz.transports.grpc import CheckService, GrpcServer
+from authz.transports.http import HttpCheckServer
+from authz.transports.ratelimit_service import RateLimitService
+from authz.usage.rollups import UsageAggregator
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ class AuthzServer:
         self.listener = build_listener(settings, self.checker)
         self.serving = False
         self._tasks: list[asyncio.Task[None]] = []
-        self.telemetry: telemetry.Runtime | None = None  # exporters, when the settings ask
-        self._unobserve = telemetry.observe_bcrypt(lambda: self.verifier.bcrypt_runs)
+        self.telemetry: metrics.Runtime | None = None  # exporters, when the settings ask
+        self._unobserve = metrics.observe_bcrypt(lambda: self.verifier.bcrypt_runs)
 
     def _allowed(self, record: KeyRecord) -> None:
         self.last_used.seen(record)
@@ -117,7 +117,7 @@ class AuthzServer:
         self._tasks.append(loop.create_task(self.last_used.run()))
         self._tasks.append(loop.create_task(self.limiter.run()))
         self._tasks.append(loop.create_task(self.usage.run(self.settings.usage_flush_interval)))
-        self.telemetry = telemetry.start(self.settings)
+        self.telemetry = metrics.start(self.settings)
         grpc_port = await self.grpc.start(self.settings.grpc_host, self.settings.grpc_port)
         http_port = await self.http.start(
             self.settings.http_check_host, self.settings.http_check_port
@@ -165,7 +165,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"hokusai authz: {exc}", file=sys.stderr)
         return 2
-    telemetry.configure_logging(settings)
+    metrics.configure_logging(settings)
     try:
         asyncio.run(serve(settings))
     except SettingsError as exc:

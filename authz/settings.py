@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from authz.durations import parse_duration, parse_rate
+from authz.keys.durations import parse_duration, parse_rate
 
 PREFIX = "HOKUSAI_"
 

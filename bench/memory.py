@@ -25,9 +25,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from authz import keys
-from authz.migrate import migrate
+from authz.keys import format as key_format
 from authz.settings import Settings
+from authz.storage.migrations import migrate
 from bench import wrk
 from cli.servers import PostgresServer, free_port
 from cli.stack import AuthzProcess, service_env
@@ -50,11 +50,11 @@ def make_keys(database_url: str, count: int) -> list[str]:
     """``count`` live keys of one user, one shared secret and hash; returns their tokens."""
     import psycopg
 
-    secret = keys.generate("live").parsed.secret
-    secret_hash = keys.hash_secret(secret, SHARED_COST)
+    secret = key_format.generate("live").parsed.secret
+    secret_hash = key_format.hash_secret(secret, SHARED_COST)
     ids: set[str] = set()
     while len(ids) < count:
-        ids.add(keys.new_key_id())
+        ids.add(key_format.new_key_id())
     tokens = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         user_id = conn.execute(
@@ -72,7 +72,7 @@ def make_keys(database_url: str, count: int) -> list[str]:
                     (
                         key_id,
                         secret_hash,
-                        keys.display_prefix("live", key_id),
+                        key_format.display_prefix("live", key_id),
                         user_id[0],
                         "memory",
                         "live",
@@ -83,7 +83,7 @@ def make_keys(database_url: str, count: int) -> list[str]:
                     )
                 )
                 body = f"hk_live_{key_id}_{secret}"
-                tokens.append(body + keys.checksum(body))
+                tokens.append(body + key_format.checksum(body))
     return tokens
 
 

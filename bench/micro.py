@@ -31,14 +31,14 @@ from envoy.config.core.v3.address_pb2 import Address, SocketAddress
 from envoy.service.auth.v3 import attribute_context_pb2 as ac
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
-from authz import keys
-from authz.check import CheckInput
-from authz.credentials import CredentialSources
-from authz.http_check import CheckProtocol
-from authz.records import KeyRecord
+from authz.check.checker import CheckInput
+from authz.check.credentials import CredentialSources
+from authz.keys import format as key_format
+from authz.keys.record import KeyRecord
 from authz.server import AuthzServer
 from authz.settings import Settings
-from authz.store import MemoryKeyStore
+from authz.storage.store import MemoryKeyStore
+from authz.transports.http import CheckProtocol
 
 PATH = "/api/mlflow/api/2.0/mlflow/experiments/get?experiment_id=0"
 BATCH, BATCHES = 2000, 7
@@ -113,14 +113,14 @@ class SinkTransport(asyncio.Transport):
         pass
 
 
-def make_record(key: keys.NewKey, cost: int) -> KeyRecord:
+def make_record(key: key_format.NewKey, cost: int) -> KeyRecord:
     import ipaddress
 
     return KeyRecord(
         key_id=key.parsed.key_id,
         user_id=1,
         env="live",
-        secret_hash=keys.hash_secret(key.parsed.secret, cost),
+        secret_hash=key_format.hash_secret(key.parsed.secret, cost),
         scopes=frozenset({"mlflow:read", "mlflow:write"}),
         expires_at=None,
         revoked_at=None,
@@ -132,14 +132,14 @@ def make_record(key: keys.NewKey, cost: int) -> KeyRecord:
 
 
 async def warm(settings: Settings) -> dict[str, float]:
-    key = keys.generate("live")
+    key = key_format.generate("live")
     server = AuthzServer(settings, store=MemoryKeyStore([make_record(key, 4)]))
     results = await warm_transports(server, key.token, "")
     results.update(await warm_metrics_on(settings))
     results.update(optional_parts(key.parsed.key_id))
     # E3: the limit decided inside the Check (approximate, no Redis: the decision itself), with
     # the x-ratelimit-* headers appended to the cached responses. A limit that never runs out.
-    limited = keys.generate("live")
+    limited = key_format.generate("live")
     record = dataclasses.replace(
         make_record(limited, 4), rate_limit_per_hour=1_000_000_000, burst=10_000_000
     )
@@ -155,13 +155,13 @@ async def warm(settings: Settings) -> dict[str, float]:
 
 async def warm_metrics_on(settings: Settings) -> dict[str, float]:
     """The warm Checks with telemetry exporting (Prometheus endpoint on a free port)."""
-    from authz import telemetry
+    from authz.telemetry import metrics
     from cli.servers import free_port
 
-    key = keys.generate("live")
+    key = key_format.generate("live")
     metered = settings.replace(metrics_port=free_port())
     server = AuthzServer(metered, store=MemoryKeyStore([make_record(key, 4)]))
-    runtime = telemetry.start(metered)
+    runtime = metrics.start(metered)
     try:
         return await warm_transports(server, key.token, "_metrics_on")
     finally:
@@ -196,7 +196,7 @@ async def warm_transports(server: AuthzServer, token: str, suffix: str) -> dict[
 def optional_parts(key_id: str) -> dict[str, float]:
     out: dict[str, float] = {}
     try:
-        from authz.ratelimit import ApproximateLimiter, Limit
+        from authz.ratelimit.limiters import ApproximateLimiter, Limit
 
         limiter = ApproximateLimiter(None, 1.0)
         limit = Limit(per_hour=1_000_000_000, burst=1_000_000)
@@ -204,7 +204,7 @@ def optional_parts(key_id: str) -> dict[str, float]:
     except (ImportError, TypeError, AttributeError) as exc:
         print(f"micro: rate-limit decision skipped ({type(exc).__name__}: not built yet?)")
     try:
-        from authz.usage import UsageAggregator, UsageEvent
+        from authz.usage.rollups import UsageAggregator, UsageEvent
 
         usage = UsageAggregator("postgresql://unused")
         event = UsageEvent(
@@ -229,9 +229,9 @@ def access_log_entry(key_id: str, batch: int = 30) -> dict[str, float]:
     from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
     from google.protobuf.struct_pb2 import Struct
 
-    from authz import wire
-    from authz.accesslog import AccessLogService
-    from authz.usage import UsageAggregator
+    from authz.transports import wire
+    from authz.transports.accesslog import AccessLogService
+    from authz.usage.rollups import UsageAggregator
 
     metadata = Struct()
     metadata.update({wire.KEY_ID_HEADER: key_id, wire.USER_ID_HEADER: "1"})
@@ -263,8 +263,8 @@ def access_log_entry(key_id: str, batch: int = 30) -> dict[str, float]:
 
 async def cold(settings: Settings, database_url: str, samples: int) -> dict[str, float]:
     """Local cache and verifier memory dropped before each check: Postgres + bcrypt every time."""
-    from authz.migrate import migrate
-    from authz.service import KeyService
+    from authz.management.service import KeyService
+    from authz.storage.migrations import migrate
     from cli.db_commands import connector
 
     migrate(database_url)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from authz import keys
-from authz.migrate import migrate
-from authz.service import KeyService
+from authz.keys import format as key_format
+from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.storage.migrations import migrate
 from bench.upstream import with_upstream
 from cli import envoy_config
 from cli.db_commands import connector
@@ -173,7 +173,7 @@ class BenchStack:
         redis = RedisServer(self.work / "redis")
         self._run(redis)
         self._make_keys(postgres.url)
-        keys_file = self.work / "floor-keys.txt"
+        keys_file = self.work / "floor-key_format.txt"
         keys_file.write_text("\n".join([self.creds.valid, *self.creds.native]) + "\n")
         keys_file.chmod(0o600)
         for module in ("bench.floor_grpc", "bench.floor_http"):
@@ -203,8 +203,8 @@ class BenchStack:
         service.revoke_key(revoked.parsed.key_id, "bench")
         self.creds.valid = new.token
         self.creds.revoked = revoked.token
-        self.creds.wrong_secret = keys.generate("live", view.key_id).token
-        self.creds.unknown = keys.generate("live").token
+        self.creds.wrong_secret = key_format.generate("live", view.key_id).token
+        self.creds.unknown = key_format.generate("live").token
         self.creds.native = [secrets.token_urlsafe(32) for _ in range(NATIVE_KEYS)]
 
     def _authz_process(

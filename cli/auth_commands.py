@@ -11,11 +11,11 @@ import argparse
 from datetime import datetime
 from typing import Any
 
-from authz import durations
-from authz import scopes as scope_rules
 from authz.errors import InvalidInput
-from authz.keys import NewKey
-from authz.service import (
+from authz.keys import durations
+from authz.keys import scopes as scope_rules
+from authz.keys.format import NewKey
+from authz.management.service import (
     KeyChanges,
     KeyView,
     parse_expires_in,

@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from authz import db, migrate
 from authz.errors import InvalidInput, StoreUnavailable
-from authz.service import ConnectionFactory, KeyService
+from authz.management.service import ConnectionFactory, KeyService
 from authz.settings import Settings, data_dir
+from authz.storage import db, migrations
 from cli import output
 
 STACK_FILE = "stack.json"
@@ -79,13 +79,13 @@ def _run_migrations(call: Any, url: str) -> Any:
         return call()
     except db.DatabaseUnavailable as exc:
         raise StoreUnavailable(str(exc)) from None
-    except migrate.MigrationError as exc:
+    except migrations.MigrationError as exc:
         raise StoreUnavailable(db.scrub(str(exc), url)) from None
 
 
 def _migrate(args: argparse.Namespace) -> int:
     url = resolve_database_url(args.database_url)
-    applied: list[int] = _run_migrations(lambda: migrate.migrate(url), url)
+    applied: list[int] = _run_migrations(lambda: migrations.migrate(url), url)
     if args.json:
         output.emit_json({"applied": applied, "database": db.redact_url(url)})
     elif applied:
@@ -99,7 +99,7 @@ def _rollback(args: argparse.Namespace) -> int:
     if args.to is not None and args.to < 0:
         raise InvalidInput("--to must be a migration version (0 undoes them all)")
     url = resolve_database_url(args.database_url)
-    undone: list[int] = _run_migrations(lambda: migrate.rollback(url, args.to), url)
+    undone: list[int] = _run_migrations(lambda: migrations.rollback(url, args.to), url)
     if args.json:
         output.emit_json({"rolled_back": undone, "database": db.redact_url(url)})
     elif undone:
@@ -111,7 +111,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     url = resolve_database_url(args.database_url)
-    rows: list[migrate.MigrationStatus] = _run_migrations(lambda: migrate.status(url), url)
+    rows: list[migrations.MigrationStatus] = _run_migrations(lambda: migrations.status(url), url)
     if args.json:
         output.emit_json(
             {

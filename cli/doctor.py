@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from authz import keys, wire
-from authz.reasons import Reason
+from authz.check.reasons import Reason
+from authz.keys import format as key_format
+from authz.transports import wire
 
 Status = Literal["ok", "FAIL", "skip"]
 MLFLOW_SUFFIX = wire.MLFLOW_PREFIX.rstrip("/")  # "/api/mlflow"
@@ -472,7 +473,7 @@ def check_mlflow(conn: Connection, fetch: Fetch) -> Result:
 
 # --- 7. the key, offline --------------------------------------------------------------------
 
-_PREFIX = re.compile(rf"hk_(live|test)_([0-9A-Za-z]{{{keys.ID_LENGTH}}})_")
+_PREFIX = re.compile(rf"hk_(live|test)_([0-9A-Za-z]{{{key_format.ID_LENGTH}}})_")
 COPY_AGAIN = "copy the key again exactly as it was shown when it was created or rotated"
 
 
@@ -484,9 +485,9 @@ def _malformed(key: str) -> str:
         return "it includes 'Bearer ': MLflow adds that itself"
     if not key.startswith(("hk_live_", "hk_test_")):
         return "it does not start with hk_live_ or hk_test_"
-    if len(key) != keys.KEY_LENGTH:
-        return f"it is {len(key)} characters long; a key has {keys.KEY_LENGTH} (truncated?)"
-    if not re.fullmatch(keys.KEY_PATTERN, key):
+    if len(key) != key_format.KEY_LENGTH:
+        return f"it is {len(key)} characters long; a key has {key_format.KEY_LENGTH} (truncated?)"
+    if not re.fullmatch(key_format.KEY_PATTERN, key):
         return "it contains characters other than letters, digits and _"
     return "its checksum does not match: a character was mistyped or changed"
 
@@ -494,10 +495,10 @@ def _malformed(key: str) -> str:
 def key_label(key: str) -> str:
     """The display prefix when the public part is intact, else nothing identifying."""
     match = _PREFIX.match(key.strip())
-    return keys.display_prefix(match[1], match[2]) if match else "the key"
+    return key_format.display_prefix(match[1], match[2]) if match else "the key"
 
 
-def check_key(target: Target) -> tuple[Result, keys.ParsedKey | None]:
+def check_key(target: Target) -> tuple[Result, key_format.ParsedKey | None]:
     """Format and checksum with no I/O (authz.keys.parse): garbage never goes on the wire."""
     if target.basic_auth:
         return fail(
@@ -513,7 +514,7 @@ def check_key(target: Target) -> tuple[Result, keys.ParsedKey | None]:
             "export MLFLOW_TRACKING_TOKEN=<your hk_live_… key> (ask an admin for one: "
             "`hokusai auth create-key`)",
         ), None
-    parsed = keys.parse(target.key)
+    parsed = key_format.parse(target.key)
     if parsed is None:
         return fail(
             "key", f"{key_label(target.key)} is malformed: {_malformed(target.key)}", COPY_AGAIN
@@ -556,7 +557,7 @@ ADVICE: dict[Reason, str] = {
 }
 
 
-def advice_for(code: str, key: keys.ParsedKey) -> str:
+def advice_for(code: str, key: key_format.ParsedKey) -> str:
     try:
         reason = Reason(code)
     except ValueError:
@@ -564,7 +565,7 @@ def advice_for(code: str, key: keys.ParsedKey) -> str:
     return ADVICE[reason].format(key=key.display_prefix, env=key.env)
 
 
-def check_access(conn: Connection, fetch: Fetch, key: keys.ParsedKey, token: str) -> Result:
+def check_access(conn: Connection, fetch: Fetch, key: key_format.ParsedKey, token: str) -> Result:
     reply = _get(
         fetch, conn, conn.endpoint.tracking_path + SEARCH_PATH, {"authorization": f"Bearer {token}"}
     )
@@ -601,7 +602,7 @@ def _scopes(reply: Reply) -> list[str] | None:
     return None
 
 
-def check_scopes(conn: Connection, fetch: Fetch, key: keys.ParsedKey, token: str) -> Result:
+def check_scopes(conn: Connection, fetch: Fetch, key: key_format.ParsedKey, token: str) -> Result:
     """Scopes from the keys API's whoami when it answers; otherwise read access is all we know."""
     reply = _get(fetch, conn, conn.endpoint.path(WHOAMI_PATH), {"authorization": f"Bearer {token}"})
     scopes = _scopes(reply) if isinstance(reply, Reply) and reply.status == 200 else None

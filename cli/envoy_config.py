@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 import yaml
 
-from authz import wire
-from authz.reasons import Reason, denial_body
+from authz.check.reasons import Reason, denial_body
+from authz.transports import wire
 
 Json = dict[str, Any]
 Transport = Literal["grpc", "http"]

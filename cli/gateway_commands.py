@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 import redis
 
-from authz import db
 from authz.settings import Settings, data_dir
+from authz.storage import db
 from cli.db_commands import actor, connector
 from cli.servers import http_ok
 from cli.stack import BOOTSTRAP_USER, LocalStack, StackOptions, StackRecord
@@ -30,7 +30,7 @@ def _bootstrap_key(record: StackRecord, settings: Settings) -> str | None:
     """The first run's admin key (None on later runs): shown once, never stored."""
     if record.bootstrapped:
         return None
-    from authz.service import KeyService
+    from authz.management.service import KeyService
 
     service = KeyService(connector(record.database_url), settings, actor())
     _view, new = service.create_key(

@@ -5,7 +5,7 @@ with ``nginx -p <runtime_dir> -c <file> -e <runtime_dir>/error.log``). Header an
 from ``authz.wire``. ``python -m cli.nginx_config --write`` regenerates the committed
 ``nginx/gateway.conf`` (``--check`` fails when it is stale).
 
-How the pieces map onto authz's HTTP check (authz/http_check.py):
+How the pieces map onto authz's HTTP check (authz/transports/http.py):
 
 * ``auth_request`` makes a body-less subrequest to ``/_hokusai_check``, proxied to authz with the
   client's headers (so a repeated Authorization header stays visible as repeated) and three
@@ -43,9 +43,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from authz import wire
-from authz.envoy_check import RETRY_AFTER_UNAVAILABLE
-from authz.reasons import DOCS_PATH, Reason, denial_body
+from authz.check.reasons import DOCS_PATH, Reason, denial_body
+from authz.transports import wire
+from authz.transports.envoy import RETRY_AFTER_UNAVAILABLE
 from cli.envoy_config import Endpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from authz import wire
 from authz.settings import Settings
+from authz.transports import wire
 from cli import envoy_config
 from cli.servers import (
     EnvoyServer,
@@ -179,7 +179,7 @@ class LocalStack:
         self.parts.append(part)
 
     def _start_stores(self) -> None:
-        from authz.migrate import migrate
+        from authz.storage.migrations import migrate
 
         if self.settings.database_url:
             self.record.database_url = self.settings.database_url

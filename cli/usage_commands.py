@@ -3,9 +3,10 @@
 ``hokusai auth usage KEY_ID [--since 24h] [--by endpoint|status] [--json]`` shows requests, error
 rate, p50/p95 latency, status classes, a chart of requests per interval and the top endpoints;
 ``hokusai auth usage --top 10`` lists the busiest keys. Errors are responses of 400 and above (and
-requests that got no response). Percentiles come from the latency histogram (authz/usage.py), so
-they are exact to within one bucket. The commands attach themselves to the ``auth`` and ``db``
-groups that ``cli.auth_commands`` / ``cli.db_commands`` create (registered after them).
+requests that got no response). Percentiles come from the latency histogram
+(authz/usage/rollups.py), so they are exact to within one bucket. The commands attach themselves
+to the ``auth`` and ``db`` groups that ``cli.auth_commands`` / ``cli.db_commands`` create
+(registered after them).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Any
 
 import psycopg
 
-from authz import durations
 from authz.errors import InvalidInput
-from authz.service import parse_key_ref, parse_timestamp, utcnow
+from authz.keys import durations
+from authz.management.service import parse_key_ref, parse_timestamp, utcnow
 from authz.settings import Settings
-from authz.usage import UsageRow, key_report, prune, report
+from authz.usage.rollups import UsageRow, key_report, prune, report
 from cli import output
 from cli.db_commands import add_database_option, connector, resolve_database_url
 

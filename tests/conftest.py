@@ -37,8 +37,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from authz.migrate import migrate
 from authz.settings import external_test_stores
+from authz.storage.migrations import migrate
 from cli.servers import MlflowServer, PostgresServer, RedisServer
 
 TESTS_DIR = Path(__file__).resolve().parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from authz import keys
+from authz.keys import format as keys
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
 
-from authz import wire
-from authz.check import Checker, CheckInput, Decision
-from authz.credentials import CredentialSources
-from authz.network import client_address
-from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
-from authz.service import Principal
+from authz.check.checker import Checker, CheckInput, Decision
+from authz.check.credentials import CredentialSources
+from authz.check.network import client_address
+from authz.check.reasons import OUTCOMES, Reason, denial_body, www_authenticate
+from authz.management.service import Principal
+from authz.transports import wire
 
 log = logging.getLogger(__name__)
 

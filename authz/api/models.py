@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from authz.service import MAX_LIMIT, AuditEntry, KeyView, Rotation
-from authz.usage import KeyReport
+from authz.management.service import MAX_LIMIT, AuditEntry, KeyView, Rotation
+from authz.usage.rollups import KeyReport
 
 
 def storable(text: str) -> str:

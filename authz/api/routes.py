@@ -12,7 +12,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from authz import scopes
 from authz.api.auth import API_KEY_HEADER, BEARER, identify
 from authz.api.models import (
     AuditEntryOut,
@@ -32,7 +31,8 @@ from authz.api.models import (
 )
 from authz.api.runtime import Runtime
 from authz.errors import InvalidInput
-from authz.service import (
+from authz.keys import scopes
+from authz.management.service import (
     KeyChanges,
     KeyService,
     Principal,

@@ -18,14 +18,14 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from authz.cache import RedisCache
-from authz.check import Checker
+from authz.check.checker import Checker
 from authz.errors import StoreUnavailable
-from authz.invalidation import InvalidationListener
+from authz.management.service import Connection, ConnectionFactory
 from authz.pipeline import build_checker, build_listener, build_redis, build_store
-from authz.service import Connection, ConnectionFactory
 from authz.settings import Settings, SettingsError
-from authz.store import KeyStore
+from authz.storage.cache import RedisCache
+from authz.storage.invalidation import InvalidationListener
+from authz.storage.store import KeyStore
 
 log = logging.getLogger(__name__)
 

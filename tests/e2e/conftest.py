@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import requests
 
-from authz import keys
-from authz.service import KeyService
+from authz.keys import format as keys
+from authz.management.service import KeyService
 from authz.settings import Settings
 from cli import envoy_config
 from cli.db_commands import connector

@@ -14,9 +14,9 @@ from typing import Any
 
 import requests
 
-from authz import wire
-from authz.service import KeyService
+from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.transports import wire
 from cli.db_commands import connector
 from cli.servers import EnvoyServer, free_port
 from tests.support.authz import running_authz

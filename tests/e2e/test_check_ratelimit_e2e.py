@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from authz.service import KeyService
+from authz.management.service import KeyService
 from authz.settings import Settings
 from cli import envoy_config as ec
 from cli.db_commands import connector

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from authz import keys, policy, wire
-from authz.reasons import OUTCOMES, Reason, denial_body
+from authz.check import routes as policy
+from authz.check.reasons import OUTCOMES, Reason, denial_body
+from authz.keys import format as keys
+from authz.transports import wire
 from tests.e2e.conftest import Gateway
 from tests.support import docs
 from tests.support.authz import poll

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from authz import keys
+from authz.keys import format as keys
 from cli import doctor
 from cli.main import main
 from cli.servers import free_port

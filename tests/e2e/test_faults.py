@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from authz.migrate import migrate
-from authz.service import KeyService
+from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.storage.migrations import migrate
 from cli.db_commands import connector
 from cli.servers import MlflowServer, PostgresServer, RedisServer, free_port
 from cli.stack import LocalStack, StackOptions, StackRecord

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 import requests
 
-from authz import keys, wire
+from authz.keys import format as keys
+from authz.transports import wire
 from cli.main import main as hokusai
 from tests.e2e.conftest import ECHO_PREFIX, Gateway
 from tests.support.authz import poll

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from authz import wire
-from authz.service import KeyService
+from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.transports import wire
 from cli import nginx_config
 from cli.db_commands import connector
 from cli.envoy_config import Endpoint

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import requests
 
-from authz.service import KeyService
+from authz.management.service import KeyService
 from authz.settings import Settings
 from cli.db_commands import connector
 from cli.main import main as hokusai

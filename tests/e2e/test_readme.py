@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from authz.keys import KEY_PATTERN
+from authz.keys.format import KEY_PATTERN
 from cli.servers import free_port
 from tests.support.authz import poll
 

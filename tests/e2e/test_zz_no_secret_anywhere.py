@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from authz.keys import KEY_PATTERN
+from authz.keys.format import KEY_PATTERN
 from cli.servers import MlflowServer
 from tests.e2e.conftest import GENERATED, Gateway
 

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from authz import keys, wire
-from authz.service import KeyService
+from authz.keys import format as keys
+from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.transports import wire
 from cli.db_commands import connector
 from cli.servers import PostgresServer, RedisServer
 from tests.corpus import Case, corpus
@@ -220,7 +221,7 @@ def test_redis_down_checks_pass_from_postgres(
 def test_postgres_down_serves_recent_keys_and_fails_closed_for_others(
     private_postgres: PostgresServer, redis_url: str
 ) -> None:
-    from authz.migrate import migrate
+    from authz.storage.migrations import migrate
 
     migrate(private_postgres.url)
     settings = BASE.replace(
@@ -246,7 +247,7 @@ def test_postgres_down_serves_recent_keys_and_fails_closed_for_others(
 def test_postgres_restart_relistens_and_a_later_revoke_is_seen_within_a_second(
     private_postgres: PostgresServer, redis_url: str
 ) -> None:
-    from authz.migrate import migrate
+    from authz.storage.migrations import migrate
 
     migrate(private_postgres.url)
     settings = BASE.replace(

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from authz.service import KeyService
+from authz.management.service import KeyService
 from authz.settings import Settings
 from cli.db_commands import connector
 from tests.support.authz import GrpcCheckClient, RunningAuthz, http_check, running_authz

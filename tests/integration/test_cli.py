@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from authz import keys
+from authz.keys import format as keys
 from cli.main import main
 
 ACTOR = f"cli:{getpass.getuser()}"

@@ -10,7 +10,7 @@ import re
 import shlex
 from pathlib import Path
 
-from authz import keys
+from authz.keys import format as keys
 from cli.main import main
 from tests.support import docs
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from authz import keys
-from authz.usage import UsageAggregator, UsageEvent
+from authz.keys import format as keys
+from authz.usage.rollups import UsageAggregator, UsageEvent
 from cli.main import main
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

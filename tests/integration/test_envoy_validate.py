@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from authz import wire
+from authz.transports import wire
 from cli import envoy_config as ec_
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from authz.db import DatabaseUnavailable, connect, redact_url
-from authz.migrate import MigrationError, discover, migrate, rollback, status
+from authz.storage.db import DatabaseUnavailable, connect, redact_url
+from authz.storage.migrations import MigrationError, discover, migrate, rollback, status
 from tests.conftest import with_database
 
 TABLES = {"users", "api_keys", "api_key_usage", "audit_log"}

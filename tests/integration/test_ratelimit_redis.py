@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from authz.ratelimit import (
+from authz.ratelimit.limiters import (
     ApproximateLimiter,
     ExactLimiter,
     Limit,

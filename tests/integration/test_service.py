@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from authz import keys
 from authz.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
-from authz.service import KeyChanges, KeyService, status_of
+from authz.keys import format as keys
+from authz.management.service import KeyChanges, KeyService, status_of
 from authz.settings import Settings
 from cli.db_commands import connector
 

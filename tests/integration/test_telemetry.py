@@ -22,9 +22,10 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from authz import keys, telemetry
-from authz.service import KeyService
+from authz.keys import format as keys
+from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.telemetry import metrics as telemetry
 from cli import envoy_config
 from cli.db_commands import connector
 from cli.servers import EnvoyServer, free_port

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from authz.accesslog import normalise_path
-from authz.usage import BUCKET_BOUNDS_MS, UsageAggregator, UsageEvent, prune, report
+from authz.transports.accesslog import normalise_path
+from authz.usage.rollups import BUCKET_BOUNDS_MS, UsageAggregator, UsageEvent, prune, report
 
 NOW = datetime.now(UTC).timestamp()
 ROUTE = "/api/mlflow/api/2.0/mlflow/experiments/search"

@@ -15,7 +15,7 @@ import uvicorn
 from psycopg import sql
 
 from authz.api.app import create_app
-from authz.service import KeyService
+from authz.management.service import KeyService
 from authz.settings import Settings
 from cli.db_commands import connector
 from cli.servers import free_port, http_ok

@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from authz import keys
-from authz.cache import LocalCache
-from authz.check import Checker, CheckInput, CheckPolicy
-from authz.credentials import CredentialSources
-from authz.lookup import RecordLookup
-from authz.reasons import Reason
-from authz.records import KeyRecord
-from authz.store import MemoryKeyStore
-from authz.verify import SecretVerifier
+from authz.check.checker import Checker, CheckInput, CheckPolicy
+from authz.check.credentials import CredentialSources
+from authz.check.reasons import Reason
+from authz.check.verify import SecretVerifier
+from authz.keys import format as keys
+from authz.keys.record import KeyRecord
+from authz.storage.cache import LocalCache
+from authz.storage.lookup import RecordLookup
+from authz.storage.store import MemoryKeyStore
 from tests.corpus import Case, corpus
 
 COST = 4

@@ -9,10 +9,12 @@ import zlib
 
 import pytest
 
-from authz import keys, records, telemetry
-from authz.http_check import IDLE_SWEEPS, CheckProtocol, HttpCheckServer
-from authz.reasons import Reason
-from authz.records import KeyRecord
+from authz.check.reasons import Reason
+from authz.keys import format as keys
+from authz.keys import record as records
+from authz.keys.record import KeyRecord
+from authz.telemetry import metrics as telemetry
+from authz.transports.http import IDLE_SWEEPS, CheckProtocol, HttpCheckServer
 
 
 def record(

@@ -8,18 +8,18 @@ import asyncio
 import pytest
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
-from authz import keys
-from authz.cache import LocalCache
-from authz.check import Checker, CheckInput, CheckPolicy, Decision
-from authz.credentials import CredentialSources
-from authz.envoy_check import ResponseCache
-from authz.http_check import HttpResponses
-from authz.lookup import RecordLookup
-from authz.ratelimit import ApproximateLimiter, KeyLimits, Limit, LimiterStats, Verdict
-from authz.reasons import Reason
-from authz.records import KeyRecord
-from authz.store import MemoryKeyStore
-from authz.verify import SecretVerifier
+from authz.check.checker import Checker, CheckInput, CheckPolicy, Decision
+from authz.check.credentials import CredentialSources
+from authz.check.reasons import Reason
+from authz.check.verify import SecretVerifier
+from authz.keys import format as keys
+from authz.keys.record import KeyRecord
+from authz.ratelimit.limiters import ApproximateLimiter, KeyLimits, Limit, LimiterStats, Verdict
+from authz.storage.cache import LocalCache
+from authz.storage.lookup import RecordLookup
+from authz.storage.store import MemoryKeyStore
+from authz.transports.envoy import ResponseCache
+from authz.transports.http import HttpResponses
 from tests.unit.test_check import Clock, make_record
 
 DEFAULT = Limit(3600, 10)

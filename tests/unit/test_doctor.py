@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from authz import keys
-from authz.reasons import Reason, denial_body
+from authz.check.reasons import Reason, denial_body
+from authz.keys import format as keys
 from cli import doctor
 from cli.main import main
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from authz.durations import format_duration, parse_duration, parse_rate
+from authz.keys.durations import format_duration, parse_duration, parse_rate
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from authz import wire
+from authz.transports import wire
 from cli import envoy_config as ec
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authz import keys
+from authz.keys import format as keys
 
 ENVS = st.sampled_from(keys.ENVIRONMENTS)
 BASE62 = keys.ALPHABET

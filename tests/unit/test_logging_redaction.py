@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from authz import keys, telemetry
+from authz.keys import format as keys
 from authz.settings import Settings
+from authz.telemetry import metrics as telemetry
 
 pytestmark = pytest.mark.unit
 

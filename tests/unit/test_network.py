@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from authz.network import client_address
+from authz.check.network import client_address
 
 ips = st.ip_addresses(v=4).map(str)
 

@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from authz import policy, scopes, wire
+from authz.check import routes as policy
+from authz.keys import scopes
+from authz.transports import wire
 from cli import envoy_config
 
 READ_VERBS = re.compile(

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitResponse
 
-from authz.ratelimit import ApproximateLimiter, Limit, gcra, limit_for
-from authz.ratelimit_service import encode
-from authz.records import KeyRecord
+from authz.keys.record import KeyRecord
+from authz.ratelimit.limiters import ApproximateLimiter, Limit, gcra, limit_for
+from authz.transports.ratelimit_service import encode
 
 T0 = 1_700_000_000_000_000  # µs
 

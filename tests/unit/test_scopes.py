@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from authz import scopes
 from authz.errors import InvalidInput
+from authz.keys import scopes
 
 SOME_SCOPES = st.lists(st.sampled_from(scopes.SCOPES), min_size=1)
 

@@ -17,14 +17,14 @@ from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.protobuf.struct_pb2 import Struct
 from google.rpc import code_pb2, status_pb2
 
-from authz import wire
-from authz.check import CheckInput
-from authz.credentials import CredentialSources
-from authz.network import client_address
-from authz.ratelimit_headers import grpc_tail
-from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
-from authz.records import KeyRecord
-from authz.responses import EncodedResponses
+from authz.check.checker import CheckInput
+from authz.check.credentials import CredentialSources
+from authz.check.network import client_address
+from authz.check.reasons import OUTCOMES, Reason, denial_body, www_authenticate
+from authz.keys.record import KeyRecord
+from authz.transports import wire
+from authz.transports.ratelimit_headers import grpc_tail
+from authz.transports.responses import EncodedResponses
 
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _RPC_CODES = {

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 
-from authz import scopes, wire
+from authz.keys import scopes
+from authz.transports import wire
 
 READ = scopes.MLFLOW_READ
 WRITE = scopes.MLFLOW_WRITE

@@ -11,8 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from authz.records import KeyRecord
-from authz.store import KeyStore, StoreUnavailable
+from authz.keys.record import KeyRecord
+from authz.storage.store import KeyStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

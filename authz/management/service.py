@@ -23,11 +23,12 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from authz import keys, usage
-from authz import scopes as scope_rules
-from authz.durations import parse_duration, parse_rate
 from authz.errors import Conflict, Forbidden, InvalidInput, NotFound, StoreUnavailable
+from authz.keys import format as key_format
+from authz.keys import scopes as scope_rules
+from authz.keys.durations import parse_duration, parse_rate
 from authz.settings import Settings
+from authz.usage import rollups
 
 Connection = psycopg.Connection[Any]
 ConnectionFactory = Callable[[], Connection]
@@ -119,7 +120,7 @@ class KeyChanges:
 @dataclass(frozen=True, slots=True)
 class Rotation:
     new: KeyView
-    token: keys.NewKey  # shown once
+    token: key_format.NewKey  # shown once
     old: KeyView  # with its shortened expiry
 
 
@@ -174,12 +175,12 @@ def parse_key_ref(text: str) -> str:
     The input is never echoed: someone may paste a whole key by mistake.
     """
     raw = text.strip()
-    if keys.KEY_ID_PATTERN.fullmatch(raw):
+    if key_format.KEY_ID_PATTERN.fullmatch(raw):
         return raw
     match = _DISPLAY_PREFIX.fullmatch(raw)
     if match:
         return match[1]
-    if keys.parse(raw) is not None:
+    if key_format.parse(raw) is not None:
         raise InvalidInput("that is a whole key, not a key id: pass its id (hk_live_<id>) only")
     raise InvalidInput("malformed key id: expected 12 base62 characters or hk_<env>_<id>")
 
@@ -203,7 +204,7 @@ def validate_name(name: str) -> str:
 
 
 def validate_env(env: str) -> str:
-    if env not in keys.ENVIRONMENTS:
+    if env not in key_format.ENVIRONMENTS:
         raise InvalidInput(f"unknown key environment {env[:20]!r}: expected live or test")
     return env
 
@@ -449,7 +450,7 @@ class KeyService:
         burst: int | None = None,
         allowed_ips: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
-    ) -> tuple[KeyView, keys.NewKey]:
+    ) -> tuple[KeyView, key_format.NewKey]:
         """A new key (its user is created on first use); the ``NewKey`` token is shown once."""
         email = validate_email(user_email)
         fields = {
@@ -462,7 +463,7 @@ class KeyService:
             "allowed_ips": list(validate_cidrs(allowed_ips)),
             "metadata": validate_metadata(metadata or {}),
         }
-        new = keys.generate(validate_env(env))
+        new = key_format.generate(validate_env(env))
         with self._transaction() as conn:
             user_id = self._user_id(conn, email)
             self._insert(conn, new, user_id, fields, rotated_from=None)
@@ -483,7 +484,7 @@ class KeyService:
     def _insert(
         self,
         conn: Connection,
-        new: keys.NewKey,
+        new: key_format.NewKey,
         user_id: int,
         fields: Mapping[str, Any],
         rotated_from: str | None,
@@ -496,7 +497,7 @@ class KeyService:
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::text[]::cidr[], %s, %s)""",
             [
                 parsed.key_id,
-                keys.hash_secret(parsed.secret, self._settings.bcrypt_cost),
+                key_format.hash_secret(parsed.secret, self._settings.bcrypt_cost),
                 parsed.display_prefix,
                 user_id,
                 fields["name"],
@@ -642,7 +643,7 @@ class KeyService:
                 "metadata": old.metadata,
                 "expires_at": self.expiry.resolve(None, self.expiry.capped(lifetime)),
             }
-            new = keys.generate(old.env)
+            new = key_format.generate(old.env)
             self._insert(conn, new, old.user_id, fields, rotated_from=key_id)
             grace_end = self._clock() + grace
             old_end = grace_end if old.expires_at is None else min(old.expires_at, grace_end)
@@ -651,7 +652,7 @@ class KeyService:
 
     # --- usage (the REST API's /usage: the same report as `hokusai auth usage`) -------------
 
-    def key_usage(self, key_id: str, since: timedelta) -> usage.KeyReport:
+    def key_usage(self, key_id: str, since: timedelta) -> rollups.KeyReport:
         """Usage of one key over the last ``since``: 404 for an unknown key, zeros when unused."""
         key_id = parse_key_ref(key_id)
         if since <= timedelta(0):
@@ -659,7 +660,7 @@ class KeyService:
         with self._transaction() as conn:
             self._fetch(conn, key_id)
             now = self._clock()
-            return usage.key_report(conn, key_id, now - since, now)
+            return rollups.key_report(conn, key_id, now - since, now)
 
     # --- audit --------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from psycopg_pool import AsyncConnectionPool
 
-from authz.records import KeyRecord
+from authz.keys.record import KeyRecord
 
 
 class StoreUnavailable(Exception):

@@ -13,16 +13,16 @@ import asyncio
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from authz import keys
-from authz.keys import ParsedKey
-from authz.records import KeyRecord
+from authz.keys import format as key_format
+from authz.keys.format import ParsedKey
+from authz.keys.record import KeyRecord
 
 
 class SecretVerifier:
     def __init__(
         self, pepper: bytes, threads: int, remember: int = 200_000, remember_wrong: int = 10_000
     ) -> None:
-        self._fingerprint = keys.Fingerprinter(pepper)
+        self._fingerprint = key_format.Fingerprinter(pepper)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
         self._right: dict[str, tuple[str, bytes]] = {}  # key id → (bcrypt hash, fingerprint)
         self._wrong: OrderedDict[bytes, None] = OrderedDict()
@@ -37,7 +37,7 @@ class SecretVerifier:
     def _known(self, presented: bytes, record: KeyRecord) -> bool | None:
         right = self._right.get(record.key_id)
         if right is not None and right[0] == record.secret_hash:
-            return keys.same_fingerprint(presented, right[1])
+            return key_format.same_fingerprint(presented, right[1])
         if presented in self._wrong:
             return False
         return None
@@ -68,7 +68,7 @@ class SecretVerifier:
         self.bcrypt_runs += 1
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._pool, keys.verify_secret, key.secret, record.secret_hash
+            self._pool, key_format.verify_secret, key.secret, record.secret_hash
         )
 
     def _learn(self, record: KeyRecord, presented: bytes, ok: bool) -> None:

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
-from authz.reasons import Reason
+from authz.check.reasons import Reason
 from authz.settings import Settings
 
 METER_NAME = "hokusai.authz"

@@ -19,9 +19,9 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import TupleRow
 
-from authz.db import DatabaseUnavailable, connect, endpoint, scrub
+from authz.storage.db import DatabaseUnavailable, connect, endpoint, scrub
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Any constant distinct from the audit chain's lock (7355608001) in 0001_initial.
 _LOCK_KEY = 7355608002
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.up\.sql$")

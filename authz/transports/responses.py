@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-from authz.check import Decision
-from authz.ratelimit import Verdict
-from authz.reasons import Reason
-from authz.records import KeyRecord
+from authz.check.checker import Decision
+from authz.check.reasons import Reason
+from authz.keys.record import KeyRecord
+from authz.ratelimit.limiters import Verdict
 
 ALLOWANCES_KEPT = 10_000
 

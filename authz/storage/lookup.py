@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import enum
 
-from authz import telemetry
-from authz.cache import LocalCache, RedisCache
-from authz.records import KeyRecord
-from authz.store import KeyStore, StoreUnavailable
+from authz.keys.record import KeyRecord
+from authz.storage.cache import LocalCache, RedisCache
+from authz.storage.store import KeyStore, StoreUnavailable
+from authz.telemetry import metrics
 
 
 class Missing(enum.Enum):
@@ -42,7 +42,7 @@ class RecordLookup:
         """The fresh in-process answer, or None when only I/O can tell."""
         entry = self.local.get(key_id)
         if entry is not None and self.local.is_fresh(entry):
-            telemetry.cache_hit("local" if entry.record is not None else "negative")
+            metrics.cache_hit("local" if entry.record is not None else "negative")
             return Missing.UNKNOWN if entry.record is None else entry.record
         return None
 
@@ -71,19 +71,19 @@ class RecordLookup:
         if self.redis is not None:
             cached = await self.redis.get(key_id)
             if cached is not None:
-                telemetry.cache_hit("redis")
+                metrics.cache_hit("redis")
                 self._remember(cached, generation, share=False)
                 return cached
         try:
             async with self._fetch_slots:
                 record = await self.store.fetch(key_id)
         except StoreUnavailable:
-            telemetry.store_error("postgres")
+            metrics.store_error("postgres")
             entry = self.local.get(key_id)
             if entry is not None and entry.record is not None and self.local.is_usable_stale(entry):
                 return entry.record
             return Missing.UNAVAILABLE
-        telemetry.cache_hit("postgres")
+        metrics.cache_hit("postgres")
         if record is None:
             if generation == self._invalidations:
                 self.local.put_unknown(key_id)

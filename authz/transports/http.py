@@ -23,15 +23,16 @@ from typing import Any
 
 import httptools
 
-from authz import telemetry, wire
-from authz.check import Checker, CheckInput, Decision
-from authz.credentials import CredentialSources
-from authz.envoy_check import RETRY_AFTER_UNAVAILABLE, identity_headers, metadata_values
-from authz.network import client_address
-from authz.ratelimit_headers import http_with_headers
-from authz.reasons import OUTCOMES, Reason, denial_body, www_authenticate
-from authz.records import KeyRecord
-from authz.responses import EncodedResponses
+from authz.check.checker import Checker, CheckInput, Decision
+from authz.check.credentials import CredentialSources
+from authz.check.network import client_address
+from authz.check.reasons import OUTCOMES, Reason, denial_body, www_authenticate
+from authz.keys.record import KeyRecord
+from authz.telemetry import metrics
+from authz.transports import wire
+from authz.transports.envoy import RETRY_AFTER_UNAVAILABLE, identity_headers, metadata_values
+from authz.transports.ratelimit_headers import http_with_headers
+from authz.transports.responses import EncodedResponses
 
 MAX_HEADER_BYTES = 16 * 1024
 IDLE_TIMEOUT = 30.0
@@ -47,7 +48,7 @@ _WATCHED = {
     b"x-original-uri": "x-original-uri",
     b"x-original-method": "x-original-method",
     b"traceparent": "traceparent",
-    b"tracestate": "tracestate",  # Check spans (telemetry.py)
+    b"tracestate": "tracestate",  # Check spans (metrics.py)
 }
 _CHECK_PREFIX = wire.HTTP_CHECK_PATH_PREFIX.encode()
 _REASONS = {
@@ -211,7 +212,7 @@ class HttpCheckServer:
     def handle(
         self, method: str, url: bytes, headers: dict[str, str], repeated: bool
     ) -> bytes | asyncio.Future[bytes]:
-        started = telemetry.now()
+        started = metrics.now()
         if url.startswith(_CHECK_PREFIX):
             path = url[len(_CHECK_PREFIX) :].decode("latin-1") or "/"
         elif url == wire.HEALTH_PATH.encode():
@@ -233,7 +234,7 @@ class HttpCheckServer:
         decision = self.checker.check_now(request)
         if decision is not None:
             self._on_decision(decision)
-            telemetry.checked(decision.reason, started, "http", headers)
+            metrics.checked(decision.reason, started, "http", headers)
             return self.responses.encode(decision)
         task = asyncio.get_running_loop().create_task(self._check(request, started, headers))
         self._tasks.add(task)
@@ -243,7 +244,7 @@ class HttpCheckServer:
     async def _check(self, request: CheckInput, started: int, headers: dict[str, str]) -> bytes:
         decision = await self.checker.check_safely(request)
         self._on_decision(decision)
-        telemetry.checked(decision.reason, started, "http", headers)
+        metrics.checked(decision.reason, started, "http", headers)
         return self.responses.encode(decision)
 
     async def start(self, host: str, port: int) -> int:

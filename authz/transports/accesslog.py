@@ -19,9 +19,9 @@ from envoy.config.core.v3.base_pb2 import RequestMethod
 from envoy.data.accesslog.v3.accesslog_pb2 import HTTPAccessLogEntry
 from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage, StreamAccessLogsResponse
 
-from authz import wire
-from authz.grpc_server import preencoded
-from authz.usage import UsageAggregator, UsageEvent
+from authz.transports import wire
+from authz.transports.grpc import preencoded
+from authz.usage.rollups import UsageAggregator, UsageEvent
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from authz import telemetry
-from authz.check import Checker, Decision
-from authz.envoy_check import ResponseCache, to_input
+from authz.check.checker import Checker, Decision
+from authz.telemetry import metrics
+from authz.transports.envoy import ResponseCache, to_input
 
 CHECK_SERVICE = "envoy.service.auth.v3.Authorization"
 
@@ -39,13 +39,13 @@ class CheckService:
         self._on_decision = on_decision
 
     async def check(self, request: CheckRequest, _context: grpc.aio.ServicerContext) -> bytes:
-        started = telemetry.now()
+        started = metrics.now()
         check_input = to_input(request, self._hops)
         decision = self._checker.check_now(check_input)
         if decision is None:
             decision = await self._checker.check_safely(check_input)
         self._on_decision(decision)
-        telemetry.checked(decision.reason, started, "grpc", request)
+        metrics.checked(decision.reason, started, "grpc", request)
         return self._responses.encode(decision)
 
     def handler(self) -> grpc.GenericRpcHandler:

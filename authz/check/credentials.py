@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import NamedTuple
 from urllib.parse import parse_qsl
 
-from authz.keys import MAX_CREDENTIAL_LENGTH
-from authz.reasons import Reason
+from authz.check.reasons import Reason
+from authz.keys.format import MAX_CREDENTIAL_LENGTH
 
 _BEARER = "bearer "
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from authz import telemetry
-from authz.records import KeyRecord
+from authz.keys.record import KeyRecord
+from authz.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class RedisCache:
     def _fail(self, exc: BaseException) -> None:
         self.failures += 1
         self._open_until = self._clock() + self._breaker
-        telemetry.store_error("redis")
+        metrics.store_error("redis")
         log.warning("redis unavailable", extra={"error": type(exc).__name__})
 
     async def _recover(self) -> bool:

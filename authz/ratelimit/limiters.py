@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from authz.records import KeyRecord
+from authz.keys.record import KeyRecord
 
 log = logging.getLogger(__name__)
 

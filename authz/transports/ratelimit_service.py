@@ -19,12 +19,12 @@ from envoy.config.core.v3.base_pb2 import HeaderValue
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitResponse
 from google.protobuf.duration_pb2 import Duration
 
-from authz import wire
-from authz.grpc_server import preencoded
-from authz.lookup import Missing, RecordLookup
-from authz.ratelimit import Limit, RateLimiter, Verdict, ceil_seconds, limit_for
-from authz.ratelimit_headers import header_pairs
-from authz.reasons import Reason, denial_body
+from authz.check.reasons import Reason, denial_body
+from authz.ratelimit.limiters import Limit, RateLimiter, Verdict, ceil_seconds, limit_for
+from authz.storage.lookup import Missing, RecordLookup
+from authz.transports import wire
+from authz.transports.grpc import preencoded
+from authz.transports.ratelimit_headers import header_pairs
 
 log = logging.getLogger(__name__)
 

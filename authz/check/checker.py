@@ -8,7 +8,7 @@
 4. secret     — fingerprint compare, or one bcrypt the first time (``verify.py``)
 5. status     — revoked? expired? (checked on every request: expiry fires no notification)
 6. network    — the client address Envoy determined, against the key's allowlist
-7. scope      — the route and method's scope (``policy.py``)
+7. scope      — the route and method's scope (``routes.py``)
 8. rate limit — only with ``HOKUSAI_RATE_LIMIT_ENFORCEMENT=check`` (``limits`` set): the key's
    limit, decided by the limiter; a denial is ``rate_limited`` (429). Otherwise Envoy's global
    ratelimit filter does this after the Check, through ``ratelimit_service.py``.
@@ -24,13 +24,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from authz import credentials, keys, policy, scopes
-from authz.credentials import CredentialSources
-from authz.lookup import Missing, RecordLookup
-from authz.ratelimit import KeyLimits, Verdict
-from authz.reasons import Reason
-from authz.records import KeyRecord
-from authz.verify import SecretVerifier
+from authz.check import credentials, routes
+from authz.check.credentials import CredentialSources
+from authz.check.reasons import Reason
+from authz.check.verify import SecretVerifier
+from authz.keys import format as key_format
+from authz.keys import scopes
+from authz.keys.record import KeyRecord
+from authz.ratelimit.limiters import KeyLimits, Verdict
+from authz.storage.lookup import Missing, RecordLookup
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +134,12 @@ class Checker:
         verdict = self.limits.decide_now(found)
         return None if verdict is None else self._admit(decision, verdict)
 
-    def _parse(self, request: CheckInput) -> keys.ParsedKey | Decision:
+    def _parse(self, request: CheckInput) -> key_format.ParsedKey | Decision:
         """Phases 1 and 2: one credential, well formed, of an accepted environment."""
         credential = credentials.extract(request.sources, self._policy.query_param_enabled)
         if isinstance(credential, Reason):
             return Decision(credential)
-        key = keys.parse(credential)
+        key = key_format.parse(credential)
         if key is None:
             return Decision(Reason.MALFORMED_KEY)
         if key.env not in self._policy.accepted_envs:
@@ -154,7 +156,7 @@ class Checker:
         if record.networks and not _address_allowed(record, request.client_address):
             return Decision(Reason.IP_NOT_ALLOWED, key_id=record.key_id)
         if not request.any_scope:
-            needed = policy.required_scope(request.method, request.path)
+            needed = routes.required_scope(request.method, request.path)
             if not scopes.grants(record.scopes, needed):
                 return Decision(Reason.INSUFFICIENT_SCOPE, key_id=record.key_id)
         return Decision(Reason.ALLOWED, record=record, key_id=record.key_id)
@@ -177,7 +179,7 @@ class Checker:
         return Decision(Reason.ALLOWED, record=record, key_id=record.key_id, limit=verdict)
 
 
-def _missing(found: Missing, key: keys.ParsedKey) -> Decision:
+def _missing(found: Missing, key: key_format.ParsedKey) -> Decision:
     reason = Reason.UNKNOWN_KEY if found is Missing.UNKNOWN else Reason.UNAVAILABLE
     return Decision(reason, key_id=key.key_id)
 

@@ -1,0 +1,1 @@
+"""Usage: per-minute rollups built from Envoy's access log, and the reports read from them."""
