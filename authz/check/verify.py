@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from authz.keys import format as key_format
 from authz.keys.format import ParsedKey
 from authz.keys.record import KeyRecord
+from authz.resilience.singleflight import SingleFlight
 
 
 class SecretVerifier:
@@ -26,7 +27,7 @@ class SecretVerifier:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
         self._right: dict[str, tuple[str, bytes]] = {}  # key id → (bcrypt hash, fingerprint)
         self._wrong: OrderedDict[bytes, None] = OrderedDict()
-        self._inflight: dict[bytes, asyncio.Future[bool]] = {}
+        self._flights: SingleFlight[bytes, bool] = SingleFlight()
         self._remember, self._remember_wrong = remember, remember_wrong
         self.bcrypt_runs = 0
 
@@ -47,29 +48,16 @@ class SecretVerifier:
         answer = self._known(presented, record)
         if answer is not None:
             return answer
-        pending = self._inflight.get(presented)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._inflight[presented] = future
-        try:
-            ok = await self._bcrypt(key, record)
-            self._learn(record, presented, ok)
-            future.set_result(ok)
-            return ok
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            del self._inflight[presented]
+        return await self._flights.run(presented, lambda: self._bcrypt(key, record, presented))
 
-    async def _bcrypt(self, key: ParsedKey, record: KeyRecord) -> bool:
+    async def _bcrypt(self, key: ParsedKey, record: KeyRecord, presented: bytes) -> bool:
         self.bcrypt_runs += 1
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
+        ok = await loop.run_in_executor(
             self._pool, key_format.verify_secret, key.secret, record.secret_hash
         )
+        self._learn(record, presented, ok)
+        return ok
 
     def _learn(self, record: KeyRecord, presented: bytes, ok: bool) -> None:
         if ok:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 
 from authz.keys.record import KeyRecord
+from authz.resilience.breaker import Breaker
 
 log = logging.getLogger(__name__)
 
@@ -188,19 +189,6 @@ def redis_client(url: str, timeout: float) -> aioredis.Redis:
     )
 
 
-class _Breaker:
-    """After a Redis failure, stop asking for ``pause`` seconds: an outage costs one time-out."""
-
-    def __init__(self, pause: float, clock: Clock) -> None:
-        self._pause, self._clock, self._open_until = pause, clock, 0.0
-
-    def closed(self) -> bool:
-        return self._clock() >= self._open_until
-
-    def trip(self) -> None:
-        self._open_until = self._clock() + self._pause
-
-
 class ExactLimiter:
     """One atomic Lua call per decision; the fallback policy while Redis is unreachable."""
 
@@ -215,7 +203,7 @@ class ExactLimiter:
         self._redis = client
         self._script = client.register_script(GCRA_LUA)
         self._deny_when_down = redis_down == "deny"
-        self._breaker = _Breaker(breaker, clock)
+        self._breaker = Breaker(breaker, clock)
         self._now_us = now_us  # tests drive the clock; None: Redis's own TIME
         self.stats = LimiterStats()
 

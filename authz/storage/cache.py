@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from authz.keys.record import KeyRecord
+from authz.resilience.breaker import Breaker
 from authz.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -100,18 +101,16 @@ class RedisCache:
             health_check_interval=0,
         )
         self._ttl = max(1, int(ttl))
-        self._breaker = breaker
-        self._clock = clock
-        self._open_until = 0.0
+        self._breaker = Breaker(breaker, clock)
         self.dirty = False  # an invalidation was lost: purge before trusting Redis again
         self.failures = 0
 
     def available(self) -> bool:
-        return self._clock() >= self._open_until
+        return self._breaker.closed()
 
     def _fail(self, exc: BaseException) -> None:
         self.failures += 1
-        self._open_until = self._clock() + self._breaker
+        self._breaker.trip()
         metrics.store_error("redis")
         log.warning("redis unavailable", extra={"error": type(exc).__name__})
 

@@ -14,6 +14,7 @@ import asyncio
 import enum
 
 from authz.keys.record import KeyRecord
+from authz.resilience.singleflight import SingleFlight
 from authz.storage.cache import LocalCache, RedisCache
 from authz.storage.store import KeyStore, StoreUnavailable
 from authz.telemetry import metrics
@@ -33,7 +34,7 @@ class RecordLookup:
         max_concurrent_fetches: int = 8,
     ) -> None:
         self.local, self.redis, self.store = local, redis, store
-        self._inflight: dict[str, asyncio.Future[KeyRecord | Missing]] = {}
+        self._flights: SingleFlight[str, KeyRecord | Missing] = SingleFlight()
         self._fetch_slots = asyncio.Semaphore(max_concurrent_fetches)
         self._invalidations = 0
         self._background: set[asyncio.Task[None]] = set()
@@ -50,21 +51,7 @@ class RecordLookup:
         cached = self.cached(key_id)
         if cached is not None:
             return cached
-        pending = self._inflight.get(key_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[KeyRecord | Missing] = asyncio.get_running_loop().create_future()
-        self._inflight[key_id] = future
-        try:
-            result = await self._load(key_id)
-            future.set_result(result)
-            return result
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            del self._inflight[key_id]
+        return await self._flights.run(key_id, lambda: self._load(key_id))
 
     async def _load(self, key_id: str) -> KeyRecord | Missing:
         generation = self._invalidations

@@ -7,13 +7,13 @@ tests. A store raises ``StoreUnavailable`` when it cannot answer; it never guess
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from psycopg_pool import AsyncConnectionPool
 
 from authz.keys.record import KeyRecord
+from authz.resilience.breaker import Breaker
 
 
 class StoreUnavailable(Exception):
@@ -60,14 +60,13 @@ def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
 class PostgresKeyStore:
     """Reads key records with a short time-out; the pool is opened lazily and re-tried.
 
-    After a failure the store answers "unavailable" at once for ``breaker`` seconds, so an
-    outage costs one time-out, not one per cold check, and the pool is never queued up.
+    After a failure the store answers "unavailable" at once for ``breaker`` seconds
+    (``authz.resilience.breaker``), so an outage costs one time-out, not one per cold check.
     """
 
     def __init__(self, url: str, pool_size: int, timeout: float, breaker: float = 0.5) -> None:
         self._timeout = timeout
-        self._breaker = breaker
-        self._open_until = 0.0
+        self._breaker = Breaker(breaker)
         self._pool = AsyncConnectionPool(
             url,
             min_size=1,
@@ -90,23 +89,17 @@ class PostgresKeyStore:
             await self._pool.open(wait=False)
             self._opened = True
 
-    def _check_breaker(self) -> None:
-        if time.monotonic() < self._open_until:
-            raise StoreUnavailable("circuit open")
-
-    def _trip(self, exc: BaseException) -> StoreUnavailable:
-        self._open_until = time.monotonic() + self._breaker
-        return StoreUnavailable(type(exc).__name__)
-
     async def fetch(self, key_id: str) -> KeyRecord | None:
-        self._check_breaker()
+        if not self._breaker.closed():
+            raise StoreUnavailable("circuit open")
         await self._ensure_open()
         try:
             async with self._pool.connection(timeout=self._timeout) as conn:
                 cur = await conn.execute(_FETCH, (key_id,), prepare=True)
                 row = await cur.fetchone()
         except Exception as exc:  # any driver or pool failure means "cannot verify"
-            raise self._trip(exc) from None
+            self._breaker.trip()
+            raise StoreUnavailable(type(exc).__name__) from None
         return None if row is None else record_from_row(row)
 
     async def touch(self, key_ids: Iterable[str]) -> None:
