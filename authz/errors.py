@@ -1,21 +1,29 @@
-"""The service's exception tree, documented in one place.
+"""The one exception tree of authz, documented in one place.
 
-Every failure the key-operations service (``authz.service``) reports is a ``HokusaiError``. Each
-class carries a stable machine ``code``, the CLI exit code and the HTTP status the REST API answers
-with, so both front ends map failures the same way and nothing is decided twice:
+Every failure that crosses a module boundary as an exception is a ``HokusaiError``. Each class
+carries a stable machine ``code``, the CLI exit code and the HTTP status the REST API answers with,
+so every front end maps failures the same way and nothing is decided twice:
 
-==================  =====================  =========  ===========  ================================
-class               code                   CLI exit   HTTP         when
-==================  =====================  =========  ===========  ================================
-``InvalidInput``    ``invalid_input``      2          422          bad scope, CIDR, expiry, limit,
-                                                                   name, e-mail, metadata, key id
-``NotFound``        ``not_found``          1          404          no key (or user) with that id
-``Conflict``        ``conflict``           1          409          the key's state forbids it
-                                                                   (rotating a revoked key)
-``Forbidden``       ``forbidden``          1          403          the caller may not do this
-``StoreUnavailable`` ``store_unavailable`` 1          503          Postgres unreachable; the message
-                                                                   names host:port, never a password
-==================  =====================  =========  ===========  ================================
+======================  ======================  ========  =====  ==============================
+class                   code                    CLI exit  HTTP   when
+======================  ======================  ========  =====  ==============================
+``InvalidInput``        ``invalid_input``       2         422    bad scope, CIDR, expiry, limit,
+                                                                 name, e-mail, metadata, key id,
+                                                                 duration, rate or timestamp
+``NotFound``            ``not_found``           1         404    no key (or user) with that id
+``Conflict``            ``conflict``            1         409    the key's state forbids it
+                                                                 (rotating a revoked key)
+``Forbidden``           ``forbidden``           1         403    the caller may not do this
+``StoreUnavailable``    ``store_unavailable``   1         503    Postgres (or a store in front of
+                                                                 it) cannot answer: the check path
+                                                                 fails closed, management stops
+``DatabaseUnavailable`` ``store_unavailable``   1         503    a connection could not be opened
+                                                                 (a ``StoreUnavailable``)
+``MigrationError``      ``migration_failed``    1         500    a migration could not be found,
+                                                                 applied or undone
+======================  ======================  ========  =====  ==============================
+
+A denial of the Check is not an exception: it is a returned ``Decision`` (``authz.check``).
 
 ``message`` is always one line, safe to print and to return to a client: it never contains key
 material (the secret part of a key or a whole key) or a database password.
@@ -76,7 +84,18 @@ class Forbidden(HokusaiError):
 
 
 class StoreUnavailable(HokusaiError):
-    """Postgres cannot be reached; the message names host:port, never the password (HTTP 503)."""
+    """A store could not answer (down, slow, pool exhausted, circuit open): the check path fails
+    closed, an operation writes nothing. The message names host:port, never a password (503)."""
 
     code = "store_unavailable"
     http_status = 503
+
+
+class DatabaseUnavailable(StoreUnavailable):
+    """A Postgres connection could not be opened (``authz.storage.db.connect``)."""
+
+
+class MigrationError(HokusaiError):
+    """A migration could not be found, applied or undone (one line, no password)."""
+
+    code = "migration_failed"

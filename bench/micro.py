@@ -264,8 +264,8 @@ def access_log_entry(key_id: str, batch: int = 30) -> dict[str, float]:
 async def cold(settings: Settings, database_url: str, samples: int) -> dict[str, float]:
     """Local cache and verifier memory dropped before each check: Postgres + bcrypt every time."""
     from authz.management.service import KeyService
+    from authz.storage.db import connector
     from authz.storage.migrations import migrate
-    from cli.db_commands import connector
 
     migrate(database_url)
     service = KeyService(connector(database_url), settings, "bench")

@@ -19,10 +19,10 @@ from typing import Any
 from authz.keys import format as key_format
 from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.storage.db import connector
 from authz.storage.migrations import migrate
 from bench.upstream import with_upstream
 from cli import envoy_config
-from cli.db_commands import connector
 from cli.envoy_config import Endpoint
 from cli.servers import (
     EnvoyServer,

@@ -2,7 +2,7 @@
 
 The database URL comes from ``--database-url``, else ``HOKUSAI_DATABASE_URL``, else the local
 stack's record ``<data dir>/stack.json`` (written by ``hokusai gateway up``). Output shows URLs
-only through ``authz.db.redact_url``.
+only through ``authz.storage.db.redact_url``; connections come from ``authz.storage.db``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from authz.errors import InvalidInput, StoreUnavailable
-from authz.management.service import ConnectionFactory, KeyService
+from authz.errors import InvalidInput
+from authz.management.service import KeyService
 from authz.settings import Settings, data_dir
 from authz.storage import db, migrations
 from cli import output
@@ -42,18 +42,6 @@ def resolve_database_url(arg: str | None, settings: Settings | None = None) -> s
     return url
 
 
-def connector(url: str) -> ConnectionFactory:
-    """Connections for the service; unreachable → ``StoreUnavailable`` naming host:port only."""
-
-    def connect() -> Any:
-        try:
-            return db.connect(url)
-        except db.DatabaseUnavailable as exc:
-            raise StoreUnavailable(str(exc)) from None
-
-    return connect
-
-
 def actor() -> str:
     """Who the audit log records for CLI changes: the operating-system user."""
     return f"cli:{getpass.getuser()}"
@@ -62,7 +50,7 @@ def actor() -> str:
 def key_service(args: argparse.Namespace) -> KeyService:
     settings = Settings.from_env()
     url = resolve_database_url(args.database_url, settings)
-    return KeyService(connector(url), settings, actor())
+    return KeyService(db.connector(url), settings, actor())
 
 
 def add_database_option(parser: argparse.ArgumentParser) -> None:
@@ -74,18 +62,9 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _run_migrations(call: Any, url: str) -> Any:
-    try:
-        return call()
-    except db.DatabaseUnavailable as exc:
-        raise StoreUnavailable(str(exc)) from None
-    except migrations.MigrationError as exc:
-        raise StoreUnavailable(db.scrub(str(exc), url)) from None
-
-
 def _migrate(args: argparse.Namespace) -> int:
     url = resolve_database_url(args.database_url)
-    applied: list[int] = _run_migrations(lambda: migrations.migrate(url), url)
+    applied: list[int] = migrations.migrate(url)
     if args.json:
         output.emit_json({"applied": applied, "database": db.redact_url(url)})
     elif applied:
@@ -99,7 +78,7 @@ def _rollback(args: argparse.Namespace) -> int:
     if args.to is not None and args.to < 0:
         raise InvalidInput("--to must be a migration version (0 undoes them all)")
     url = resolve_database_url(args.database_url)
-    undone: list[int] = _run_migrations(lambda: migrations.rollback(url, args.to), url)
+    undone: list[int] = migrations.rollback(url, args.to)
     if args.json:
         output.emit_json({"rolled_back": undone, "database": db.redact_url(url)})
     elif undone:
@@ -111,7 +90,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     url = resolve_database_url(args.database_url)
-    rows: list[migrations.MigrationStatus] = _run_migrations(lambda: migrations.status(url), url)
+    rows: list[migrations.MigrationStatus] = migrations.status(url)
     if args.json:
         output.emit_json(
             {

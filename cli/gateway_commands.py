@@ -17,7 +17,8 @@ import redis
 
 from authz.settings import Settings, data_dir
 from authz.storage import db
-from cli.db_commands import actor, connector
+from authz.storage.db import connector
+from cli.db_commands import actor
 from cli.servers import http_ok
 from cli.stack import BOOTSTRAP_USER, LocalStack, StackOptions, StackRecord
 

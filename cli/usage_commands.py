@@ -22,9 +22,10 @@ from authz.errors import InvalidInput
 from authz.keys import durations
 from authz.management.service import parse_key_ref, parse_timestamp, utcnow
 from authz.settings import Settings
+from authz.storage.db import connector
 from authz.usage.rollups import UsageRow, key_report, prune, report
 from cli import output
-from cli.db_commands import add_database_option, connector, resolve_database_url
+from cli.db_commands import add_database_option, resolve_database_url
 
 SPARK = "▁▂▃▄▅▆▇█"
 BAR_WIDTH = 30

@@ -21,8 +21,8 @@ from authz.api import routes
 from authz.api.auth import Denied, denial_response
 from authz.api.runtime import Runtime
 from authz.errors import HokusaiError
-from authz.management.service import ConnectionFactory
 from authz.settings import Settings
+from authz.storage.db import ConnectionFactory
 from authz.storage.store import KeyStore
 
 log = logging.getLogger(__name__)

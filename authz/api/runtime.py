@@ -20,10 +20,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from authz.check.checker import Checker
 from authz.errors import StoreUnavailable
-from authz.management.service import Connection, ConnectionFactory
 from authz.pipeline import build_checker, build_listener, build_redis, build_store
 from authz.settings import Settings, SettingsError
 from authz.storage.cache import RedisCache
+from authz.storage.db import Connection, ConnectionFactory
 from authz.storage.invalidation import InvalidationListener
 from authz.storage.store import KeyStore
 

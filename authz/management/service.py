@@ -28,10 +28,9 @@ from authz.keys import format as key_format
 from authz.keys import scopes as scope_rules
 from authz.keys.durations import parse_duration, parse_rate
 from authz.settings import Settings
+from authz.storage.db import Connection, ConnectionFactory
 from authz.usage import rollups
 
-Connection = psycopg.Connection[Any]
-ConnectionFactory = Callable[[], Connection]
 Clock = Callable[[], datetime]
 
 EXPIRING_SOON = timedelta(days=7)

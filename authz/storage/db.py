@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
+from authz.errors import DatabaseUnavailable
+
 REDACTED = "***"
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-
-
-class DatabaseUnavailable(ConnectionError):
-    """The database could not be reached; the message names host:port, never the password."""
 
 
 def _redact_netloc(parts: SplitResult) -> str:
@@ -70,6 +70,15 @@ def scrub(message: str, url: str) -> str:
     if password:
         line = line.replace(password, REDACTED)
     return line
+
+
+Connection = psycopg.Connection[Any]
+ConnectionFactory = Callable[[], Connection]
+
+
+def connector(url: str) -> ConnectionFactory:
+    """A factory of ``connect(url)`` connections (the key service opens one per operation)."""
+    return lambda: connect(url)
 
 
 def connect(

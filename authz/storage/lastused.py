@@ -11,8 +11,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from authz.errors import StoreUnavailable
 from authz.keys.record import KeyRecord
-from authz.storage.store import KeyStore, StoreUnavailable
+from authz.storage.store import KeyStore
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import enum
 
+from authz.errors import StoreUnavailable
 from authz.keys.record import KeyRecord
 from authz.resilience.singleflight import SingleFlight
 from authz.storage.cache import LocalCache, RedisCache
-from authz.storage.store import KeyStore, StoreUnavailable
+from authz.storage.store import KeyStore
 from authz.telemetry import metrics
 
 

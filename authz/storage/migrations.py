@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import TupleRow
 
-from authz.storage.db import DatabaseUnavailable, connect, endpoint, scrub
+from authz.errors import DatabaseUnavailable, MigrationError
+from authz.storage.db import connect, endpoint, scrub
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Any constant distinct from the audit chain's lock (7355608001) in 0001_initial.
@@ -33,10 +34,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )"""
 
 Conn = psycopg.Connection[TupleRow]
-
-
-class MigrationError(RuntimeError):
-    """A migration could not be found, applied or undone (one line, no password)."""
 
 
 @dataclass(frozen=True, slots=True)

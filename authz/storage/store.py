@@ -1,7 +1,7 @@
 """The source of truth for the check path: key records read from Postgres (async, pooled).
 
 ``KeyStore`` is the seam: ``PostgresKeyStore`` is the real one, ``MemoryKeyStore`` serves unit
-tests. A store raises ``StoreUnavailable`` when it cannot answer; it never guesses.
+tests. A store raises ``authz.errors.StoreUnavailable`` when it cannot answer; it never guesses.
 """
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ from typing import Any, Protocol
 
 from psycopg_pool import AsyncConnectionPool
 
+from authz.errors import StoreUnavailable
 from authz.keys.record import KeyRecord
 from authz.resilience.breaker import Breaker
-
-
-class StoreUnavailable(Exception):
-    """The store could not answer (down, slow, pool exhausted): the check fails closed."""
 
 
 class KeyStore(Protocol):

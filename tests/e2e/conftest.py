@@ -24,8 +24,8 @@ import requests
 from authz.keys import format as keys
 from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.storage.db import connector
 from cli import envoy_config
-from cli.db_commands import connector
 from cli.servers import MlflowServer, free_port
 from cli.stack import LocalStack, StackOptions, StackRecord
 

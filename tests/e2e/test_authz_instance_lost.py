@@ -16,8 +16,8 @@ import requests
 
 from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.storage.db import connector
 from authz.transports import wire
-from cli.db_commands import connector
 from cli.servers import EnvoyServer, free_port
 from tests.support.authz import running_authz
 from tests.support.envoy_rig import envoy_bootstrap

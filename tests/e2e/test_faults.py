@@ -14,8 +14,8 @@ import requests
 
 from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.storage.db import connector
 from authz.storage.migrations import migrate
-from cli.db_commands import connector
 from cli.servers import MlflowServer, PostgresServer, RedisServer, free_port
 from cli.stack import LocalStack, StackOptions, StackRecord
 from tests.support.authz import poll

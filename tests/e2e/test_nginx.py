@@ -21,9 +21,9 @@ import requests
 
 from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.storage.db import connector
 from authz.transports import wire
 from cli import nginx_config
-from cli.db_commands import connector
 from cli.envoy_config import Endpoint
 from cli.nginx_config import NginxOptions
 from cli.servers import ManagedProcess, MlflowServer, free_port

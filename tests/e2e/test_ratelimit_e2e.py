@@ -22,7 +22,7 @@ import requests
 
 from authz.management.service import KeyService
 from authz.settings import Settings
-from cli.db_commands import connector
+from authz.storage.db import connector
 from cli.main import main as hokusai
 from cli.servers import EnvoyServer, RedisServer, free_port
 from tests.support.authz import RunningAuthz, poll, running_authz

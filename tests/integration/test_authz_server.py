@@ -11,8 +11,8 @@ import pytest
 from authz.keys import format as keys
 from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.storage.db import connector
 from authz.transports import wire
-from cli.db_commands import connector
 from cli.servers import PostgresServer, RedisServer
 from tests.corpus import Case, corpus
 from tests.support.authz import (

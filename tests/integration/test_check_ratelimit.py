@@ -11,7 +11,7 @@ import pytest
 
 from authz.management.service import KeyService
 from authz.settings import Settings
-from cli.db_commands import connector
+from authz.storage.db import connector
 from tests.support.authz import GrpcCheckClient, RunningAuthz, http_check, running_authz
 
 PATH = "/api/mlflow/api/2.0/mlflow/experiments/get?experiment_id=0"

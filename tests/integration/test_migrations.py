@@ -12,8 +12,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from authz.storage.db import DatabaseUnavailable, connect, redact_url
-from authz.storage.migrations import MigrationError, discover, migrate, rollback, status
+from authz.errors import DatabaseUnavailable, MigrationError
+from authz.storage.db import connect, redact_url
+from authz.storage.migrations import discover, migrate, rollback, status
 from tests.conftest import with_database
 
 TABLES = {"users", "api_keys", "api_key_usage", "audit_log"}

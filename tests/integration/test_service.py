@@ -11,7 +11,7 @@ from authz.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from authz.keys import format as keys
 from authz.management.service import KeyChanges, KeyService, status_of
 from authz.settings import Settings
-from cli.db_commands import connector
+from authz.storage.db import connector
 
 SETTINGS = Settings().replace(bcrypt_cost=4)  # the cheapest cost keeps the tests fast
 

@@ -25,9 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from authz.keys import format as keys
 from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.storage.db import connector
 from authz.telemetry import metrics as telemetry
 from cli import envoy_config
-from cli.db_commands import connector
 from cli.servers import EnvoyServer, free_port
 from tests.support.authz import GrpcCheckClient, RunningAuthz, http_check, poll, running_authz
 

@@ -17,7 +17,7 @@ from psycopg import sql
 from authz.api.app import create_app
 from authz.management.service import KeyService
 from authz.settings import Settings
-from cli.db_commands import connector
+from authz.storage.db import connector
 from cli.servers import free_port, http_ok
 from tests.conftest import with_database
 
