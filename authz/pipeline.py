@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import redis.asyncio as aioredis
+
 from authz.check.checker import Checker, CheckPolicy
 from authz.check.verify import SecretVerifier
 from authz.keys.record import KeyRecord
@@ -29,11 +31,11 @@ def build_store(settings: Settings) -> KeyStore:
     )
 
 
-def build_redis(settings: Settings) -> RedisCache | None:
-    """The shared record cache, or None when no Redis is configured."""
-    if not settings.redis_url:
+def build_redis(client: aioredis.Redis | None, settings: Settings) -> RedisCache | None:
+    """The shared record cache on the process's Redis client, or None without Redis."""
+    if client is None:
         return None
-    return RedisCache(settings.redis_url, settings.redis_cache_ttl, settings.redis_timeout)
+    return RedisCache(client, settings.redis_cache_ttl)
 
 
 def build_checker(

@@ -23,6 +23,7 @@ from authz.pipeline import build_checker, build_listener, build_redis, build_sto
 from authz.ratelimit.limiters import KeyLimits, Limit, build_limiter
 from authz.settings import Settings, SettingsError
 from authz.storage.lastused import LastUsedRecorder
+from authz.storage.redis import redis_client
 from authz.storage.store import KeyStore
 from authz.telemetry import metrics
 from authz.transports.accesslog import AccessLogService
@@ -48,7 +49,8 @@ class AuthzServer:
             raise SettingsError("HOKUSAI_DATABASE_URL: required to run the authz server")
         self.settings = settings
         self.store = store or build_store(settings)
-        self.redis = build_redis(settings)
+        self.redis_client = redis_client(settings)  # one pool: the record cache and the limiter
+        self.redis = build_redis(self.redis_client, settings)
         self.checker = build_checker(settings, self.store, self.redis, on_allowed=self._allowed)
         self.lookup, self.verifier = self.checker.lookup, self.checker.verifier
         self.local = self.lookup.local
@@ -62,8 +64,7 @@ class AuthzServer:
         self.grpc.add_handlers(self.check_service.handler())
         # Per-key rate limits and usage rollups (Envoy's RateLimitService and AccessLogService).
         self.limiter = build_limiter(
-            settings.redis_url,
-            settings.redis_timeout,
+            self.redis_client,
             settings.rate_limit_mode,
             settings.rate_limit_sync_interval,
             settings.rate_limit_redis_down,
@@ -141,8 +142,8 @@ class AuthzServer:
             await self.telemetry.stop()
         self._unobserve()
         self.verifier.close()
-        if self.redis is not None:
-            await self.redis.close()
+        if self.redis_client is not None:
+            await self.redis_client.aclose()
         await self.store.close()
 
 

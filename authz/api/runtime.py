@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 import psycopg
+import redis.asyncio as aioredis
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -22,9 +23,9 @@ from authz.check.checker import Checker
 from authz.errors import StoreUnavailable
 from authz.pipeline import build_checker, build_listener, build_redis, build_store
 from authz.settings import Settings, SettingsError
-from authz.storage.cache import RedisCache
 from authz.storage.db import Connection, ConnectionFactory
 from authz.storage.invalidation import InvalidationListener
+from authz.storage.redis import redis_client
 from authz.storage.store import KeyStore
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class Runtime:
     checker: Checker
     connect: ConnectionFactory
     store: KeyStore
-    redis: RedisCache | None
+    redis: aioredis.Redis | None
     pool: ConnectionPool[Any] | None
     listener: InvalidationListener | None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -95,8 +96,8 @@ class Runtime:
         if not settings.database_url:
             raise SettingsError("HOKUSAI_DATABASE_URL: required to run the keys API")
         store = store or build_store(settings)
-        redis = build_redis(settings)
-        checker = build_checker(settings, store, redis)
+        redis = redis_client(settings)
+        checker = build_checker(settings, store, build_redis(redis, settings))
         pool = None
         if connect is None:
             pool, connect = pooled_connector(settings)
@@ -123,5 +124,5 @@ class Runtime:
         self.checker.verifier.close()
         if self.redis is not None:
             with contextlib.suppress(Exception):
-                await self.redis.close()
+                await self.redis.aclose()
         await self.store.close()

@@ -179,16 +179,6 @@ class RateLimiter(Protocol):
     async def close(self) -> None: ...
 
 
-def redis_client(url: str, timeout: float) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry_on_timeout=False,
-        health_check_interval=0,
-    )
-
-
 class ExactLimiter:
     """One atomic Lua call per decision; the fallback policy while Redis is unreachable."""
 
@@ -239,7 +229,7 @@ class ExactLimiter:
         return None
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        return None  # the Redis client is the process's (``authz.storage.redis``): closed there
 
 
 @dataclass(slots=True)
@@ -353,18 +343,16 @@ class ApproximateLimiter:
             await self.sync()
 
     async def close(self) -> None:
+        """A last sync; the Redis client is the process's and is closed by its owner."""
         await self.sync()
-        if self._redis is not None:
-            await self._redis.aclose()
 
 
 def build_limiter(
-    redis_url: str, timeout: float, mode: str, sync_interval: float, redis_down: str
+    client: aioredis.Redis | None, mode: str, sync_interval: float, redis_down: str
 ) -> RateLimiter:
     """The limiter the settings ask for; without Redis, per-instance limits (approximate)."""
-    if not redis_url:
+    if client is None:
         return ApproximateLimiter(None, sync_interval, redis_down)
-    client = redis_client(redis_url, timeout)
     if mode == "approximate":
         return ApproximateLimiter(client, sync_interval, redis_down)
     return ExactLimiter(client, redis_down)

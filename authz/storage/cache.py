@@ -87,19 +87,12 @@ class RedisCache:
 
     def __init__(
         self,
-        url: str,
+        client: aioredis.Redis,
         ttl: float,
-        timeout: float,
         breaker: float = 1.0,
         clock: Clock = time.monotonic,
     ) -> None:
-        self._redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-            health_check_interval=0,
-        )
+        self._redis = client  # the process's one client (``authz.storage.redis``); not closed here
         self._ttl = max(1, int(ttl))
         self._breaker = Breaker(breaker, clock)
         self.dirty = False  # an invalidation was lost: purge before trusting Redis again
@@ -160,6 +153,3 @@ class RedisCache:
         """Delete every key record (after lost notifications); raises when Redis is down."""
         async for name in self._redis.scan_iter(match=REDIS_PREFIX + "*", count=1000):
             await self._redis.delete(name)
-
-    async def close(self) -> None:
-        await self._redis.aclose()

@@ -6,13 +6,11 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from authz.ratelimit.limiters import (
-    ApproximateLimiter,
-    ExactLimiter,
-    Limit,
-    Verdict,
-    redis_client,
-)
+import redis.asyncio as aioredis
+
+from authz.ratelimit.limiters import ApproximateLimiter, ExactLimiter, Limit, Verdict
+from authz.settings import Settings
+from authz.storage.redis import redis_client
 from cli.servers import RedisServer
 
 T = TypeVar("T")
@@ -20,8 +18,26 @@ T0 = 1_700_000_000_000_000  # µs
 ONE_PER_SECOND = 3600
 
 
+CLIENTS: list[aioredis.Redis] = []
+
+
+def client(url: str) -> aioredis.Redis:
+    """The process's Redis client as authz builds it; ``run`` closes it after the scenario."""
+    made = redis_client(Settings(redis_url=url, redis_timeout=0.2))
+    assert made is not None
+    CLIENTS.append(made)
+    return made
+
+
 def run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return asyncio.run(factory())
+    async def scenario() -> T:
+        try:
+            return await factory()
+        finally:
+            while CLIENTS:
+                await CLIENTS.pop().aclose()
+
+    return asyncio.run(scenario())
 
 
 class Clock:
@@ -33,7 +49,7 @@ class Clock:
 
 
 def exact(url: str, clock: Clock, redis_down: str = "open") -> ExactLimiter:
-    return ExactLimiter(redis_client(url, 0.2), redis_down, now_us=clock)
+    return ExactLimiter(client(url), redis_down, now_us=clock)
 
 
 async def burst(limiter: ExactLimiter, key: str, limit: Limit, n: int) -> list[Verdict]:
@@ -91,7 +107,7 @@ def test_two_instances_share_one_budget(redis_url: str) -> None:
 
 def test_redis_clock_when_no_time_is_given(redis_url: str) -> None:
     async def scenario() -> list[Verdict]:
-        limiter = ExactLimiter(redis_client(redis_url, 0.2))
+        limiter = ExactLimiter(client(redis_url))
         try:
             return await burst(limiter, "k4", Limit(60, 2), 3)
         finally:
@@ -123,8 +139,8 @@ def test_approximate_instances_converge_through_redis(redis_url: str) -> None:
 
     async def scenario() -> tuple[int, int]:
         now = [T0 / 1e6]
-        one = ApproximateLimiter(redis_client(redis_url, 0.2), 0.1, clock=lambda: now[0])
-        two = ApproximateLimiter(redis_client(redis_url, 0.2), 0.1, clock=lambda: now[0])
+        one = ApproximateLimiter(client(redis_url), 0.1, clock=lambda: now[0])
+        two = ApproximateLimiter(client(redis_url), 0.1, clock=lambda: now[0])
         limit = Limit(ONE_PER_SECOND, 5)
         try:
             first = sum(x.decide_now("k6", limit).allowed for x in (one, two) for _ in range(10))
