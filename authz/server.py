@@ -1,30 +1,41 @@
-"""The authz process: builds every part from the settings, serves, and shuts down in order.
+"""The authz process, and every part of it built from the settings in one place.
 
-Start: stores and caches, then the invalidation listener (caches are only trusted once it
-listens), then the gRPC and HTTP servers, then health turns SERVING. SIGTERM: health turns
-NOT_SERVING, in-flight work drains for the grace period, batches are flushed, and pools close in
-reverse order of creation.
+The builders at the top (``build_store``, ``build_checker``, ``build_listener``) are also what the
+keys REST API's runtime (``authz.api.runtime``) calls: both processes authenticate with a
+``Checker`` wired here, so the caches, the verifier and the invalidation wiring are written once.
+Each process builds its own: caches and fingerprints live in-process, Redis and Postgres are
+shared.
+
+``AuthzServer`` builds its parts and starts nothing: constructing one opens no socket, starts no
+thread and registers nothing process-wide. Start: the invalidation listener first (caches are
+only trusted once it listens), the background batches, the exporters, then the gRPC and HTTP
+servers, then health turns SERVING. SIGTERM: health turns NOT_SERVING, in-flight work drains for
+the grace period, batches are flushed, and clients close in reverse order of creation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import grpc
+import redis.asyncio as aioredis
 
-from authz.check.checker import Decision
+from authz.check.checker import Checker, CheckPolicy
+from authz.check.verify import SecretVerifier
 from authz.keys.record import KeyRecord
-from authz.pipeline import build_checker, build_listener, build_redis, build_store
 from authz.ratelimit.limiters import KeyLimits, Limit, build_limiter
 from authz.settings import Settings, SettingsError
+from authz.storage.cache import LocalCache, RedisCache
+from authz.storage.invalidation import InvalidationListener
 from authz.storage.lastused import LastUsedRecorder
+from authz.storage.lookup import RecordLookup
 from authz.storage.redis import redis_client
-from authz.storage.store import KeyStore
+from authz.storage.store import KeyStore, PostgresKeyStore
 from authz.telemetry import metrics
 from authz.transports.accesslog import AccessLogService
 from authz.transports.grpc import CheckService, GrpcServer
@@ -33,6 +44,62 @@ from authz.transports.ratelimit_service import RateLimitService
 from authz.usage.rollups import UsageAggregator
 
 log = logging.getLogger(__name__)
+
+
+# --- the check pipeline, for every process that checks keys -----------------------------------
+
+
+def build_store(settings: Settings) -> KeyStore:
+    if not settings.database_url:
+        raise SettingsError("HOKUSAI_DATABASE_URL: required to validate keys")
+    return PostgresKeyStore(
+        settings.database_url, settings.database_pool_size, settings.database_timeout
+    )
+
+
+def build_checker(
+    settings: Settings,
+    store: KeyStore,
+    redis: aioredis.Redis | None,
+    *,
+    on_allowed: Callable[[KeyRecord], None] = lambda _r: None,
+    limits: KeyLimits | None = None,
+) -> Checker:
+    """The check pipeline: local cache → Redis → store, bcrypt verifier, check policy, and the
+    in-Check rate limit (phase 8) when ``limits`` is given."""
+    local = LocalCache(
+        settings.local_cache_ttl,
+        settings.negative_cache_ttl,
+        settings.stale_window,
+        settings.local_cache_size,
+    )
+    shared = None if redis is None else RedisCache(redis, settings.redis_cache_ttl)
+    lookup = RecordLookup(local, shared, store, max_concurrent_fetches=settings.database_pool_size)
+    # Without a configured pepper, fingerprints are only meaningful inside this process.
+    pepper = settings.pepper.encode() if settings.pepper else os.urandom(32)
+    verifier = SecretVerifier(pepper, settings.bcrypt_threads)
+    policy = CheckPolicy(settings.accepted_envs, settings.query_param_enabled)
+    return Checker(policy, lookup, verifier, on_allowed=on_allowed, limits=limits)
+
+
+def build_listener(settings: Settings, checker: Checker) -> InvalidationListener | None:
+    """``LISTEN`` for key changes and drop the checker's cached copy (None without a database)."""
+    if not settings.database_url:
+        return None
+
+    async def invalidate(key_id: str) -> None:
+        checker.verifier.forget(key_id)
+        await checker.lookup.invalidate(key_id)
+
+    return InvalidationListener(settings.database_url, invalidate, checker.lookup.invalidate_all)
+
+
+def default_limit(settings: Settings) -> Limit:
+    """The limit of a key that has none of its own."""
+    return Limit(settings.rate_limit_default, settings.rate_limit_default_burst)
+
+
+# --- one authz instance -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,66 +116,51 @@ class AuthzServer:
             raise SettingsError("HOKUSAI_DATABASE_URL: required to run the authz server")
         self.settings = settings
         self.store = store or build_store(settings)
-        self.redis_client = redis_client(settings)  # one pool: the record cache and the limiter
-        self.redis = build_redis(self.redis_client, settings)
-        self.checker = build_checker(settings, self.store, self.redis, on_allowed=self._allowed)
-        self.lookup, self.verifier = self.checker.lookup, self.checker.verifier
-        self.local = self.lookup.local
-        self.last_used = LastUsedRecorder(self.store, settings.last_used_interval)
-        self.decision_hooks: list[Callable[[Decision], None]] = []
-        self.allowed_hooks: list[Callable[[KeyRecord], None]] = []
-        self.grpc = GrpcServer()
-        self.check_service = CheckService(
-            self.checker, settings.trusted_hops, settings.docs_base_url, self._decided
-        )
-        self.grpc.add_handlers(self.check_service.handler())
-        # Per-key rate limits and usage rollups (Envoy's RateLimitService and AccessLogService).
+        self.redis = redis_client(settings)  # one pool: the record cache and the limiter
+        # Per-key rate limits: Envoy's RateLimitService, or phase 8 of the Check itself.
         self.limiter = build_limiter(
-            self.redis_client,
+            self.redis,
             settings.rate_limit_mode,
             settings.rate_limit_sync_interval,
             settings.rate_limit_redis_down,
         )
-        self.rate_limits = RateLimitService(
-            self.limiter,
-            self.lookup,
-            Limit(settings.rate_limit_default, settings.rate_limit_default_burst),
-            settings.docs_base_url,
+        in_check = settings.rate_limit_enforcement == "check"
+        self.last_used = LastUsedRecorder(self.store, settings.last_used_interval)
+        self.checker = build_checker(
+            settings,
+            self.store,
+            self.redis,
+            on_allowed=self.last_used.seen,
+            limits=KeyLimits(self.limiter, default_limit(settings)) if in_check else None,
         )
-        if settings.rate_limit_enforcement == "check":  # phase 8 of the Check (authz/check.py)
-            self.checker.limits = KeyLimits(
-                self.limiter, Limit(settings.rate_limit_default, settings.rate_limit_default_burst)
-            )
+        self.lookup, self.verifier = self.checker.lookup, self.checker.verifier
+        self.check_service = CheckService(
+            self.checker, settings.trusted_hops, settings.docs_base_url
+        )
+        self.rate_limits = RateLimitService(
+            self.limiter, self.lookup, default_limit(settings), settings.docs_base_url
+        )
+        # Usage rollups from Envoy's AccessLogService.
         self.usage = UsageAggregator(settings.database_url)
         self.access_log = AccessLogService(self.usage)
-        self.grpc.add_handlers(self.rate_limits.handler(), self.access_log.handler())
+        self.grpc = GrpcServer(
+            self.check_service.handler(), self.rate_limits.handler(), self.access_log.handler()
+        )
         self.http = HttpCheckServer(
             self.checker,
             settings.trusted_hops,
             settings.docs_base_url,
             serving=lambda: self.serving,
-            on_decision=self._decided,
         )
         self.listener = build_listener(settings, self.checker)
         self.serving = False
         self._tasks: list[asyncio.Task[None]] = []
         self.telemetry: metrics.Runtime | None = None  # exporters, when the settings ask
-        self._unobserve = metrics.observe_bcrypt(lambda: self.verifier.bcrypt_runs)
-
-    def _allowed(self, record: KeyRecord) -> None:
-        self.last_used.seen(record)
-        for hook in self.allowed_hooks:
-            hook(record)
-
-    def _decided(self, decision: Decision) -> None:
-        for hook in self.decision_hooks:
-            hook(decision)
-
-    def add_grpc_handlers(self, *handlers: grpc.GenericRpcHandler) -> None:
-        self.grpc.add_handlers(*handlers)
+        self._unobserve: Callable[[], None] | None = None
 
     async def start(self, listen_timeout: float = 10.0) -> Ports:
         loop = asyncio.get_running_loop()
+        self._unobserve = metrics.observe_bcrypt(lambda: self.verifier.bcrypt_runs)
         if self.listener is not None:
             self._tasks.append(loop.create_task(self.listener.run()))
             try:
@@ -140,10 +192,11 @@ class AuthzServer:
         await self.limiter.close()
         if self.telemetry is not None:
             await self.telemetry.stop()
-        self._unobserve()
+        if self._unobserve is not None:
+            self._unobserve()
         self.verifier.close()
-        if self.redis_client is not None:
-            await self.redis_client.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.store.close()
 
 

@@ -2,5 +2,5 @@
 
 ``create_app(settings)`` (``authz.api.app``) builds the application; ``python -m authz.api`` serves
 it with uvicorn on ``HOKUSAI_API_HOST:HOKUSAI_API_PORT``. Callers authenticate with their own API
-key, validated by the same pipeline as the Check server (``authz.pipeline``).
+key, validated by the same pipeline as the Check server (built by ``authz.server``).
 """

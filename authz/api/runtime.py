@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from authz.check.checker import Checker
 from authz.errors import StoreUnavailable
-from authz.pipeline import build_checker, build_listener, build_redis, build_store
+from authz.server import build_checker, build_listener, build_store
 from authz.settings import Settings, SettingsError
 from authz.storage.db import Connection, ConnectionFactory
 from authz.storage.invalidation import InvalidationListener
@@ -97,7 +97,7 @@ class Runtime:
             raise SettingsError("HOKUSAI_DATABASE_URL: required to run the keys API")
         store = store or build_store(settings)
         redis = redis_client(settings)
-        checker = build_checker(settings, store, build_redis(redis, settings))
+        checker = build_checker(settings, store, redis)
         pool = None
         if connect is None:
             pool, connect = pooled_connector(settings)

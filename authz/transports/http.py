@@ -23,7 +23,7 @@ from typing import Any
 
 import httptools
 
-from authz.check.checker import Checker, CheckInput, Decision
+from authz.check.checker import Checker, CheckInput
 from authz.check.credentials import CredentialSources
 from authz.check.network import client_address
 from authz.check.reasons import OUTCOMES, Reason, denial_body, www_authenticate
@@ -197,13 +197,11 @@ class HttpCheckServer:
         trusted_hops: int,
         docs_base: str,
         serving: Callable[[], bool],
-        on_decision: Callable[[Decision], None],
     ) -> None:
         self.checker = checker
         self.responses = HttpResponses(docs_base)
         self._trusted_hops = trusted_hops
         self._serving = serving
-        self._on_decision = on_decision
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connections: set[CheckProtocol] = set()
@@ -233,7 +231,6 @@ class HttpCheckServer:
         )
         decision = self.checker.check_now(request)
         if decision is not None:
-            self._on_decision(decision)
             metrics.checked(decision.reason, started, "http", headers)
             return self.responses.encode(decision)
         task = asyncio.get_running_loop().create_task(self._check(request, started, headers))
@@ -243,7 +240,6 @@ class HttpCheckServer:
 
     async def _check(self, request: CheckInput, started: int, headers: dict[str, str]) -> bytes:
         decision = await self.checker.check_safely(request)
-        self._on_decision(decision)
         metrics.checked(decision.reason, started, "http", headers)
         return self.responses.encode(decision)
 

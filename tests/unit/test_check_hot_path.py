@@ -105,7 +105,6 @@ def test_idle_connections_close_after_silent_sweeps_only() -> None:
         0,
         "https://docs",
         lambda: True,
-        lambda _d: None,
     )
     protocol, transport = CheckProtocol(server), Transport()
     protocol.connection_made(transport)
