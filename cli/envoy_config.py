@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import yaml
 
-from authz.check.reasons import Reason, denial_body
+from authz.check.reasons import Reason, denial_body, denial_headers
 from authz.transports import wire
 
 Json = dict[str, Any]
@@ -629,6 +629,7 @@ def _status_mapper(status: int, body: str, headers: dict[str, str]) -> Json:
 def local_reply_config(options: EnvoyOptions) -> Json:
     """Envoy's own replies in the gateway's one JSON shape: authz unreachable or timed out (503,
     with retry-after), the local rate-limit shield (429), oversized headers (431)."""
+    unavailable = dict(denial_headers(Reason.UNAVAILABLE))  # authz's own 503, headers and all
     too_large = json.dumps(
         {
             "error": "request_too_large",
@@ -641,7 +642,7 @@ def local_reply_config(options: EnvoyOptions) -> Json:
             _status_mapper(
                 503,
                 denial_body(Reason.UNAVAILABLE).decode(),
-                {"retry-after": "1", "cache-control": "no-store"},
+                {name: unavailable[name] for name in ("retry-after", "cache-control")},
             ),
             _status_mapper(429, denial_body(Reason.RATE_LIMITED).decode(), {}),
             _status_mapper(431, too_large, {}),

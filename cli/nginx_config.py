@@ -43,9 +43,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from authz.check.reasons import DOCS_PATH, Reason, denial_body
+from authz.check.reasons import DOCS_PATH, Reason, denial_body, denial_headers
 from authz.transports import wire
-from authz.transports.envoy import RETRY_AFTER_UNAVAILABLE
 from cli.envoy_config import Endpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -341,9 +340,11 @@ def public_locations(options: NginxOptions) -> list[str]:
 
 def denial_locations(options: NginxOptions) -> list[str]:
     bodies = {status: quoted(body) for status, body in denial_bodies(options).items()}
+    unavailable = dict(denial_headers(Reason.UNAVAILABLE))  # the one denial-header builder
     # A location with its own add_header inherits none: HSTS is repeated with Cache-Control.
     hsts = f'add_header Strict-Transport-Security "max-age={options.hsts_max_age}" always;'
-    no_store = f"            {hsts}\n            add_header Cache-Control no-store always;"
+    cache = unavailable["cache-control"]
+    no_store = f"            {hsts}\n            add_header Cache-Control {cache} always;"
     return [
         "        location @hokusai_401 {  # NGINX itself copies the check's WWW-Authenticate",
         no_store,
@@ -356,7 +357,7 @@ def denial_locations(options: NginxOptions) -> list[str]:
         "        }",
         "        location @hokusai_500 {  # any other check status, authz down, time-out",
         no_store,
-        f"            add_header Retry-After {RETRY_AFTER_UNAVAILABLE} always;",
+        f"            add_header Retry-After {unavailable['retry-after']} always;",
         "            if ($hk_check_status = 429) {",
         f"                return 429 {bodies[429]};",
         "            }",

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from authz.api import routes
 from authz.api.auth import Denied, denial_response
 from authz.api.runtime import Runtime
+from authz.check.reasons import RETRY_AFTER_UNAVAILABLE
 from authz.errors import HokusaiError
 from authz.settings import Settings
 from authz.storage.db import ConnectionFactory
@@ -46,7 +47,7 @@ def error_response(status: int, code: str, message: str, docs_base: str) -> JSON
         status_code=status, content={"error": code, "message": message, "docs": docs}
     )
     if status == 503:
-        response.headers["retry-after"] = "1"
+        response.headers["retry-after"] = RETRY_AFTER_UNAVAILABLE
     return response
 
 

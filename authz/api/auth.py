@@ -2,14 +2,14 @@
 
 The key comes from ``Authorization: Bearer`` or ``X-API-Key`` — never the query string (Envoy
 strips ``api_key`` from every route, and a key in a URL ends up in logs). Phases 1–6 of
-``authz.check.Checker`` run unchanged; phase 7 (route scope) is replaced by the per-operation
-rules of ``authz.service`` (``keys:manage`` / ``admin``). A denial answers exactly as the gateway
-does: the reason's status, the one JSON body and the ``WWW-Authenticate`` challenge.
+``authz.check.checker.Checker`` run unchanged (``check_safely``: an unexpected failure denies,
+fail closed); phase 7 (route scope) is replaced by the per-operation rules of
+``authz.management.delegation`` (``keys:manage`` / ``admin``). A denial answers exactly as the
+gateway does: the reason's status, the one JSON body and the reason table's headers
+(``denial_headers``: no-store, the ``WWW-Authenticate`` challenge, ``retry-after`` on 503).
 """
 
 from __future__ import annotations
-
-import logging
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -18,11 +18,9 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from authz.check.checker import Checker, CheckInput, Decision
 from authz.check.credentials import CredentialSources
 from authz.check.network import client_address
-from authz.check.reasons import OUTCOMES, Reason, denial_body, www_authenticate
+from authz.check.reasons import OUTCOMES, Reason, denial_body, denial_headers
 from authz.management.service import Principal
 from authz.transports import wire
-
-log = logging.getLogger(__name__)
 
 # Declared for the OpenAPI document (so clients and the interactive docs know how to send a
 # key); the credential itself is read by ``authenticate`` below.
@@ -65,12 +63,7 @@ async def identify(checker: Checker, request: Request, trusted_hops: int) -> Pri
         _client_address(request, trusted_hops),
         any_scope=True,
     )
-    try:
-        decision = await checker.check(check)
-    except Exception as exc:
-        log.error("key check failed", extra={"error": type(exc).__name__})
-        raise Denied(Reason.UNAVAILABLE) from None
-    return principal_of(decision)
+    return principal_of(await checker.check_safely(check))
 
 
 def principal_of(decision: Decision) -> Principal:
@@ -86,13 +79,10 @@ def principal_of(decision: Decision) -> Principal:
 
 
 def denial_response(reason: Reason, docs_base: str) -> JSONResponse:
-    """The gateway's answer for a refused key: status, one JSON body, challenge, retry-after."""
+    """The gateway's answer for a refused key: status, one JSON body, the denial's headers."""
     response = JSONResponse(status_code=OUTCOMES[reason].status, content=None)
     response.body = denial_body(reason, docs_base)
     response.headers["content-length"] = str(len(response.body))
-    challenge = www_authenticate(reason)
-    if challenge:
-        response.headers["www-authenticate"] = challenge
-    if reason is Reason.UNAVAILABLE:
-        response.headers["retry-after"] = "1"
+    for name, value in denial_headers(reason):
+        response.headers[name] = value
     return response

@@ -1,7 +1,10 @@
 """The closed set of check outcomes: one table gives each its HTTP status, message and docs anchor.
 
 The same value is the metric label, the log field and the ``error`` code in every denial body, so
-operators, dashboards and users all speak of an outcome by one name.
+operators, dashboards and users all speak of an outcome by one name. A denial's answer is built
+here once — its body (``denial_body``) and its headers (``denial_headers``) — and every place that
+answers for a refused key uses them: the gRPC and HTTP transports, the keys REST API, and the
+Envoy and NGINX configuration generators.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ OUTCOMES: dict[Reason, Outcome] = {
 }
 
 DOCS_PATH = "/docs/errors"
+RETRY_AFTER_UNAVAILABLE = "1"  # seconds: a 503 is a momentary state (database or cache away)
 
 
 def denial_body(reason: Reason, docs_base: str = DOCS_PATH) -> bytes:
@@ -97,3 +101,15 @@ def www_authenticate(reason: Reason) -> str | None:
     if not outcome.bearer_error:
         return 'Bearer realm="hokusai"'
     return f'Bearer realm="hokusai", error="{outcome.bearer_error}"'
+
+
+def denial_headers(reason: Reason) -> list[tuple[str, str]]:
+    """The headers of every denial: JSON, never cached, the RFC 6750 challenge (401/403) and
+    ``retry-after`` on 503. An in-Check 429 adds its limit's numbers (``ratelimit_headers``)."""
+    headers = [("content-type", "application/json"), ("cache-control", "no-store")]
+    challenge = www_authenticate(reason)
+    if challenge:
+        headers.append(("www-authenticate", challenge))
+    if reason is Reason.UNAVAILABLE:
+        headers.append(("retry-after", RETRY_AFTER_UNAVAILABLE))
+    return headers

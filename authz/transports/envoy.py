@@ -20,11 +20,11 @@ from google.rpc import code_pb2, status_pb2
 from authz.check.checker import CheckInput
 from authz.check.credentials import CredentialSources
 from authz.check.network import client_address
-from authz.check.reasons import OUTCOMES, Reason, denial_body, www_authenticate
+from authz.check.reasons import OUTCOMES, Reason, denial_body, denial_headers
 from authz.keys.record import KeyRecord
 from authz.transports import wire
 from authz.transports.ratelimit_headers import grpc_tail
-from authz.transports.responses import EncodedResponses
+from authz.transports.responses import EncodedResponses, identity_headers, metadata_values
 
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _RPC_CODES = {
@@ -33,7 +33,6 @@ _RPC_CODES = {
     429: code_pb2.RESOURCE_EXHAUSTED,
     503: code_pb2.UNAVAILABLE,
 }
-RETRY_AFTER_UNAVAILABLE = "1"
 
 
 def to_input(request: CheckRequest, trusted_hops: int) -> CheckInput:
@@ -62,42 +61,16 @@ def _header(name: str, value: str) -> HeaderValueOption:
 
 def denial_bytes(reason: Reason, docs_base: str) -> bytes:
     outcome = OUTCOMES[reason]
-    headers = [_header("content-type", "application/json"), _header("cache-control", "no-store")]
-    challenge = www_authenticate(reason)
-    if challenge:
-        headers.append(_header("www-authenticate", challenge))
-    if reason is Reason.UNAVAILABLE:
-        headers.append(_header("retry-after", RETRY_AFTER_UNAVAILABLE))
     response = CheckResponse(
         status=status_pb2.Status(code=_RPC_CODES.get(outcome.status, code_pb2.UNAUTHENTICATED)),
         denied_response=DeniedHttpResponse(
             status=HttpStatus(code=outcome.status),  # type: ignore[arg-type]
-            headers=headers,
+            headers=[_header(k, v) for k, v in denial_headers(reason)],
             body=denial_body(reason, docs_base).decode(),
         ),
     )
     encoded: bytes = response.SerializeToString()
     return encoded
-
-
-def identity_headers(record: KeyRecord) -> list[tuple[str, str]]:
-    return [
-        (wire.USER_ID_HEADER, str(record.user_id)),
-        (wire.KEY_ID_HEADER, record.key_id),
-        (wire.SCOPES_HEADER, ",".join(sorted(record.scopes))),
-    ]
-
-
-def metadata_values(record: KeyRecord) -> dict[str, str]:
-    """Dynamic metadata for later filters (rate limit, access log); the same names as headers."""
-    return {
-        wire.KEY_ID_HEADER: record.key_id,
-        wire.USER_ID_HEADER: str(record.user_id),
-        wire.RATE_LIMIT_HEADER: ""
-        if record.rate_limit_per_hour is None
-        else str(record.rate_limit_per_hour),
-        wire.BURST_HEADER: "" if record.burst is None else str(record.burst),
-    }
 
 
 def allowance_bytes(record: KeyRecord) -> bytes:

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from authz.check.checker import Checker
 from authz.telemetry import metrics
 from authz.transports.envoy import ResponseCache, to_input
+from authz.transports.responses import Answers
 
 CHECK_SERVICE = "envoy.service.auth.v3.Authorization"
 
@@ -27,18 +28,16 @@ def preencoded(data: bytes) -> bytes:
 
 class CheckService:
     def __init__(self, checker: Checker, trusted_hops: int, docs_base: str) -> None:
-        self._checker = checker
         self._hops = trusted_hops
-        self._responses = ResponseCache(docs_base)
+        self._answers = Answers(checker, ResponseCache(docs_base), "grpc")
 
     async def check(self, request: CheckRequest, _context: grpc.aio.ServicerContext) -> bytes:
         started = metrics.now()
         check_input = to_input(request, self._hops)
-        decision = self._checker.check_now(check_input)
-        if decision is None:
-            decision = await self._checker.check_safely(check_input)
-        metrics.checked(decision.reason, started, "grpc", request)
-        return self._responses.encode(decision)
+        answer = self._answers.now(check_input, started, request)
+        if answer is None:
+            answer = await self._answers.later(check_input, started, request)
+        return answer
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(

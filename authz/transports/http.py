@@ -26,13 +26,12 @@ import httptools
 from authz.check.checker import Checker, CheckInput
 from authz.check.credentials import CredentialSources
 from authz.check.network import client_address
-from authz.check.reasons import OUTCOMES, Reason, denial_body, www_authenticate
+from authz.check.reasons import OUTCOMES, Reason, denial_body, denial_headers
 from authz.keys.record import KeyRecord
 from authz.telemetry import metrics
 from authz.transports import wire
-from authz.transports.envoy import RETRY_AFTER_UNAVAILABLE, identity_headers, metadata_values
 from authz.transports.ratelimit_headers import http_with_headers
-from authz.transports.responses import EncodedResponses
+from authz.transports.responses import Answers, EncodedResponses, identity_headers, metadata_values
 
 MAX_HEADER_BYTES = 16 * 1024
 IDLE_TIMEOUT = 30.0
@@ -71,13 +70,8 @@ def _response(status: int, headers: list[tuple[str, str]], body: bytes = b"") ->
 
 
 def denial_response(reason: Reason, docs_base: str) -> bytes:
-    headers = [("content-type", "application/json"), ("cache-control", "no-store")]
-    challenge = www_authenticate(reason)
-    if challenge:
-        headers.append(("www-authenticate", challenge))
-    if reason is Reason.UNAVAILABLE:
-        headers.append(("retry-after", RETRY_AFTER_UNAVAILABLE))
-    return _response(OUTCOMES[reason].status, headers, denial_body(reason, docs_base))
+    body = denial_body(reason, docs_base)
+    return _response(OUTCOMES[reason].status, denial_headers(reason), body)
 
 
 def allowance_response(record: KeyRecord) -> bytes:
@@ -200,6 +194,7 @@ class HttpCheckServer:
     ) -> None:
         self.checker = checker
         self.responses = HttpResponses(docs_base)
+        self._answers = Answers(checker, self.responses, "http")
         self._trusted_hops = trusted_hops
         self._serving = serving
         self._server: asyncio.base_events.Server | None = None
@@ -229,19 +224,15 @@ class HttpCheckServer:
             ),
             client_address=client_address(headers.get("x-forwarded-for"), "", self._trusted_hops),
         )
-        decision = self.checker.check_now(request)
-        if decision is not None:
-            metrics.checked(decision.reason, started, "http", headers)
-            return self.responses.encode(decision)
-        task = asyncio.get_running_loop().create_task(self._check(request, started, headers))
+        answer = self._answers.now(request, started, headers)
+        if answer is not None:
+            return answer
+        task = asyncio.get_running_loop().create_task(
+            self._answers.later(request, started, headers)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    async def _check(self, request: CheckInput, started: int, headers: dict[str, str]) -> bytes:
-        decision = await self.checker.check_safely(request)
-        metrics.checked(decision.reason, started, "http", headers)
-        return self.responses.encode(decision)
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()

@@ -1,10 +1,19 @@
-"""Encoded check responses, reused across requests — the same cache for both transports.
+"""What both Check transports share: the answer sequence, the encoded-response cache, and what
+an allowance tells the upstream.
 
-A denial depends only on its reason and an allowance only on the key record (id, version), so
-the hot path re-encodes nothing. Allowances are kept for the most recently used keys only: a
-miss re-encodes in a few microseconds, while keeping one per key costs ~0.4 KB per transport
-(measured: 100 000 cached keys stay under the memory budget only with this bound).
-Per-request rate-limit numbers (in-Check limiting) are appended to the cached bytes.
+* ``Answers``: ``check_now`` (no I/O when the caches are warm), else ``check_safely`` (an
+  unexpected error is an ``unavailable`` denial: fail closed); then the outcome is counted and
+  the response encoded. Written once; the gRPC and HTTP transports differ only in how they read a
+  request and how they wait.
+* ``EncodedResponses``: a denial depends only on its reason and an allowance only on the key
+  record (id, version), so the hot path re-encodes nothing. Allowances are kept for the most
+  recently used keys only: a miss re-encodes in a few microseconds, while keeping one per key
+  costs ~0.4 KB per transport (measured: 100 000 cached keys stay under the memory budget only
+  with this bound). Per-request rate-limit numbers (in-Check limiting) are appended to the cached
+  bytes.
+* ``identity_headers`` / ``metadata_values``: the identity the upstream may trust, and the
+  dynamic metadata later filters read (names in ``wire.py``). A denial's headers and body are
+  the reason table's (``authz.check.reasons``).
 """
 
 from __future__ import annotations
@@ -12,12 +21,34 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-from authz.check.checker import Decision
+from authz.check.checker import Checker, CheckInput, Decision
 from authz.check.reasons import Reason
 from authz.keys.record import KeyRecord
 from authz.ratelimit.limiters import Verdict
+from authz.telemetry import metrics
+from authz.transports import wire
 
 ALLOWANCES_KEPT = 10_000
+
+
+def identity_headers(record: KeyRecord) -> list[tuple[str, str]]:
+    return [
+        (wire.USER_ID_HEADER, str(record.user_id)),
+        (wire.KEY_ID_HEADER, record.key_id),
+        (wire.SCOPES_HEADER, ",".join(sorted(record.scopes))),
+    ]
+
+
+def metadata_values(record: KeyRecord) -> dict[str, str]:
+    """Dynamic metadata for later filters (rate limit, access log); the same names as headers."""
+    return {
+        wire.KEY_ID_HEADER: record.key_id,
+        wire.USER_ID_HEADER: str(record.user_id),
+        wire.RATE_LIMIT_HEADER: ""
+        if record.rate_limit_per_hour is None
+        else str(record.rate_limit_per_hour),
+        wire.BURST_HEADER: "" if record.burst is None else str(record.burst),
+    }
 
 
 class EncodedResponses:
@@ -56,3 +87,26 @@ class EncodedResponses:
 
     def unavailable(self) -> bytes:
         return self._denials[Reason.UNAVAILABLE]
+
+
+class Answers:
+    """One transport's answer to a Check request (see the module doc); ``carrier`` is what
+    telemetry reads the trace context from (the transport's headers or request)."""
+
+    __slots__ = ("_checker", "_responses", "_transport")
+
+    def __init__(self, checker: Checker, responses: EncodedResponses, transport: str) -> None:
+        self._checker, self._responses, self._transport = checker, responses, transport
+
+    def now(self, request: CheckInput, started: int, carrier: object) -> bytes | None:
+        """The answer when it needs no I/O; None when the transport must await ``later``."""
+        decision = self._checker.check_now(request)
+        if decision is None:
+            return None
+        metrics.checked(decision.reason, started, self._transport, carrier)
+        return self._responses.encode(decision)
+
+    async def later(self, request: CheckInput, started: int, carrier: object) -> bytes:
+        decision = await self._checker.check_safely(request)
+        metrics.checked(decision.reason, started, self._transport, carrier)
+        return self._responses.encode(decision)
