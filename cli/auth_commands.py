@@ -12,18 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from authz.errors import InvalidInput
-from authz.keys import durations
 from authz.keys import scopes as scope_rules
+from authz.keys.durations import parse_period, parse_rate, parse_since, parse_timestamp
 from authz.keys.format import NewKey
 from authz.management.service import (
     KeyChanges,
     KeyView,
-    parse_expires_in,
-    parse_grace,
     parse_key_ref,
     parse_metadata,
-    parse_rate_limit,
-    parse_timestamp,
     utcnow,
 )
 from cli import output
@@ -32,7 +28,7 @@ from cli.db_commands import add_database_option, key_service
 
 def _expiry(args: argparse.Namespace) -> tuple[datetime | None, Any]:
     expires_at = None if args.expires_at is None else parse_timestamp(args.expires_at)
-    expires_in = None if args.expires_in is None else parse_expires_in(args.expires_in)
+    expires_in = None if args.expires_in is None else parse_period(args.expires_in)
     return expires_at, expires_in
 
 
@@ -46,7 +42,7 @@ def _create(args: argparse.Namespace) -> int:
         scopes=scope_rules.parse(args.scopes) if args.scopes else scope_rules.DEFAULT_SCOPES,
         expires_at=expires_at,
         expires_in=expires_in,
-        rate_limit_per_hour=None if args.rate_limit is None else parse_rate_limit(args.rate_limit),
+        rate_limit_per_hour=None if args.rate_limit is None else parse_rate(args.rate_limit),
         burst=args.burst,
         allowed_ips=args.allow_ip or (),
         metadata=parse_metadata(args.metadata or []),
@@ -104,7 +100,7 @@ def _update(args: argparse.Namespace) -> int:
         expires_at=expires_at,
         expires_in=expires_in,
         clear_expiry=args.no_expiry,
-        rate_limit_per_hour=None if args.rate_limit is None else parse_rate_limit(args.rate_limit),
+        rate_limit_per_hour=None if args.rate_limit is None else parse_rate(args.rate_limit),
         burst=args.burst,
         allowed_ips=() if args.clear_allowed_ips else args.allow_ip,
         metadata={}
@@ -138,7 +134,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 def _rotate(args: argparse.Namespace) -> int:
     key_id = parse_key_ref(args.key_id)
-    grace = None if args.grace is None else parse_grace(args.grace)
+    grace = None if args.grace is None else parse_period(args.grace)
     rotation = key_service(args).rotate_key(key_id, grace)
     old = rotation.old
     _show_new_key(
@@ -152,19 +148,11 @@ def _rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _since(text: str) -> datetime:
-    """``7d`` (that long ago) or an ISO-8601 time."""
-    try:
-        return utcnow() - durations.parse_duration(text)
-    except ValueError:
-        return parse_timestamp(text)
-
-
 def _audit(args: argparse.Namespace) -> int:
     if args.verify:
         return _verify(args)
     key_id = None if args.key is None else parse_key_ref(args.key)
-    since = None if args.since is None else _since(args.since)
+    since = None if args.since is None else parse_since(args.since, utcnow())
     entries = key_service(args).audit_entries(
         key_id=key_id, since=since, actor=args.actor, action=args.action, limit=args.limit
     )

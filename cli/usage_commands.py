@@ -20,7 +20,8 @@ import psycopg
 
 from authz.errors import InvalidInput
 from authz.keys import durations
-from authz.management.service import parse_key_ref, parse_timestamp, utcnow
+from authz.keys.durations import parse_since
+from authz.management.service import parse_key_ref, utcnow
 from authz.settings import Settings
 from authz.storage.db import connector
 from authz.usage.rollups import UsageRow, key_report, prune, report
@@ -29,14 +30,6 @@ from cli.db_commands import add_database_option, resolve_database_url
 
 SPARK = "▁▂▃▄▅▆▇█"
 BAR_WIDTH = 30
-
-
-def _since(text: str) -> datetime:
-    """``24h`` (that long ago) or an ISO-8601 time."""
-    try:
-        return utcnow() - durations.parse_duration(text)
-    except ValueError:
-        return parse_timestamp(text)
 
 
 def sparkline(values: list[int]) -> str:
@@ -77,7 +70,7 @@ def _connect(args: argparse.Namespace) -> psycopg.Connection[Any]:
 
 def _key_report(args: argparse.Namespace) -> int:
     key_id = parse_key_ref(args.key_id)
-    since = _since(args.since)
+    since = parse_since(args.since, utcnow())
     with _connect(args) as conn:
         found = key_report(conn, key_id, since, utcnow())
     if args.json:
@@ -120,7 +113,7 @@ def _chart(points: list[tuple[int, int]], step: int) -> str:
 def _top(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise InvalidInput("--top must be at least 1")
-    since = _since(args.since)
+    since = parse_since(args.since, utcnow())
     with _connect(args) as conn:
         rows = report(conn, None, since, "key")[: args.top]
     if args.json:
@@ -143,7 +136,7 @@ def _prune(args: argparse.Namespace) -> int:
     older = (
         timedelta(seconds=settings.usage_retention)
         if args.older_than is None
-        else _duration(args.older_than)
+        else durations.parse_duration(args.older_than)
     )
     with _connect(args) as conn:
         deleted = prune(conn, older)
@@ -152,13 +145,6 @@ def _prune(args: argparse.Namespace) -> int:
     else:
         print(f"deleted {deleted} usage rows older than {durations.format_duration(older)}")
     return 0
-
-
-def _duration(text: str) -> timedelta:
-    try:
-        return durations.parse_duration(text)
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
 
 
 def _subcommands(commands: Any, group: str) -> Any:

@@ -7,7 +7,7 @@ functions only decide which rule applies to which operation.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -30,8 +30,8 @@ from authz.api.models import (
     WhoAmI,
 )
 from authz.api.runtime import Runtime
-from authz.errors import InvalidInput
 from authz.keys import scopes
+from authz.keys.durations import parse_period, parse_since
 from authz.management.service import (
     KeyChanges,
     KeyService,
@@ -39,9 +39,6 @@ from authz.management.service import (
     check_change,
     check_delegation,
     owner_for,
-    parse_expires_in,
-    parse_grace,
-    parse_timestamp,
     require_manager,
     require_scope,
 )
@@ -78,14 +75,6 @@ Caller = Annotated[Principal, Depends(caller)]
 Service = Annotated[KeyService, Depends(key_service)]
 
 
-def _since(text: str) -> datetime:
-    """A look-back (``24h``) or an ISO-8601 moment."""
-    try:
-        return datetime.now().astimezone() - parse_expires_in(text)
-    except InvalidInput:
-        return parse_timestamp(text)
-
-
 # --- keys ---------------------------------------------------------------------------------------
 
 
@@ -103,7 +92,7 @@ def create_key(
         env=body.env,
         scopes=body.scopes,
         expires_at=body.expires_at,
-        expires_in=None if body.expires_in is None else parse_expires_in(body.expires_in),
+        expires_in=None if body.expires_in is None else parse_period(body.expires_in),
         rate_limit_per_hour=body.rate_limit_per_hour,
         burst=body.burst,
         allowed_ips=body.allowed_ips,
@@ -153,7 +142,7 @@ def update_key(key_id: str, body: KeyUpdate, principal: Caller, service: Service
         name=body.name,
         scopes=body.scopes,
         expires_at=body.expires_at,
-        expires_in=None if body.expires_in is None else parse_expires_in(body.expires_in),
+        expires_in=None if body.expires_in is None else parse_period(body.expires_in),
         clear_expiry=body.clear_expiry,
         rate_limit_per_hour=body.rate_limit_per_hour,
         burst=body.burst,
@@ -181,7 +170,7 @@ def rotate_key(
 ) -> KeyRotated:
     """A new key with the same settings; the old one works for the grace period. Shown once."""
     check_change(principal, service.get_key(key_id), None, None)
-    grace = None if body is None or body.grace is None else parse_grace(body.grace)
+    grace = None if body is None or body.grace is None else parse_period(body.grace)
     rotation = service.rotate_key(key_id, grace)
     response.headers["cache-control"] = NO_STORE
     return KeyRotated.of(rotation)
@@ -196,7 +185,7 @@ def key_usage(
 ) -> UsageOut:
     """Requests, errors, status classes, latency and routes over the last ``since``."""
     require_manager(principal, service.get_key(key_id).user_id)
-    return UsageOut.of(service.key_usage(key_id, parse_expires_in(since)))
+    return UsageOut.of(service.key_usage(key_id, parse_period(since)))
 
 
 # --- caller, audit, health -------------------------------------------------------------------
@@ -236,7 +225,7 @@ def audit(
         key_id=key,
         actor=actor,
         action=action,
-        since=None if since is None else _since(since),
+        since=None if since is None else parse_since(since, datetime.now(UTC)),
         limit=limit,
     )
     return AuditPage(items=[AuditEntryOut.of(e) for e in entries])

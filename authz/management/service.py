@@ -26,7 +26,6 @@ from psycopg.types.json import Jsonb
 from authz.errors import Conflict, Forbidden, InvalidInput, NotFound, StoreUnavailable
 from authz.keys import format as key_format
 from authz.keys import scopes as scope_rules
-from authz.keys.durations import parse_duration, parse_rate
 from authz.settings import Settings
 from authz.storage.db import Connection, ConnectionFactory
 from authz.usage import rollups
@@ -265,44 +264,6 @@ def validate_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
                 f"metadata {name!r}: value must be text of at most {MAX_METADATA_VALUE} characters"
             )
     return dict(metadata)
-
-
-def parse_rate_limit(text: str) -> int:
-    try:
-        return parse_rate(text)
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
-
-
-MAX_DURATION = timedelta(days=36_500)  # beyond this, datetime arithmetic would overflow
-
-
-def parse_expires_in(text: str) -> timedelta:
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
-    except OverflowError:
-        value = MAX_DURATION + MAX_DURATION
-    if value > MAX_DURATION:
-        raise InvalidInput(f"durations longer than {MAX_DURATION.days} days are not accepted")
-    return value
-
-
-def parse_grace(text: str) -> timedelta:
-    return parse_expires_in(text)
-
-
-def parse_timestamp(text: str) -> datetime:
-    """ISO-8601; without an offset the time is taken as UTC."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidInput(
-            f"malformed timestamp {text.strip()[:40]!r}: expected ISO-8601, "
-            "e.g. 2030-01-31T12:00:00Z"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class ExpiryPolicy:

@@ -1,14 +1,22 @@
-"""Durations and rate limits (authz/durations.py)."""
+"""Durations, rate limits, timestamps and look-backs (authz/keys/durations.py)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from authz.keys.durations import format_duration, parse_duration, parse_rate
+from authz.errors import InvalidInput
+from authz.keys.durations import (
+    MAX_PERIOD,
+    format_duration,
+    parse_duration,
+    parse_period,
+    parse_rate,
+    parse_since,
+)
 
 
 @pytest.mark.parametrize(
@@ -76,3 +84,40 @@ def test_malformed_rates(text: str) -> None:
 @given(st.integers(0, 10**6), st.sampled_from(["h", "hour", "hr"]))
 def test_hourly_rates_are_exact(count: int, unit: str) -> None:
     assert parse_rate(f"{count}/{unit}") == count
+
+
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("24h", NOW - timedelta(hours=24)),
+        (" 7D ", NOW - timedelta(days=7)),
+        ("90", NOW - timedelta(seconds=90)),
+        ("2030-05-01T00:00:00Z", datetime(2030, 5, 1, tzinfo=UTC)),
+        ("2030-05-01T02:00:00+02:00", datetime(2030, 5, 1, tzinfo=UTC)),
+        ("2030-05-01", datetime(2030, 5, 1, tzinfo=UTC)),  # no offset: UTC
+    ],
+)
+def test_since_is_a_look_back_or_a_moment(text: str, expected: datetime) -> None:
+    assert parse_since(text, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("40000d", "longer than 36500 days"),  # a duration, refused as one
+        ("9" * 30 + "d", "too long"),  # not an overflow traceback
+        ("tomorrow", "malformed timestamp"),
+    ],
+)
+def test_since_refuses_with_one_line(text: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        parse_since(text, NOW)
+
+
+def test_periods_are_bounded() -> None:
+    assert parse_period(f"{MAX_PERIOD.days}d") == MAX_PERIOD
+    with pytest.raises(InvalidInput, match="longer than"):
+        parse_period(f"{MAX_PERIOD.days + 1}d")
