@@ -24,7 +24,8 @@ from authz.keys.durations import parse_since
 from authz.management.service import parse_key_ref, utcnow
 from authz.settings import Settings
 from authz.storage.db import connector
-from authz.usage.rollups import UsageRow, key_report, prune, report
+from authz.storage.usage import prune
+from authz.usage.reports import UsageRow, key_report, report
 from cli import output
 from cli.db_commands import add_database_option, resolve_database_url
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from authz.management.service import MAX_LIMIT, AuditEntry, KeyView, Rotation
-from authz.usage.rollups import KeyReport
+from authz.usage.reports import KeyReport
 
 
 def storable(text: str) -> str:

@@ -28,7 +28,7 @@ from authz.keys import format as key_format
 from authz.keys import scopes as scope_rules
 from authz.settings import Settings
 from authz.storage.db import Connection, ConnectionFactory
-from authz.usage import rollups
+from authz.usage import reports
 
 Clock = Callable[[], datetime]
 
@@ -612,7 +612,7 @@ class KeyService:
 
     # --- usage (the REST API's /usage: the same report as `hokusai auth usage`) -------------
 
-    def key_usage(self, key_id: str, since: timedelta) -> rollups.KeyReport:
+    def key_usage(self, key_id: str, since: timedelta) -> reports.KeyReport:
         """Usage of one key over the last ``since``: 404 for an unknown key, zeros when unused."""
         key_id = parse_key_ref(key_id)
         if since <= timedelta(0):
@@ -620,7 +620,7 @@ class KeyService:
         with self._transaction() as conn:
             self._fetch(conn, key_id)
             now = self._clock()
-            return rollups.key_report(conn, key_id, now - since, now)
+            return reports.key_report(conn, key_id, now - since, now)
 
     # --- audit --------------------------------------------------------------------------------
 

@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from authz.storage.usage import prune
 from authz.transports.accesslog import normalise_path
-from authz.usage.rollups import BUCKET_BOUNDS_MS, UsageAggregator, UsageEvent, prune, report
+from authz.usage.reports import report
+from authz.usage.rollups import BUCKET_BOUNDS_MS, UsageAggregator, UsageEvent
 
 NOW = datetime.now(UTC).timestamp()
 ROUTE = "/api/mlflow/api/2.0/mlflow/experiments/search"
