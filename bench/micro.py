@@ -263,12 +263,11 @@ def access_log_entry(key_id: str, batch: int = 30) -> dict[str, float]:
 
 async def cold(settings: Settings, database_url: str, samples: int) -> dict[str, float]:
     """Local cache and verifier memory dropped before each check: Postgres + bcrypt every time."""
-    from authz.management.service import KeyService
-    from authz.storage.db import connector
+    from authz.management.service import open_key_service
     from authz.storage.migrations import migrate
 
     migrate(database_url)
-    service = KeyService(connector(database_url), settings, "bench")
+    service = open_key_service(database_url, settings, "bench")
     _, key = service.create_key(
         user_email="micro@example.com", name="cold", allowed_ips=["127.0.0.0/8"]
     )

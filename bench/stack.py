@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from authz.keys import format as key_format
-from authz.management.service import KeyService
+from authz.management.service import open_key_service
 from authz.settings import Settings
-from authz.storage.db import connector
 from authz.storage.migrations import migrate
 from bench.upstream import with_upstream
 from cli import envoy_config
@@ -187,7 +186,7 @@ class BenchStack:
 
     # --- parts -----------------------------------------------------------------------------
     def _make_keys(self, url: str) -> None:
-        service = KeyService(connector(url), self.settings, "bench")
+        service = open_key_service(url, self.settings, "bench")
         view, new = service.create_key(
             user_email="bench@example.com",
             name="bench",

@@ -15,13 +15,9 @@ from authz.errors import InvalidInput
 from authz.keys import scopes as scope_rules
 from authz.keys.durations import parse_period, parse_rate, parse_since, parse_timestamp
 from authz.keys.format import NewKey
-from authz.management.service import (
-    KeyChanges,
-    KeyView,
-    parse_key_ref,
-    parse_metadata,
-    utcnow,
-)
+from authz.management.service import utcnow
+from authz.management.validation import parse_key_ref, parse_metadata
+from authz.management.views import KeyChanges, KeyView
 from cli import output
 from cli.db_commands import add_database_option, key_service
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from authz.errors import InvalidInput
-from authz.management.service import KeyService
+from authz.management.service import KeyService, open_key_service
 from authz.settings import Settings, data_dir
 from authz.storage import db, migrations
 from cli import output
@@ -50,7 +50,7 @@ def actor() -> str:
 def key_service(args: argparse.Namespace) -> KeyService:
     settings = Settings.from_env()
     url = resolve_database_url(args.database_url, settings)
-    return KeyService(db.connector(url), settings, actor())
+    return open_key_service(url, settings, actor())
 
 
 def add_database_option(parser: argparse.ArgumentParser) -> None:

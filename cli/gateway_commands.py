@@ -17,7 +17,6 @@ import redis
 
 from authz.settings import Settings, data_dir
 from authz.storage import db
-from authz.storage.db import connector
 from cli.db_commands import actor
 from cli.servers import http_ok
 from cli.stack import BOOTSTRAP_USER, LocalStack, StackOptions, StackRecord
@@ -31,9 +30,9 @@ def _bootstrap_key(record: StackRecord, settings: Settings) -> str | None:
     """The first run's admin key (None on later runs): shown once, never stored."""
     if record.bootstrapped:
         return None
-    from authz.management.service import KeyService
+    from authz.management.service import open_key_service
 
-    service = KeyService(connector(record.database_url), settings, actor())
+    service = open_key_service(record.database_url, settings, actor())
     _view, new = service.create_key(
         user_email=BOOTSTRAP_USER, name="bootstrap admin", scopes=["admin"]
     )

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from authz.management.service import AuditEntry, KeyView
+from authz.management.views import AuditEntry, KeyView
 
 ONCE_WARNING = (
     "warning: this is the only time the key is shown; store it now (e.g. in a secret manager)."

@@ -21,7 +21,8 @@ import psycopg
 from authz.errors import InvalidInput
 from authz.keys import durations
 from authz.keys.durations import parse_since
-from authz.management.service import parse_key_ref, utcnow
+from authz.management.service import utcnow
+from authz.management.validation import parse_key_ref
 from authz.settings import Settings
 from authz.storage.db import connector
 from authz.storage.usage import prune

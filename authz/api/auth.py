@@ -19,7 +19,7 @@ from authz.check.checker import Checker, CheckInput, Decision
 from authz.check.credentials import CredentialSources
 from authz.check.network import client_address
 from authz.check.reasons import OUTCOMES, Reason, denial_body, denial_headers
-from authz.management.service import Principal
+from authz.management.delegation import Principal
 from authz.transports import wire
 
 # Declared for the OpenAPI document (so clients and the interactive docs know how to send a

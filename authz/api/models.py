@@ -2,17 +2,18 @@
 
 Requests forbid unknown fields (a typo is a 422, not a silently ignored change) and reject text
 the database cannot store (NUL, lone surrogates) before it reaches the service. Every rule beyond
-syntax — scopes, CIDRs, expiry policy, delegation — is the service's (``authz.service``).
+syntax — scopes, CIDRs, expiry policy, delegation — is key management's (``authz.management``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from authz.management.service import MAX_LIMIT, AuditEntry, KeyView, Rotation
+from authz.management.validation import MAX_LIMIT
+from authz.management.views import AuditEntry, KeyView, Rotation
 from authz.usage.reports import KeyReport
 
 
@@ -68,29 +69,12 @@ class RotateRequest(_Request):
     grace: Duration | None = Field(None, description="how long the old key keeps working (24h)")
 
 
-class KeyOut(BaseModel):
-    key_id: str
-    display_prefix: str
-    user_email: str
-    user_id: int
-    name: str
-    env: str
-    scopes: list[str]
-    status: Literal["active", "expiring_soon", "expired", "revoked"]
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-    revoked_reason: str | None
-    rate_limit_per_hour: int | None
-    burst: int | None
-    allowed_ips: list[str]
-    rotated_from: str | None
-    metadata: dict[str, str]
-
+# A key as the REST API returns it: ``KeyView``'s fields (the one list), under the name the
+# OpenAPI document has always used. (No docstring: it would become the schema's description.)
+class KeyOut(KeyView):
     @classmethod
     def of(cls, view: KeyView) -> KeyOut:
-        return cls.model_validate(view.to_json())
+        return cls.model_validate(view.model_dump())
 
 
 class KeyCreated(BaseModel):
@@ -151,18 +135,11 @@ class UsageOut(BaseModel):
         return cls.model_validate(report.to_json())
 
 
-class AuditEntryOut(BaseModel):
-    id: int
-    at: datetime
-    action: str
-    key_id: str | None
-    actor: str
-    changes: dict[str, Any]
-    hash: str
-
+# An audit row as the REST API returns it: ``AuditEntry``'s fields, named for OpenAPI.
+class AuditEntryOut(AuditEntry):
     @classmethod
     def of(cls, entry: AuditEntry) -> AuditEntryOut:
-        return cls.model_validate(entry.to_json())
+        return cls.model_validate(entry.model_dump())
 
 
 class AuditPage(BaseModel):

@@ -32,9 +32,7 @@ from authz.api.models import (
 from authz.api.runtime import Runtime
 from authz.keys import scopes
 from authz.keys.durations import parse_period, parse_since
-from authz.management.service import (
-    KeyChanges,
-    KeyService,
+from authz.management.delegation import (
     Principal,
     check_change,
     check_delegation,
@@ -42,6 +40,8 @@ from authz.management.service import (
     require_manager,
     require_scope,
 )
+from authz.management.service import KeyService
+from authz.management.views import KeyChanges
 
 PREFIX = "/api/v1/auth"
 NO_STORE = "no-store"

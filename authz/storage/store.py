@@ -6,15 +6,15 @@ tests. A store raises ``authz.errors.StoreUnavailable`` when it cannot answer; i
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 from psycopg_pool import AsyncConnectionPool
 
 from authz.errors import StoreUnavailable
 from authz.keys.record import KeyRecord
 from authz.resilience.breaker import Breaker
+from authz.storage.api_keys import RECORD_SELECT, record_from_row
 
 
 class KeyStore(Protocol):
@@ -25,33 +25,7 @@ class KeyStore(Protocol):
     async def close(self) -> None: ...
 
 
-_FETCH = """
-SELECT k.key_id, k.user_id, k.env, k.secret_hash, k.scopes,
-       extract(epoch FROM k.expires_at)::float8,
-       extract(epoch FROM coalesce(k.revoked_at, u.disabled_at))::float8,
-       k.allowed_ips::text[], k.rate_limit_per_hour, k.burst, k.version
-  FROM api_keys k JOIN users u ON u.id = k.user_id
- WHERE k.key_id = %s
-"""
-
 _TOUCH = "UPDATE api_keys SET last_used_at = now() WHERE key_id = ANY(%s)"
-
-
-def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
-    key_id, user_id, env, secret_hash, scopes, expires, revoked, ips, limit, burst, version = row
-    return KeyRecord(
-        key_id=key_id,
-        user_id=int(user_id),
-        env=env,
-        secret_hash=secret_hash,
-        scopes=frozenset(scopes or ()),
-        expires_at=expires,
-        revoked_at=revoked,
-        networks=tuple(ipaddress.ip_network(n) for n in ips or ()),
-        rate_limit_per_hour=limit,
-        burst=burst,
-        version=int(version),
-    )
 
 
 class PostgresKeyStore:
@@ -92,7 +66,7 @@ class PostgresKeyStore:
         await self._ensure_open()
         try:
             async with self._pool.connection(timeout=self._timeout) as conn:
-                cur = await conn.execute(_FETCH, (key_id,), prepare=True)
+                cur = await conn.execute(RECORD_SELECT, (key_id,), prepare=True)
                 row = await cur.fetchone()
         except Exception as exc:  # any driver or pool failure means "cannot verify"
             self._breaker.trip()

@@ -9,7 +9,8 @@ import pytest
 
 from authz.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from authz.keys import format as keys
-from authz.management.service import KeyChanges, KeyService, status_of
+from authz.management.service import KeyService
+from authz.management.views import KeyChanges, status_of
 from authz.settings import Settings
 from authz.storage.db import connector
 
