@@ -28,7 +28,8 @@ import redis.asyncio as aioredis
 from authz.check.checker import Checker, CheckPolicy
 from authz.check.verify import SecretVerifier
 from authz.keys.record import KeyRecord
-from authz.ratelimit.limiters import KeyLimits, Limit, build_limiter
+from authz.ratelimit.gcra import Limit
+from authz.ratelimit.limiters import KeyLimits, build_limiter
 from authz.settings import Settings, SettingsError
 from authz.storage.cache import LocalCache, RedisCache
 from authz.storage.invalidation import InvalidationListener

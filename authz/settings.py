@@ -148,7 +148,7 @@ class Settings:
         "/docs/errors", _str, "Prefix of the docs link in every denial body."
     )
 
-    # --- rate limits and usage (issue 5; authz/ratelimit.py, authz/usage.py) ------------------
+    # --- rate limits and usage (issue 5; authz/ratelimit/, authz/usage/) ----------------------
     rate_limit_default: int = setting(
         36_000,
         parse_rate,

@@ -196,7 +196,8 @@ async def warm_transports(server: AuthzServer, token: str, suffix: str) -> dict[
 def optional_parts(key_id: str) -> dict[str, float]:
     out: dict[str, float] = {}
     try:
-        from authz.ratelimit.limiters import ApproximateLimiter, Limit
+        from authz.ratelimit.gcra import Limit
+        from authz.ratelimit.limiters import ApproximateLimiter
 
         limiter = ApproximateLimiter(None, 1.0)
         limit = Limit(per_hour=1_000_000_000, burst=1_000_000)

@@ -31,7 +31,8 @@ from authz.check.verify import SecretVerifier
 from authz.keys import format as key_format
 from authz.keys import scopes
 from authz.keys.record import KeyRecord
-from authz.ratelimit.limiters import KeyLimits, Verdict
+from authz.ratelimit.gcra import Verdict
+from authz.ratelimit.limiters import KeyLimits
 from authz.storage.lookup import Missing, RecordLookup
 
 log = logging.getLogger(__name__)

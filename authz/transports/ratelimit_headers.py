@@ -19,7 +19,7 @@ from envoy.service.auth.v3.external_auth_pb2 import (
     OkHttpResponse,
 )
 
-from authz.ratelimit.limiters import Verdict, ceil_seconds
+from authz.ratelimit.gcra import Verdict, ceil_seconds
 from authz.transports import wire
 
 LIMIT_HEADER, REMAINING_HEADER, RESET_HEADER = NAMES = wire.RATE_LIMIT_RESPONSE_HEADERS

@@ -20,7 +20,8 @@ from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitRespon
 from google.protobuf.duration_pb2 import Duration
 
 from authz.check.reasons import Reason, denial_body
-from authz.ratelimit.limiters import Limit, RateLimiter, Verdict, ceil_seconds, limit_for
+from authz.ratelimit.gcra import Limit, Verdict, ceil_seconds, limit_for
+from authz.ratelimit.limiters import RateLimiter
 from authz.storage.lookup import Missing, RecordLookup
 from authz.transports import wire
 from authz.transports.grpc import preencoded

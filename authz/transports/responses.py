@@ -24,7 +24,7 @@ from collections.abc import Callable
 from authz.check.checker import Checker, CheckInput, Decision
 from authz.check.reasons import Reason
 from authz.keys.record import KeyRecord
-from authz.ratelimit.limiters import Verdict
+from authz.ratelimit.gcra import Verdict
 from authz.telemetry import metrics
 from authz.transports import wire
 

@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from authz.ratelimit.limiters import ApproximateLimiter, ExactLimiter, Limit, Verdict
+from authz.ratelimit.gcra import Limit, Verdict
+from authz.ratelimit.limiters import ApproximateLimiter, ExactLimiter
 from authz.settings import Settings
 from authz.storage.redis import redis_client
 from cli.servers import RedisServer

@@ -8,7 +8,8 @@ import pytest
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitResponse
 
 from authz.keys.record import KeyRecord
-from authz.ratelimit.limiters import ApproximateLimiter, Limit, gcra, limit_for
+from authz.ratelimit.gcra import Limit, gcra, limit_for
+from authz.ratelimit.limiters import ApproximateLimiter
 from authz.transports.ratelimit_service import encode
 
 T0 = 1_700_000_000_000_000  # µs
