@@ -37,7 +37,7 @@ from authz.storage.lastused import LastUsedRecorder
 from authz.storage.lookup import RecordLookup
 from authz.storage.redis import redis_client
 from authz.storage.store import KeyStore, PostgresKeyStore
-from authz.telemetry import metrics
+from authz.telemetry import logs, metrics
 from authz.transports.accesslog import AccessLogService
 from authz.transports.grpc import CheckService, GrpcServer
 from authz.transports.http import HttpCheckServer
@@ -220,7 +220,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"hokusai authz: {exc}", file=sys.stderr)
         return 2
-    metrics.configure_logging(settings)
+    logs.configure_logging(settings)
     try:
         asyncio.run(serve(settings))
     except SettingsError as exc:

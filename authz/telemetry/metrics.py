@@ -1,10 +1,10 @@
-"""All of authz's telemetry, declared here: metrics, Check spans, and structured, redacted logs.
+"""The metrics of authz, declared here, and the exporters one process runs.
 
 Metrics (OpenTelemetry, exported on a Prometheus scrape endpoint and/or over OTLP):
 
 | instrument | labels |
 |---|---|
-| ``hokusai_checks`` (counter) | ``decision`` allow/deny, ``reason`` (``authz.reasons.Reason``) |
+| ``hokusai_checks`` (counter) | ``decision`` allow/deny, ``reason`` (``check.reasons.Reason``) |
 | ``hokusai_check_duration`` (histogram, seconds, buckets from 1 µs) | ``transport`` grpc/http |
 | ``hokusai_check_duration_bucket``, ``_sum`` (counters, OTLP only) | ``transport``, ``le`` |
 | ``hokusai_cache_hits`` (counter) | ``tier`` local/redis/postgres/negative |
@@ -25,24 +25,13 @@ histogram, so the buckets are exported without it: on the Prometheus endpoint as
 ``hokusai_check_duration_seconds`` histogram (a collector on our private registry, the same
 names and labels the SDK histogram had), over OTLP as the cumulative counters
 ``hokusai_check_duration_bucket`` (per ``le``, not cumulative across buckets) and
-``hokusai_check_duration_sum``. With no OTLP endpoint there is no tracer and no span work at all.
-
-Traces: one ``Check`` span per check, child of the W3C ``traceparent`` Envoy forwarded (it is in
-``allowed_headers``), created when the decision is known with the check's real start time.
-
-Logs: ``configure_logging`` installs a JSON (or text) formatter whose every output line, and a
-filter whose every record, passes through ``redact`` — keys (``authz.keys.KEY_PATTERN`` and
-anything that looks like a mangled one), bearer tokens, ``X-API-Key`` values and ``api_key=``
-query values are replaced before anything is written.
+``hokusai_check_duration_sum``. Check spans are ``tracing.py``'s; the redacting logger is
+``logs.py``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import re
-import sys
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
@@ -52,8 +41,9 @@ from typing import Any
 
 from authz.check.reasons import Reason
 from authz.settings import Settings
+from authz.telemetry import tracing
 
-METER_NAME = "hokusai.authz"
+METER_NAME = tracing.SCOPE_NAME  # one instrumentation scope for metrics and spans
 # Latency buckets (seconds): 1 µs doubling up to ~1 s — the warm path lives in the first few.
 LATENCY_BUCKETS = tuple(1e-6 * 2**i for i in range(21))
 _BOUNDS_NS = tuple(round(bound * 1e9) for bound in LATENCY_BUCKETS)  # bisect_left: ``le``
@@ -61,7 +51,6 @@ CACHE_TIERS = ("local", "redis", "postgres", "negative")
 STORES = ("postgres", "redis")
 RATE_LIMIT_OUTCOMES = ("ok", "over_limit", "failed_open", "failed_closed", "no_limit", "other")
 TRANSPORTS = ("grpc", "http")
-REDACTED = "[REDACTED]"
 
 
 # --- hot-path state: plain integers, read by observable instruments ---------------------------
@@ -88,7 +77,6 @@ class Latency:
 COUNTS = Counts()
 # Per transport, while an exporter runs (None: latencies are not measured at all).
 _latency: dict[str, Latency] | None = None
-_tracer: Any = None  # an opentelemetry Tracer while an OTLP endpoint is configured
 
 now = time.perf_counter_ns  # the clock transports read when a check starts
 
@@ -96,9 +84,8 @@ now = time.perf_counter_ns  # the clock transports read when a check starts
 def checked(reason: Reason, started_ns: int, transport: str, carrier: Any = None) -> None:
     """One finished check: count it, time it, and (tracing on) emit its span.
 
-    ``carrier`` holds the request's trace context and is only read when tracing is on: the
-    HTTP transport's header dict, or the gRPC ``CheckRequest`` (its headers are looked up here
-    so the warm path never touches the protobuf map for nothing).
+    ``carrier`` holds the request's trace context and is only read when tracing is on
+    (``tracing.check_span``).
     """
     COUNTS.checks[reason] += 1
     if _latency is not None:
@@ -106,14 +93,8 @@ def checked(reason: Reason, started_ns: int, transport: str, carrier: Any = None
         latency = _latency[transport]
         latency.counts[bisect_left(_BOUNDS_NS, elapsed)] += 1
         latency.sum_ns += elapsed
-    if _tracer is not None:
-        headers = (
-            carrier
-            if isinstance(carrier, dict) or carrier is None
-            else (carrier.attributes.request.http.headers)
-        )
-        headers = headers or {}
-        _span(reason, started_ns, transport, headers.get("traceparent"), headers.get("tracestate"))
+    if tracing.tracer is not None:
+        tracing.check_span(reason, started_ns, transport, carrier)
 
 
 def cache_hit(tier: str) -> None:
@@ -158,31 +139,6 @@ def bcrypt_total() -> int:
     return sum(_retired_bcrypt) + sum(source() for source in COUNTS.bcrypt_sources)
 
 
-# --- spans -------------------------------------------------------------------------------------
-def _span(
-    reason: Reason, started_ns: int, transport: str, traceparent: str | None, tracestate: str | None
-) -> None:
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    carrier = {"traceparent": traceparent or ""}
-    if tracestate:
-        carrier["tracestate"] = tracestate
-    parent = TraceContextTextMapPropagator().extract(carrier) if traceparent else None
-    end = time.time_ns()
-    start = end - (now() - started_ns)
-    span = _tracer.start_span(
-        "Check",
-        context=parent,
-        start_time=start,
-        attributes={
-            "hokusai.reason": reason.value,
-            "hokusai.transport": transport,
-            "hokusai.decision": "allow" if reason is Reason.ALLOWED else "deny",
-        },
-    )
-    span.end(end_time=end)
-
-
 # --- exporters ---------------------------------------------------------------------------------
 class Runtime:
     """The exporters one authz process runs: Prometheus endpoint, OTLP metrics and traces."""
@@ -195,14 +151,14 @@ class Runtime:
         self._meter_provider_: Any = None
 
     def start(self) -> None:
-        global _latency, _tracer
+        global _latency
         if _latency is None:
             _latency = {transport: Latency() for transport in TRANSPORTS}
         readers = self._readers()
         if readers:
             self._meter_provider(readers)
         if self.settings.otlp_endpoint:
-            _tracer = self._start_tracing()
+            self._tracer_provider = tracing.start(self.settings, self._resource())
 
     def _readers(self) -> list[Any]:
         readers: list[Any] = []
@@ -251,20 +207,6 @@ class Runtime:
 
         return Resource.create({"service.name": self.settings.service_name})
 
-    def _start_tracing(self) -> Any:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        provider = TracerProvider(resource=self._resource())
-        provider.add_span_processor(
-            BatchSpanProcessor(
-                OTLPSpanExporter(endpoint=self.settings.otlp_endpoint), schedule_delay_millis=500
-            )
-        )
-        self._tracer_provider = provider
-        return provider.get_tracer(METER_NAME)
-
     def force_flush(self, metrics: bool = False) -> None:
         """Export buffered spans now (and metrics over OTLP when asked)."""
         if self._tracer_provider is not None:
@@ -273,8 +215,9 @@ class Runtime:
             self._meter_provider_.force_flush()
 
     async def stop(self) -> None:
-        global _latency, _tracer
-        _latency, _tracer = None, None
+        global _latency
+        _latency = None
+        tracing.stop()
         if self._tracer_provider is not None:
             await asyncio.to_thread(self._tracer_provider.shutdown)
         for shutdown in self._shutdowns:
@@ -390,96 +333,3 @@ def start(settings: Settings) -> Runtime | None:
     runtime = Runtime(settings)
     runtime.start()
     return runtime
-
-
-# --- logs --------------------------------------------------------------------------------------
-_SECRETS = re.compile(
-    r"hk_(?:live|test)_[0-9A-Za-z_]+"  # a key — whole, truncated, extended or mistyped
-    r"|(?i:(?<=bearer)\s+[^\s,;\"']+)"  # a bearer token of any shape
-    r"|(?i:(?<=x-api-key)[\"']?\s*[:=]\s*[\"']?[^\s,;&\"']+)"  # X-API-Key: value
-    r"|(?i:(?<=api_key=)[^\s&\"',;]+)"  # ?api_key=value
-    r"|(?i:(?<=authorization)[\"']?\s*[:=]\s*[\"']?[^\"',;\n]+)"  # Authorization: anything
-)
-
-
-def redact(text: str) -> str:
-    """``text`` with every key, bearer token, X-API-Key and api_key value replaced."""
-    if "hk_" not in text and not _maybe_credential(text):
-        return text
-    return _SECRETS.sub(_replacement, text)
-
-
-def _maybe_credential(text: str) -> bool:
-    lowered = text.lower()
-    return any(word in lowered for word in ("bearer", "api-key", "api_key", "authorization"))
-
-
-def _replacement(match: re.Match[str]) -> str:
-    found = match.group(0)
-    prefix = re.match(r"[\"']?\s*[:=]?\s*[\"']?|\s+", found)
-    lead = prefix.group(0) if prefix else ""
-    return lead + REDACTED if not found.startswith("hk_") else REDACTED
-
-
-class RedactingFilter(logging.Filter):
-    """Rewrites each record in place: message (with its arguments), extras and exception text."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = None
-        for name, value in list(vars(record).items()):
-            if name not in _STANDARD and isinstance(value, str):
-                setattr(record, name, redact(value))
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        record.exc_info = None  # formatted and redacted above; never formatted again raw
-        return True
-
-
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, the record's extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        if record.exc_text:
-            entry["exception"] = record.exc_text
-        return redact(json.dumps(entry, default=str))
-
-
-class RedactingTextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
-
-
-def log_handler(settings: Settings, stream: Any = None) -> logging.Handler:
-    """A handler writing ``settings.log_format`` lines, redacted twice (record and output)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(
-        JsonFormatter()
-        if settings.log_format == "json"
-        else RedactingTextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-    )
-    return handler
-
-
-def configure_logging(settings: Settings) -> None:
-    """Replace the root logger's handlers with one redacting handler at the configured level."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.addHandler(log_handler(settings))
-    root.setLevel(settings.log_level.upper())

@@ -26,6 +26,7 @@ from authz.keys import format as keys
 from authz.management.service import KeyService
 from authz.settings import Settings
 from authz.storage.db import connector
+from authz.telemetry import logs
 from authz.telemetry import metrics as telemetry
 from cli import envoy_config
 from cli.servers import EnvoyServer, free_port
@@ -265,7 +266,7 @@ def test_every_log_call_path_is_redacted(database_url: str) -> None:
     """Trigger each ``log.`` call in authz with key material in reach, capture the real
     handler's output, and find no key byte in it."""
     stream = io.StringIO()
-    handler = telemetry.log_handler(BASE, stream)
+    handler = logs.log_handler(BASE, stream)
     root = logging.getLogger()
     root.addHandler(handler)
     previous = root.level

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from authz.keys import format as keys
 from authz.settings import Settings
-from authz.telemetry import metrics as telemetry
+from authz.telemetry import logs as telemetry
 
 pytestmark = pytest.mark.unit
 
