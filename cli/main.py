@@ -7,6 +7,10 @@ sub-parsers to the top-level ``commands`` (an argparse sub-parsers action) and s
 
 Exit codes: 0 ok; 1 the operation failed (unknown key, database unreachable); 2 bad usage
 (argparse errors, invalid input, bad settings). Every failure is one line on stderr.
+
+The ``hokusai`` console script is ``run``: it installs the redacting logger every authz process
+installs (``authz.telemetry.logs``), then calls ``main``, which tests and other callers may call
+in-process without their logging being replaced.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from authz.errors import HokusaiError
-from authz.settings import SettingsError
+from authz.settings import Settings, SettingsError
+from authz.telemetry import logs
 from cli import (
     auth_commands,
     db_commands,
@@ -86,5 +91,17 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def run() -> int:
+    """The console script: the redacting logger (at ``HOKUSAI_LOG_LEVEL``), then the command.
+
+    Invalid settings fall back to the defaults here; the command itself reports them."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError:
+        settings = Settings()
+    logs.configure_logging(settings)
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
