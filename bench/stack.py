@@ -20,6 +20,7 @@ from authz.keys import format as key_format
 from authz.management.service import open_key_service
 from authz.settings import Settings
 from authz.storage.migrations import migrate
+from bench import envoy as bench_envoy
 from bench.upstream import with_upstream
 from cli import envoy_config
 from cli.envoy_config import Endpoint
@@ -245,13 +246,13 @@ class BenchStack:
     def _bench_envoy(
         self,
         name: str,
-        variant: envoy_config.BenchVariant,
+        variant: bench_envoy.BenchVariant,
         authz: Endpoint | None,
         logs: Path,
         **extras: Any,
     ) -> None:
         port, upstream = free_port(), free_port()
-        config = envoy_config.render_bench(
+        config = bench_envoy.render_bench(
             variant,
             port=port,
             admin_port=free_port(),

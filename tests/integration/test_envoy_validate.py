@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from authz.transports import wire
+from bench import envoy as bench_envoy
 from cli import envoy_config as ec_
 
 pytestmark = pytest.mark.integration
@@ -113,8 +114,8 @@ def _variants(cert: str, key: str) -> dict[str, dict[str, object]]:
             )
         ),
     }
-    for variant in ec_.BENCH_VARIANTS:
-        result[f"bench_{variant}"] = ec_.render_bench(
+    for variant in bench_envoy.BENCH_VARIANTS:
+        result[f"bench_{variant}"] = bench_envoy.render_bench(
             variant,
             port=18081,
             admin_port=18082,
@@ -134,7 +135,7 @@ VARIANT_NAMES = [
     "ratelimit_deny_no_als_no_shield",
     "http_no_ratelimit_no_als_no_keys_api",
     "dns_upstreams_and_extras",
-    *(f"bench_{v}" for v in ec_.BENCH_VARIANTS),
+    *(f"bench_{v}" for v in bench_envoy.BENCH_VARIANTS),
 ]
 
 

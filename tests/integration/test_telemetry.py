@@ -28,6 +28,7 @@ from authz.settings import Settings
 from authz.storage.db import connector
 from authz.telemetry import logs
 from authz.telemetry import metrics as telemetry
+from bench import envoy as bench_envoy
 from cli import envoy_config
 from cli.servers import EnvoyServer, free_port
 from tests.support.authz import GrpcCheckClient, RunningAuthz, http_check, poll, running_authz
@@ -233,7 +234,7 @@ def test_check_span_trace_id_matches_the_traceparent_sent_through_envoy(
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port, admin = free_port(), free_port()
     address = authz.ports.grpc if transport == "grpc" else authz.ports.http
-    config = envoy_config.render_bench(
+    config = bench_envoy.render_bench(
         f"ext_authz_{transport}",  # type: ignore[arg-type]
         port=port,
         admin_port=admin,

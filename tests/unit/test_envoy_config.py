@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from authz.transports import wire
+from bench import envoy as bench_envoy
 from cli import envoy_config as ec
 
 pytestmark = pytest.mark.unit
@@ -305,9 +306,9 @@ def test_duration_never_uses_exponents() -> None:
     assert ec.duration(0.00001) == "0.00001s"
 
 
-@pytest.mark.parametrize("variant", ec.BENCH_VARIANTS)
-def test_bench_variants_render(variant: ec.BenchVariant) -> None:
-    config = ec.render_bench(
+@pytest.mark.parametrize("variant", bench_envoy.BENCH_VARIANTS)
+def test_bench_variants_render(variant: bench_envoy.BenchVariant) -> None:
+    config = bench_envoy.render_bench(
         variant,
         port=1,
         admin_port=2,
