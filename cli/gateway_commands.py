@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import redis
 
 from authz.settings import Settings, data_dir
@@ -87,15 +86,6 @@ def _https_ok(url: str, ca_cert: str) -> bool:
         return False
 
 
-def _postgres_ok(url: str) -> bool:
-    try:
-        with psycopg.connect(url, connect_timeout=2) as conn:
-            conn.execute("SELECT 1")
-        return True
-    except psycopg.Error:
-        return False
-
-
 def _redis_ok(url: str) -> bool:
     try:
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
@@ -106,7 +96,7 @@ def _redis_ok(url: str) -> bool:
 
 def health_checks(record: StackRecord) -> list[tuple[str, Callable[[], bool]]]:
     checks: list[tuple[str, Callable[[], bool]]] = [
-        ("postgres", lambda: _postgres_ok(record.database_url)),
+        ("postgres", lambda: db.ping(record.database_url)),
         ("redis", lambda: _redis_ok(record.redis_url)),
         ("mlflow", lambda: http_ok(f"{record.mlflow_url}/health")),
         ("authz", lambda: http_ok(f"http://127.0.0.1:{record.authz_http_port}/health")),

@@ -449,22 +449,14 @@ class PostgresServer(ManagedProcess):
         return argv
 
     def ready(self) -> bool:
-        import psycopg
+        from authz.storage import db
 
-        try:
-            with psycopg.connect(self.url_for("postgres"), connect_timeout=2) as conn:
-                conn.execute("SELECT 1")
-            return True
-        except psycopg.Error:
-            return False
+        return db.ping(self.url_for("postgres"))
 
     def after_ready(self) -> None:
-        import psycopg
+        from authz.storage import db
 
-        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [PG_ROLE])
-            if exists.fetchone() is None:
-                conn.execute(f'CREATE DATABASE "{PG_ROLE}"')
+        db.ensure_database(self.url_for("postgres"), PG_ROLE)
 
     def request_stop(self, pgid: int) -> None:
         # SIGINT is PostgreSQL's "fast" shutdown: it ends sessions instead of waiting for them.

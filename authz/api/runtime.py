@@ -11,68 +11,20 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
-import psycopg
 import redis.asyncio as aioredis
-from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from authz.check.checker import Checker
-from authz.errors import StoreUnavailable
 from authz.server import build_checker, build_listener, build_store
 from authz.settings import Settings, SettingsError
-from authz.storage.db import Connection, ConnectionFactory
+from authz.storage.db import ConnectionFactory, pooled_connector
 from authz.storage.invalidation import InvalidationListener
 from authz.storage.redis import redis_client
 from authz.storage.store import KeyStore
 
 log = logging.getLogger(__name__)
-
-
-class _PooledConnection(psycopg.Connection[TupleRow]):
-    """Leaving ``with conn`` gives the connection back to the pool.
-
-    The service opens and closes a connection per operation (``with conn``); psycopg leaves a
-    pooled connection open on exit, so this returns it (the pool has ``close_returns``).
-    """
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        super().__exit__(exc_type, exc_val, exc_tb)
-        self.close()
-
-
-def pooled_connector(settings: Settings) -> tuple[ConnectionPool[Any], ConnectionFactory]:
-    """A connection pool for the service, and the factory that borrows from it."""
-    timeout = max(1.0, settings.database_timeout)
-    pool: ConnectionPool[Any] = ConnectionPool(
-        settings.database_url,
-        min_size=1,
-        max_size=settings.api_pool_size,
-        open=False,
-        connection_class=_PooledConnection,
-        timeout=timeout,
-        close_returns=True,
-        check=ConnectionPool.check_connection,
-        kwargs={"connect_timeout": max(1, int(timeout))},
-    )
-
-    def connect() -> Connection:
-        try:
-            conn: Connection = pool.getconn()
-        except PoolTimeout:
-            raise StoreUnavailable(
-                "no database connection available (pool exhausted or database unreachable)"
-            ) from None
-        return conn
-
-    return pool, connect
 
 
 @dataclass
