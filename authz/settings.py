@@ -181,7 +181,7 @@ class Settings:
         30 * 86400.0, _seconds, "How long usage rollups are kept (hokusai db prune-usage)."
     )
 
-    # --- where the per-key limit is enforced (issue 7's E; authz/check.py phase 8) --------------
+    # --- where the per-key limit is enforced (issue 7's E; authz/check/checker.py phase 8) ------
     rate_limit_enforcement: str = setting(
         "envoy",
         _choice("envoy", "check"),
@@ -200,7 +200,7 @@ class Settings:
         4, _int, "Postgres connections the keys REST API keeps for key operations."
     )
 
-    # --- telemetry exporters and log format (authz/telemetry.py, issue 8) ------------------------
+    # --- telemetry exporters and log format (authz/telemetry/, issue 8) --------------------------
     metrics_host: str = setting(
         "127.0.0.1", _str, "Address of the Prometheus scrape endpoint (0.0.0.0 in a pod)."
     )

@@ -1,4 +1,4 @@
-"""``hokusai auth …``: key management against Postgres, through ``authz.service`` only.
+"""``hokusai auth …``: key management against Postgres, through ``authz.management`` only.
 
 Handlers turn argument strings into the service's typed values (with the service's own parsers)
 and print; every rule lives in the service. A new key's token goes to stdout once, the warning that

@@ -526,7 +526,7 @@ def check_key(target: Target) -> tuple[Result, key_format.ParsedKey | None]:
 
 # --- 8. the key at the gateway, 9. its scopes -----------------------------------------------
 
-# One table: the gateway's denial code (authz.reasons.Reason) → what the key's user should do.
+# One table: the gateway's denial code (authz.check.reasons.Reason) → what the key's user should do.
 ADVICE: dict[Reason, str] = {
     Reason.ALLOWED: "nothing to do",
     Reason.MISSING_KEY: "no key reached the gateway: set MLFLOW_TRACKING_TOKEN to your key; a "

@@ -2,7 +2,7 @@
 
 ``render(options)`` is pure: a frozen ``NginxOptions`` becomes one complete ``nginx.conf`` (run it
 with ``nginx -p <runtime_dir> -c <file> -e <runtime_dir>/error.log``). Header and path names come
-from ``authz.wire``. ``python -m cli.nginx_config --write`` regenerates the committed
+from ``authz.transports.wire``. ``python -m cli.nginx_config --write`` regenerates the committed
 ``nginx/gateway.conf`` (``--check`` fails when it is stale).
 
 How the pieces map onto authz's HTTP check (authz/transports/http.py):

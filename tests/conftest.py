@@ -12,7 +12,7 @@ Postgres
     ``database_url`` (function): a fresh, fully migrated database of its own, cloned from a
         template migrated once per session (``CREATE DATABASE … TEMPLATE``), dropped afterwards.
     ``private_postgres`` (function): a dedicated, started ``PostgresServer`` (not migrated: call
-        ``authz.migrate.migrate(server.url)``) that the test may stop, restart or kill.
+        ``authz.storage.migrations.migrate(server.url)``) that the test may stop, restart or kill.
 
 Redis
     ``redis_server`` (session): the shared ``cli.servers.RedisServer``, or None when

@@ -1,4 +1,4 @@
-"""The keys REST API under ``/api/v1/auth``: FastAPI over the key service (``authz.service``).
+"""The keys REST API under ``/api/v1/auth``: FastAPI over key management (``authz.management``).
 
 ``create_app(settings)`` (``authz.api.app``) builds the application; ``python -m authz.api`` serves
 it with uvicorn on ``HOKUSAI_API_HOST:HOKUSAI_API_PORT``. Callers authenticate with their own API

@@ -49,7 +49,7 @@ def sources_of(request: Request) -> CredentialSources:
 
 
 def _client_address(request: Request, trusted_hops: int) -> str:
-    """Phase 6's rule (``authz.network``): behind Envoy, X-Forwarded-For; direct, the peer."""
+    """Phase 6's rule (``authz.check.network``): behind Envoy, X-Forwarded-For; direct, the peer."""
     peer = request.client.host if request.client else ""
     return client_address(request.headers.get("x-forwarded-for"), peer, trusted_hops)
 

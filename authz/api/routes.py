@@ -1,7 +1,7 @@
 """The endpoints under ``/api/v1/auth``: parse, call the key service, shape the answer.
 
 Endpoints that touch the database are plain ``def``: FastAPI runs them in its thread pool, where
-the synchronous service may block. Every rule is the service's (``authz.service``): these
+the synchronous service may block. Every rule is key management's (``authz.management``): these
 functions only decide which rule applies to which operation.
 """
 

@@ -1,4 +1,4 @@
-"""The closed set of scopes (authz/scopes.py)."""
+"""The closed set of scopes (authz/keys/scopes.py)."""
 
 from __future__ import annotations
 
