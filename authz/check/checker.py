@@ -4,17 +4,18 @@
 
 1. credential — exactly one, from the Authorization header, X-API-Key or ``api_key`` (no I/O)
 2. format     — shape and CRC32 checksum, then the environment this gateway accepts (no I/O)
-3. record     — in-process cache → Redis → Postgres (``lookup.py``)
+3. record     — in-process cache → Redis → Postgres (``authz/storage/lookup.py``)
 4. secret     — fingerprint compare, or one bcrypt the first time (``verify.py``)
 5. status     — revoked? expired? (checked on every request: expiry fires no notification)
 6. network    — the client address Envoy determined, against the key's allowlist
 7. scope      — the route and method's scope (``routes.py``)
-8. rate limit — only with ``HOKUSAI_RATE_LIMIT_ENFORCEMENT=check`` (``limits`` set): the key's
-   limit, decided by the limiter; a denial is ``rate_limited`` (429). Otherwise Envoy's global
-   ratelimit filter does this after the Check, through ``ratelimit_service.py``.
+8. rate limit — only with ``HOKUSAI_RATE_LIMIT_ENFORCEMENT=check`` (``limits`` given): the key's
+   limit, decided by the limiter (``authz/ratelimit/``); a denial is ``rate_limited`` (429).
+   Otherwise Envoy's global ratelimit filter does this after the Check, through
+   ``authz/transports/ratelimit_service.py``.
 
-A denial is a returned ``Decision``, never an exception; an unexpected exception is turned into
-an ``unavailable`` denial by the transports (fail closed).
+A denial is a returned ``Decision``, never an exception; ``check_safely`` turns an unexpected
+exception into an ``unavailable`` denial (fail closed) for every caller.
 """
 
 from __future__ import annotations
