@@ -23,13 +23,16 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP) system-packages
 
-# Debian packages the suite runs for real: nginx (it has auth_request; tests/e2e/test_nginx.py)
-# and wrk (the benchmark harness's smoke run). Idempotent: nothing happens when both are there;
-# the apt lists are refreshed only when something must be installed.
+# Debian packages the suite runs for real: nginx (it has auth_request; tests/e2e/test_nginx.py),
+# wrk (the benchmark harness's smoke run) and chromium (the browser tests drive it through
+# Playwright: tests/support/browser.py; Playwright's own browser download is not used).
+# Idempotent: nothing happens when all are there; the apt lists are refreshed only when something
+# must be installed.
 system-packages:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="nginx"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update -qq; \
