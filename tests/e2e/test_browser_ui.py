@@ -24,20 +24,27 @@ EXPECTED_FAILURES = {f"{MOUNT}/ajax-api/2.0/mlflow/users/current"}
 
 
 def test_experiment_list_through_the_gateway_with_a_forced_header(
-        gateways: dict[str, Gateway]) -> None:
+    gateways: dict[str, Gateway],
+) -> None:
     require_chromium()
     gateway = gateways["http"]
-    _, writer = gateway.service().create_key(user_email="ui-writer@example.com", name="ui-seed",
-                                             scopes=["mlflow:read", "mlflow:write"])
-    _, reader = gateway.service().create_key(user_email="ui-reader@example.com", name="ui-read",
-                                             scopes=["mlflow:read"])
+    _, writer = gateway.service().create_key(
+        user_email="ui-writer@example.com", name="ui-seed", scopes=["mlflow:read", "mlflow:write"]
+    )
+    _, reader = gateway.service().create_key(
+        user_email="ui-reader@example.com", name="ui-read", scopes=["mlflow:read"]
+    )
     name = f"browser-{uuid.uuid4().hex[:8]}"
-    created = gateway.post(f"{MOUNT}/api/2.0/mlflow/experiments/create", json={"name": name},
-                           headers={"Authorization": f"Bearer {writer.token}"})
+    created = gateway.post(
+        f"{MOUNT}/api/2.0/mlflow/experiments/create",
+        json={"name": name},
+        headers={"Authorization": f"Bearer {writer.token}"},
+    )
     assert created.status_code == 200, created.text
 
-    with browser_page(headers={"Authorization": f"Bearer {reader.token}"},
-                      trust_ca=gateway.ca) as page:
+    with browser_page(
+        headers={"Authorization": f"Bearer {reader.token}"}, trust_ca=gateway.ca
+    ) as page:
         recorder = RequestRecorder.attach(page.context)
         recorder.label = "experiment list"
         page.goto(f"{gateway.mlflow_uri}/#/experiments", wait_until="load")
@@ -49,14 +56,18 @@ def test_experiment_list_through_the_gateway_with_a_forced_header(
     document = recorder.requests[0]
     assert (document.path, document.status) == (f"{MOUNT}/", 200)
     assert (document.sec_fetch_mode, document.sec_fetch_dest) == ("navigate", "document")
-    searches = [r for r in recorder.requests
-                if r.path == f"{MOUNT}/ajax-api/2.0/mlflow/experiments/search"]
+    searches = [
+        r for r in recorder.requests if r.path == f"{MOUNT}/ajax-api/2.0/mlflow/experiments/search"
+    ]
     assert searches and all(r.status == 200 for r in searches)
     assert all(r.sec_fetch_mode == "cors" for r in searches)
     # Everything comes from the gateway's own origin: no CDN, no fonts from elsewhere.
     assert recorder.origins() == {gateway.url}
-    unexpected = [(r.method, r.path, r.status, r.failure) for r in recorder.failures()
-                  if r.path not in EXPECTED_FAILURES
-                  # a shared worker's script load is cut when the page closes
-                  and not (r.path.endswith(".worker.js") and r.failure)]
+    unexpected = [
+        (r.method, r.path, r.status, r.failure)
+        for r in recorder.failures()
+        if r.path not in EXPECTED_FAILURES
+        # a shared worker's script load is cut when the page closes
+        and not (r.path.endswith(".worker.js") and r.failure)
+    ]
     assert not unexpected

@@ -71,8 +71,9 @@ def require_chromium() -> Path:
     """The Chromium binary; skips the calling test, with the reason, when it is not installed."""
     path = find_chromium()
     if path is None:
-        pytest.skip("Debian's chromium is not installed (make test installs it: "
-                    "apt-get install chromium)")
+        pytest.skip(
+            "Debian's chromium is not installed (make test installs it: apt-get install chromium)"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:  # pragma: no cover - the dev extra has it
@@ -121,7 +122,9 @@ def browser_context(
     try:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=str(executable), headless=True,
+                profile,
+                executable_path=str(executable),
+                headless=True,
                 args=chromium_args(trust_ca, extra_args),
                 extra_http_headers=dict(headers or {}),
                 ignore_https_errors=ignore_https_errors,
@@ -195,7 +198,7 @@ def graphql_definitions(document: str) -> list[GraphqlOperation]:
     pending: list[str] = []  # words of the current definition's header
     for match in _TOKEN.finditer(document):
         token = match.group()
-        if token[0] in "\"#":
+        if token[0] in '"#':
             continue
         if token == "(":
             parens += 1
@@ -257,10 +260,13 @@ def parse_graphql_body(body: str | bytes | None, query_string: str = "") -> list
         query = payload.get("query")
         name = payload.get("operationName")
         variables = payload.get("variables")
-        requests.append(GraphqlRequest(
-            name if isinstance(name, str) else None,
-            tuple(graphql_definitions(query)) if isinstance(query, str) else (),
-            tuple(sorted(variables)) if isinstance(variables, dict) else ()))
+        requests.append(
+            GraphqlRequest(
+                name if isinstance(name, str) else None,
+                tuple(graphql_definitions(query)) if isinstance(query, str) else (),
+                tuple(sorted(variables)) if isinstance(variables, dict) else (),
+            )
+        )
     return requests
 
 
@@ -322,21 +328,31 @@ class RequestRecorder:
         parts = urlsplit(request.url)
         headers = request.all_headers()
         entry = RecordedRequest(
-            label=self.label, method=request.method, url=request.url,
-            origin=f"{parts.scheme}://{parts.netloc}", path=parts.path,
+            label=self.label,
+            method=request.method,
+            url=request.url,
+            origin=f"{parts.scheme}://{parts.netloc}",
+            path=parts.path,
             query_keys=sorted({k for k, _ in parse_qsl(parts.query, keep_blank_values=True)}),
-            resource_type=request.resource_type, failure=failure,
-            request_content_type=headers.get("content-type"), accept=headers.get("accept"),
+            resource_type=request.resource_type,
+            failure=failure,
+            request_content_type=headers.get("content-type"),
+            accept=headers.get("accept"),
             sec_fetch_mode=headers.get("sec-fetch-mode"),
             sec_fetch_dest=headers.get("sec-fetch-dest"),
-            sec_fetch_site=headers.get("sec-fetch-site"), origin_header=headers.get("origin"))
+            sec_fetch_site=headers.get("sec-fetch-site"),
+            origin_header=headers.get("origin"),
+        )
         if parts.path.endswith("/graphql"):
             body = request.post_data if request.method != "GET" else None
             entry.graphql = [
-                {"operation_name": g.operation_name,
-                 "operations": [asdict(o) for o in g.operations],
-                 "variables": list(g.variables)}
-                for g in parse_graphql_body(body, parts.query)]
+                {
+                    "operation_name": g.operation_name,
+                    "operations": [asdict(o) for o in g.operations],
+                    "variables": list(g.variables),
+                }
+                for g in parse_graphql_body(body, parts.query)
+            ]
         response = request.response() if failure is None else None
         if response is not None:
             entry.status = response.status
@@ -356,8 +372,14 @@ class RequestRecorder:
         self.in_flight.pop(id(request), None)
         self._record(request, request.failure or "failed")
 
-    def wait_quiet(self, page: Page, *, quiet_ms: int = 1000, timeout_ms: int = 20_000,
-                   ignore: Sequence[str] = ()) -> bool:
+    def wait_quiet(
+        self,
+        page: Page,
+        *,
+        quiet_ms: int = 1000,
+        timeout_ms: int = 20_000,
+        ignore: Sequence[str] = (),
+    ) -> bool:
         """Wait until no request (except URLs containing one of ``ignore``) has been in flight
         for ``quiet_ms``; False when ``timeout_ms`` ran out first. Playwright's ``networkidle``
         never comes for pages that keep a request open."""
@@ -382,8 +404,9 @@ class RequestRecorder:
         return {r.origin for r in self.requests}
 
     def to_json(self) -> list[dict[str, Any]]:
-        return [{k: v for k, v in asdict(r).items() if v not in (None, [], "")}
-                for r in self.requests]
+        return [
+            {k: v for k, v in asdict(r).items() if v not in (None, [], "")} for r in self.requests
+        ]
 
     def dump(self, path: str | Path) -> Path:
         target = Path(path)

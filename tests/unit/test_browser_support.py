@@ -23,7 +23,7 @@ from tests.support.browser import (
 DOCUMENTS = [
     "{ test { output } }",
     "query Q { test { output } }",
-    "mutation M { testMutation(inputString: \"x\") { output } }",
+    'mutation M { testMutation(inputString: "x") { output } }',
     "query A { a } #c\rmutation B { b }",
     "query A { a } #c\r\nmutation B { b }",
     'query Q @component(name: "a{b") { t(s: "}") { o } } mutation X { t }',
@@ -41,8 +41,11 @@ DOCUMENTS = [
 def reference(document: str) -> list[GraphqlOperation]:
     graphql = pytest.importorskip("graphql")
     parsed = graphql.parse(document, no_location=True)
-    return [GraphqlOperation(d.operation.value, d.name.value if d.name else None)
-            for d in parsed.definitions if isinstance(d, graphql.OperationDefinitionNode)]
+    return [
+        GraphqlOperation(d.operation.value, d.name.value if d.name else None)
+        for d in parsed.definitions
+        if isinstance(d, graphql.OperationDefinitionNode)
+    ]
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)
@@ -51,8 +54,9 @@ def test_scanner_finds_what_graphql_core_finds(document: str) -> None:
 
 
 def test_body_shapes() -> None:
-    body = json.dumps({"query": "query A { a } mutation B { b }", "operationName": "B",
-                       "variables": {"x": 1}})
+    body = json.dumps(
+        {"query": "query A { a } mutation B { b }", "operationName": "B", "variables": {"x": 1}}
+    )
     [request] = parse_graphql_body(body)
     assert request.operation_name == "B"
     assert request.selected == GraphqlOperation("mutation", "B")
