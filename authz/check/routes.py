@@ -3,14 +3,22 @@
 MLflow's REST API uses POST for some reads (searches, batch gets), so the method alone does not
 decide: ``READ_ONLY_POSTS`` lists MLflow's POST endpoints that change nothing (taken from MLflow's
 own service descriptors; ``tests/unit/test_policy.py`` checks the table against the installed
-MLflow). Everything else follows HTTP semantics: safe methods read, the rest write. What a key's
-scopes imply (``admin`` passes everything) is ``authz.scopes.grants``.
+MLflow). ``/graphql`` is decided from the operation in its body, whatever the method
+(``graphql.py``). Everything else follows HTTP semantics: safe methods read, the rest write. What
+a key's scopes imply (``admin`` passes everything) is ``authz.scopes.grants``.
+
+``BROWSER_PREFIXES`` / ``BROWSER_PATHS`` are the routes where a session cookie is a credential:
+MLflow's UI (its page, static files, the ``ajax-api`` its pages call, GraphQL, artifact
+downloads). MLflow's REST API for programs (``/api/mlflow/api/…``, apart from the artifact
+paths the UI uses) takes keys only.
 """
 
 from __future__ import annotations
 
 import re
 
+from authz.check import graphql
+from authz.check.graphql import RequestBody
 from authz.keys import scopes
 from authz.transports import wire
 
@@ -39,6 +47,11 @@ READ_ONLY_POSTS = frozenset(
 )
 
 _MLFLOW_API = re.compile(r"/(?:ajax-)?api/[0-9]\.[0-9]/(.*)")
+GRAPHQL_PATH = wire.MLFLOW_PREFIX + "graphql"
+
+# Upstream paths (after the gateway prefix) of MLflow's UI, where a session is accepted.
+BROWSER_PATHS = frozenset({"/", "/graphql", "/get-artifact", "/model-versions/get-artifact"})
+BROWSER_PREFIXES = ("/static-files/", "/ajax-api/", "/api/2.0/mlflow-artifacts/")
 
 
 def upstream_path(path: str) -> str:
@@ -50,8 +63,18 @@ def upstream_path(path: str) -> str:
     return path
 
 
-def required_scope(method: str, path: str) -> str:
+def is_browser_route(path: str) -> bool:
+    """Whether a session cookie is a credential on ``path`` (MLflow's UI and what it calls)."""
+    if not path.startswith(wire.MLFLOW_PREFIX):
+        return False
+    upstream = upstream_path(path)
+    return upstream in BROWSER_PATHS or upstream.startswith(BROWSER_PREFIXES)
+
+
+def required_scope(method: str, path: str, body: RequestBody | None = None) -> str:
     """The scope a request needs: ``mlflow:read`` for reads, ``mlflow:write`` for changes."""
+    if path.startswith(GRAPHQL_PATH):
+        return READ if graphql.reads(method, body) else WRITE
     if method in SAFE_METHODS:
         return READ
     if method == "POST":

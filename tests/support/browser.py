@@ -30,10 +30,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+
+from authz.check.graphql import GraphqlOperation
+from authz.check.graphql import definitions as graphql_definitions
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page, Request
@@ -163,66 +166,7 @@ def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:
 
 
 # --- GraphQL operations in a request body ---------------------------------------------------
-OperationKind = Literal["query", "mutation", "subscription"]
-
-
-@dataclass(frozen=True)
-class GraphqlOperation:
-    """One operation definition of a GraphQL document (``name`` None when anonymous)."""
-
-    kind: OperationKind
-    name: str | None
-
-
-# GraphQL's lexical grammar, as much as finding the top-level definitions needs: strings (block and
-# plain) and comments are skipped whole, so braces and words inside them do not count. Line
-# terminators are \n, \r\n and \r alike: a comment ends at a bare \r too (a scanner that runs a
-# comment on to the next \n hides whatever follows the \r, and MLflow would still execute it).
-_TOKEN = re.compile(
-    r'"""(?:\\"""|[^"]|"(?!""))*"""'  # block string
-    r'|"(?:\\.|[^"\\\n\r])*"'  # string
-    r"|#[^\n\r]*"  # comment
-    r"|[{}()]"
-    r"|[_A-Za-z][_0-9A-Za-z]*"
-)
-
-
-def graphql_definitions(document: str) -> list[GraphqlOperation]:
-    """The operations a GraphQL document defines, in order (fragments are not operations).
-
-    A top-level ``{`` with no keyword is the query shorthand. Test tooling, not a validator: an
-    unbalanced document yields what could be read."""
-    found: list[GraphqlOperation] = []
-    depth = 0  # selection-set braces
-    parens = 0  # variable definitions and directive arguments (may hold object literals)
-    pending: list[str] = []  # words of the current definition's header
-    for match in _TOKEN.finditer(document):
-        token = match.group()
-        if token[0] in '"#':
-            continue
-        if token == "(":
-            parens += 1
-        elif token == ")":
-            parens = max(parens - 1, 0)
-        elif parens:
-            continue
-        elif token == "{":
-            if depth == 0:
-                head = pending[0] if pending else None
-                if head in ("query", "mutation", "subscription"):
-                    name = pending[1] if len(pending) > 1 else None
-                    found.append(GraphqlOperation(head, name))  # type: ignore[arg-type]
-                elif head is None:
-                    found.append(GraphqlOperation("query", None))
-                pending = []
-            depth += 1
-        elif token == "}":
-            depth = max(depth - 1, 0)
-        elif depth == 0:
-            pending.append(token)
-    return found
-
-
+# The scanner is the gateway's own (authz/check/graphql.py, phase 7 of the Check).
 @dataclass(frozen=True)
 class GraphqlRequest:
     """A GraphQL HTTP request as sent: the body's ``operationName`` and the document's

@@ -1,56 +1,13 @@
-"""tests/support/browser.py's pure parts: the GraphQL operation scanner and body parser.
-
-The scanner must find the same operations as graphql-core (the library MLflow executes GraphQL
-with), especially where a naive scanner would hide one: a comment ended by a bare carriage return,
-braces inside strings and block strings, object literals in variable defaults.
-"""
+"""tests/support/browser.py's pure parts: the GraphQL body parser of the request recorder (its
+scanner is the gateway's own, tested in test_graphql.py) and Chromium's flags."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
-
-from tests.support.browser import (
-    CHROMIUM_FLAGS,
-    GraphqlOperation,
-    chromium_args,
-    graphql_definitions,
-    parse_graphql_body,
-)
-
-DOCUMENTS = [
-    "{ test { output } }",
-    "query Q { test { output } }",
-    'mutation M { testMutation(inputString: "x") { output } }',
-    "query A { a } #c\rmutation B { b }",
-    "query A { a } #c\r\nmutation B { b }",
-    'query Q @component(name: "a{b") { t(s: "}") { o } } mutation X { t }',
-    'query Q { t(s: """ a \\""" mutation { """) { o } }',
-    "mutation M($a: In = {x: 1, y: {z: 2}}) { t(a: $a) { o } }",
-    "fragment F on T { a } query Q { ...F }",
-    "\ufeff,query,Q,{a}",
-    "subscription S { s }",
-    "query MlflowGetExperimentQuery($input: MlflowGetExperimentInput!)"
-    ' @component(name: "MLflow.ExperimentRunTracking") { mlflowGetExperiment(input: $input)'
-    " { experiment { name } } }",
-]
-
-
-def reference(document: str) -> list[GraphqlOperation]:
-    graphql = pytest.importorskip("graphql")
-    parsed = graphql.parse(document, no_location=True)
-    return [
-        GraphqlOperation(d.operation.value, d.name.value if d.name else None)
-        for d in parsed.definitions
-        if isinstance(d, graphql.OperationDefinitionNode)
-    ]
-
-
-@pytest.mark.parametrize("document", DOCUMENTS)
-def test_scanner_finds_what_graphql_core_finds(document: str) -> None:
-    assert graphql_definitions(document) == reference(document)
+from authz.check.graphql import GraphqlOperation
+from tests.support.browser import CHROMIUM_FLAGS, chromium_args, parse_graphql_body
 
 
 def test_body_shapes() -> None:
