@@ -20,23 +20,26 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
 from authz.check.checker import Checker, CheckPolicy
+from authz.check.sessions import SessionCheck
 from authz.check.verify import SecretVerifier
 from authz.keys.record import KeyRecord
 from authz.ratelimit.gcra import Limit
 from authz.ratelimit.limiters import KeyLimits, build_limiter
+from authz.sessions.record import SessionRecord
 from authz.settings import Settings, SettingsError
-from authz.storage.cache import LocalCache, RedisCache
-from authz.storage.invalidation import InvalidationListener
+from authz.storage.cache import KEY_CODEC, SESSION_CODEC, Codec, LocalCache, R, RedisCache
+from authz.storage.invalidation import CHANNEL, SESSIONS_CHANNEL, InvalidationListener
 from authz.storage.lastused import LastUsedRecorder
 from authz.storage.lookup import RecordLookup
 from authz.storage.redis import redis_client
-from authz.storage.store import KeyStore, PostgresKeyStore
+from authz.storage.store import KeyStore, PostgresKeyStore, RecordSource, SessionRecords
 from authz.telemetry import logs, metrics
 from authz.transports.accesslog import AccessLogService
 from authz.transports.grpc import CheckService, GrpcServer
@@ -65,34 +68,66 @@ def build_checker(
     *,
     on_allowed: Callable[[KeyRecord], None] = lambda _r: None,
     limits: KeyLimits | None = None,
+    last_seen: LastUsedRecorder | None = None,
 ) -> Checker:
-    """The check pipeline: local cache → Redis → store, bcrypt verifier, check policy, and the
-    in-Check rate limit (phase 8) when ``limits`` is given."""
-    local = LocalCache(
+    """The check pipeline: local cache → Redis → store for key records and for session records,
+    bcrypt verifier, check policy, and the in-Check rate limit (phase 8) when ``limits`` is
+    given."""
+    lookup = build_lookup(settings, store, redis, KEY_CODEC)
+    # Without a configured pepper, fingerprints are only meaningful inside this process.
+    pepper = settings.pepper.encode() if settings.pepper else os.urandom(32)
+    verifier = SecretVerifier(pepper, settings.bcrypt_threads, dummy_cost=settings.bcrypt_cost)
+    policy = CheckPolicy(settings.accepted_envs, settings.query_param_enabled)
+    sessions = SessionCheck(
+        build_lookup(settings, SessionRecords(store), redis, SESSION_CODEC),
+        last_seen or session_activity(settings, store),
+    )
+    return Checker(
+        policy, lookup, verifier, on_allowed=on_allowed, limits=limits, sessions=sessions
+    )
+
+
+def build_lookup(
+    settings: Settings, source: RecordSource[R], redis: aioredis.Redis | None, codec: Codec[R]
+) -> RecordLookup[R]:
+    """One record kind's tiers: in-process cache → Redis (when configured) → ``source``."""
+    local: LocalCache[R] = LocalCache(
         settings.local_cache_ttl,
         settings.negative_cache_ttl,
         settings.stale_window,
         settings.local_cache_size,
     )
-    shared = None if redis is None else RedisCache(redis, settings.redis_cache_ttl)
-    lookup = RecordLookup(local, shared, store, max_concurrent_fetches=settings.database_pool_size)
-    # Without a configured pepper, fingerprints are only meaningful inside this process.
-    pepper = settings.pepper.encode() if settings.pepper else os.urandom(32)
-    verifier = SecretVerifier(pepper, settings.bcrypt_threads)
-    policy = CheckPolicy(settings.accepted_envs, settings.query_param_enabled)
-    return Checker(policy, lookup, verifier, on_allowed=on_allowed, limits=limits)
+    shared = None if redis is None else RedisCache(redis, settings.redis_cache_ttl, codec)
+    return RecordLookup(local, shared, source, max_concurrent_fetches=settings.database_pool_size)
+
+
+def session_activity(settings: Settings, store: KeyStore) -> LastUsedRecorder:
+    """Sessions' ``last_seen_at``, batched (the epoch clock: idle time is judged from it)."""
+    return LastUsedRecorder(store.touch_sessions, settings.last_used_interval, clock=time.time)
+
+
+def session_lookup(checker: Checker) -> RecordLookup[SessionRecord]:
+    assert checker.sessions is not None  # build_checker always builds it
+    return checker.sessions.lookup
 
 
 def build_listener(settings: Settings, checker: Checker) -> InvalidationListener | None:
-    """``LISTEN`` for key changes and drop the checker's cached copy (None without a database)."""
+    """``LISTEN`` for key and session changes and drop the checker's cached copies (None
+    without a database)."""
     if not settings.database_url:
         return None
+    sessions = session_lookup(checker)
 
     async def invalidate(key_id: str) -> None:
         checker.verifier.forget(key_id)
         await checker.lookup.invalidate(key_id)
 
-    return InvalidationListener(settings.database_url, invalidate, checker.lookup.invalidate_all)
+    async def reset() -> None:
+        await checker.lookup.invalidate_all()
+        await sessions.invalidate_all()
+
+    channels = {CHANNEL: invalidate, SESSIONS_CHANNEL: sessions.invalidate}
+    return InvalidationListener(settings.database_url, channels, reset)
 
 
 def default_limit(settings: Settings) -> Limit:
@@ -126,13 +161,15 @@ class AuthzServer:
             settings.rate_limit_redis_down,
         )
         in_check = settings.rate_limit_enforcement == "check"
-        self.last_used = LastUsedRecorder(self.store, settings.last_used_interval)
+        self.last_used = LastUsedRecorder(self.store.touch, settings.last_used_interval)
+        self.last_seen = session_activity(settings, self.store)  # sessions' last_seen_at
         self.checker = build_checker(
             settings,
             self.store,
             self.redis,
             on_allowed=self.last_used.seen,
             limits=KeyLimits(self.limiter, default_limit(settings)) if in_check else None,
+            last_seen=self.last_seen,
         )
         self.lookup, self.verifier = self.checker.lookup, self.checker.verifier
         self.check_service = CheckService(
@@ -169,6 +206,7 @@ class AuthzServer:
             except TimeoutError:
                 log.warning("starting without cache invalidation: database not reachable")
         self._tasks.append(loop.create_task(self.last_used.run()))
+        self._tasks.append(loop.create_task(self.last_seen.run()))
         self._tasks.append(loop.create_task(self.limiter.run()))
         self._tasks.append(loop.create_task(self.usage.run(self.settings.usage_flush_interval)))
         self.telemetry = metrics.start(self.settings)
@@ -189,6 +227,7 @@ class AuthzServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.last_used.flush()
+        await self.last_seen.flush()
         await self.usage.flush()  # the access-log streams have ended: nothing more arrives
         await self.limiter.close()
         if self.telemetry is not None:

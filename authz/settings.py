@@ -218,6 +218,32 @@ class Settings:
     )
     service_name: str = setting("hokusai-authz", _str, "service.name of metrics and spans.")
 
+    # --- browser sessions and sign-in (issue 13; authz/sessions/, authz/pages/) ---------------
+    session_idle_timeout: float = setting(
+        8 * 3600.0,
+        _seconds,
+        "A browser session unused this long ends (a working day; checked within about a "
+        "minute, the batching interval of last-seen writes).",
+    )
+    session_absolute_timeout: float = setting(
+        24 * 3600.0,
+        _seconds,
+        "A browser session ends this long after sign-in, however busy: a stolen cookie is worth "
+        "at most a day, and signing in again is one paste of the key.",
+    )
+    signin_rate_limit: int = setting(
+        600,
+        parse_rate,
+        "Sign-in attempts per client address (e.g. 10/min): wrong keys in a loop are slowed.",
+    )
+    signin_burst: int = setting(10, _int, "Sign-in attempts one address may make at once.")
+    session_prune_interval: float = setting(
+        3600.0,
+        _seconds,
+        "How often the keys API deletes ended sessions (one instance at a time; also "
+        "hokusai db prune-sessions).",
+    )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every ``HOKUSAI_*`` variable; unknown ``HOKUSAI_*`` names are an error too."""
@@ -268,6 +294,11 @@ class Settings:
             ("service_name", bool(self.service_name), "must not be empty"),
             ("api_port", 0 <= self.api_port < 65536, "must be a port number"),
             ("api_pool_size", self.api_pool_size >= 1, "must be at least 1"),
+            ("session_idle_timeout", self.session_idle_timeout > 0, "must be positive"),
+            ("session_absolute_timeout", self.session_absolute_timeout > 0, "must be positive"),
+            ("signin_rate_limit", self.signin_rate_limit >= 1, "must be at least 1/h"),
+            ("signin_burst", self.signin_burst >= 1, "must be at least 1"),
+            ("session_prune_interval", self.session_prune_interval > 0, "must be positive"),
         ]
         for name, ok, message in checks:
             if not ok:

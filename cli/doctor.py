@@ -554,6 +554,13 @@ ADVICE: dict[Reason, str] = {
     "higher rate limit",
     Reason.UNAVAILABLE: "the gateway could not verify keys just now (its database or cache is "
     "down): retry shortly; if it persists, tell the gateway's operator",
+    # Browser sessions: a program that sends its key never gets these; a browser signs in again.
+    Reason.INVALID_SESSION: "sign in again at /login (the browser's session is unknown)",
+    Reason.SESSION_EXPIRED: "sign in again at /login (the browser's session has ended)",
+    Reason.USER_DISABLED: "the owner of {key} has been disabled: ask an admin (`hokusai auth "
+    "enable-user`) or use a key of another user",
+    Reason.CROSS_SITE_REQUEST: "a page on another site tried to change something with your "
+    "browser session: use the gateway's own pages",
 }
 
 

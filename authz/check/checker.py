@@ -2,20 +2,27 @@
 
 ``Checker.check`` reads top to bottom as its phases; each returns the next value or a denial:
 
-1. credential — exactly one, from the Authorization header, X-API-Key or ``api_key`` (no I/O)
+1. credential — exactly one, from the Authorization header, X-API-Key or ``api_key`` (no I/O).
+   A key that is sent always decides (a browser cookie beside it is ignored, a bad key is
+   refused even with a good session); only a request with no key at all may present a browser
+   session instead, on a browser route (``sessions.py`` runs phases 1–5 for it).
 2. format     — shape and CRC32 checksum, then the environment this gateway accepts (no I/O)
 3. record     — in-process cache → Redis → Postgres (``authz/storage/lookup.py``)
 4. secret     — fingerprint compare, or one bcrypt the first time (``verify.py``)
 5. status     — revoked? expired? (checked on every request: expiry fires no notification)
 6. network    — the client address Envoy determined, against the key's allowlist
-7. scope      — the route and method's scope (``routes.py``)
+7. scope      — the route and method's scope (``routes.py``; GraphQL by its operations,
+   ``graphql.py``)
 8. rate limit — only with ``HOKUSAI_RATE_LIMIT_ENFORCEMENT=check`` (``limits`` given): the key's
    limit, decided by the limiter (``authz/ratelimit/``); a denial is ``rate_limited`` (429).
    Otherwise Envoy's global ratelimit filter does this after the Check, through
    ``authz/transports/ratelimit_service.py``.
 
 A denial is a returned ``Decision``, never an exception; ``check_safely`` turns an unexpected
-exception into an ``unavailable`` denial (fail closed) for every caller.
+exception into an ``unavailable`` denial (fail closed) for every caller. A 401 for a browser's page
+load (a request without a key whose ``Sec-Fetch-*`` headers say it is a navigation to a page of
+MLflow's UI) carries ``location``: the sign-in page with the way back
+(``authz.sessions.browser.signin_location``); the transports answer it with a 302.
 """
 
 from __future__ import annotations
@@ -25,15 +32,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from authz.check import credentials, routes
+from authz.check import credentials, routes, sessions
 from authz.check.credentials import CredentialSources
-from authz.check.reasons import Reason
+from authz.check.graphql import RequestBody
+from authz.check.reasons import OUTCOMES, Reason
+from authz.check.sessions import SessionCheck, SessionCredential
 from authz.check.verify import SecretVerifier
 from authz.keys import format as key_format
 from authz.keys import scopes
+from authz.keys.format import ParsedKey
 from authz.keys.record import KeyRecord
 from authz.ratelimit.gcra import Verdict
 from authz.ratelimit.limiters import KeyLimits
+from authz.sessions.browser import BrowserSignals, is_navigation, signin_location
+from authz.sessions.record import SessionRecord
 from authz.storage.lookup import Missing, RecordLookup
 
 log = logging.getLogger(__name__)
@@ -48,6 +60,10 @@ class CheckInput:
     # True: skip phase 7 — the caller authorizes each operation on the verified record itself
     # (the keys REST API, whose operations need keys:manage or admin, not a route scope).
     any_scope: bool = False
+    # What a browser sent (cookie, Origin, Sec-Fetch-*); the transports read it only when the
+    # request carries no key, so a key's check never pays for it.
+    browser: BrowserSignals | None = None
+    body: RequestBody | None = None  # the GraphQL route only (phase 7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +73,7 @@ class Decision:
     key_id: str | None = None  # public id, when the credential parsed: safe to log
     # Phase 8's verdict when it set numbers for the x-ratelimit-* headers (None: no headers).
     limit: Verdict | None = None
+    location: str | None = None  # a browser's refused page load: where to sign in (302)
 
     @property
     def allowed(self) -> bool:
@@ -73,12 +90,13 @@ class Checker:
     def __init__(
         self,
         policy_: CheckPolicy,
-        lookup: RecordLookup,
+        lookup: RecordLookup[KeyRecord],
         verifier: SecretVerifier,
         on_allowed: Callable[[KeyRecord], None] = lambda _r: None,
         clock: Callable[[], float] = time.time,
         *,
         limits: KeyLimits | None = None,
+        sessions: SessionCheck | None = None,
     ) -> None:
         self._policy = policy_
         self.lookup = lookup
@@ -86,11 +104,12 @@ class Checker:
         self._on_allowed = on_allowed
         self._clock = clock
         self.limits = limits  # phase 8; None: Envoy's ratelimit filter enforces (or nobody)
+        self.sessions = sessions  # phases 1–5 of a browser session; None: keys only
 
     async def check(self, request: CheckInput) -> Decision:
         key = self._parse(request)
-        if isinstance(key, Decision):
-            return key
+        if not isinstance(key, ParsedKey):
+            return await self._check_other(key, request)
         found = await self.lookup.get(key.key_id)
         if isinstance(found, Missing):
             return _missing(found, key)
@@ -116,8 +135,8 @@ class Checker:
         creating a task or suspending.
         """
         key = self._parse(request)
-        if isinstance(key, Decision):
-            return key
+        if not isinstance(key, ParsedKey):
+            return self._check_other_now(key, request)
         found = self.lookup.cached(key.key_id)
         if found is None:
             return None
@@ -136,10 +155,12 @@ class Checker:
         verdict = self.limits.decide_now(found)
         return None if verdict is None else self._admit(decision, verdict)
 
-    def _parse(self, request: CheckInput) -> key_format.ParsedKey | Decision:
+    def _parse(self, request: CheckInput) -> ParsedKey | SessionCredential | Decision:
         """Phases 1 and 2: one credential, well formed, of an accepted environment."""
         credential = credentials.extract(request.sources, self._policy.query_param_enabled)
         if isinstance(credential, Reason):
+            if credential is Reason.MISSING_KEY and request.browser is not None:
+                return self._session_credential(request, request.browser)
             return Decision(credential)
         key = key_format.parse(credential)
         if key is None:
@@ -148,17 +169,91 @@ class Checker:
             return Decision(Reason.WRONG_ENVIRONMENT, key_id=key.key_id)
         return key
 
+    def _session_credential(
+        self, request: CheckInput, browser: BrowserSignals
+    ) -> SessionCredential | Decision:
+        found = sessions.credential(request.method, request.path, browser)
+        if found is None or self.sessions is None:
+            return Decision(Reason.MISSING_KEY)
+        return Decision(found) if isinstance(found, Reason) else found
+
+    # --- a request without a key: a browser session, or a refusal ------------------------------
+
+    def _check_other_now(
+        self, credential: SessionCredential | Decision, request: CheckInput
+    ) -> Decision | None:
+        if isinstance(credential, Decision):
+            return self._refused(credential, request)
+        assert self.sessions is not None  # _session_credential returns none without it
+        session = self.sessions.now(credential)
+        if session is None:
+            return None
+        if isinstance(session, Reason):
+            return self._refused(Decision(session), request)
+        found = self.lookup.cached(session.key_id or "")
+        if found is None:
+            return None
+        decision = self._authorize_session(session, found, request)
+        if not decision.allowed or self.limits is None or decision.record is None:
+            return self._admit(decision)
+        verdict = self.limits.decide_now(decision.record)
+        return None if verdict is None else self._admit(decision, verdict)
+
+    async def _check_other(
+        self, credential: SessionCredential | Decision, request: CheckInput
+    ) -> Decision:
+        if isinstance(credential, Decision):
+            return self._refused(credential, request)
+        assert self.sessions is not None
+        session = await self.sessions.get(credential)
+        if isinstance(session, Reason):
+            return self._refused(Decision(session), request)
+        found = await self.lookup.get(session.key_id or "")
+        decision = self._authorize_session(session, found, request)
+        if not decision.allowed or self.limits is None or decision.record is None:
+            return self._admit(decision)
+        return self._admit(decision, await self.limits.decide(decision.record))
+
+    def _authorize_session(
+        self, session: SessionRecord, found: KeyRecord | Missing, request: CheckInput
+    ) -> Decision:
+        """Phases 5–7 of a session: those of its key (the key's record, read live)."""
+        if isinstance(found, Missing):  # the key is gone: the session with it
+            reason = Reason.UNAVAILABLE if found is Missing.UNAVAILABLE else Reason.INVALID_SESSION
+            return self._refused(Decision(reason, key_id=session.key_id), request)
+        decision = self.authorize(found, request)
+        if decision.allowed:
+            assert self.sessions is not None
+            self.sessions.seen(session)
+            return decision
+        return self._refused(decision, request)
+
+    def _refused(self, decision: Decision, request: CheckInput) -> Decision:
+        """A 401 for a browser's page load of MLflow's UI becomes a way to the sign-in page."""
+        if OUTCOMES[decision.reason].status != 401 or not is_navigation(
+            request.method, request.browser
+        ):
+            return decision
+        if not routes.is_browser_route(request.path):
+            return decision
+        location = signin_location(request.path, decision.reason.value)
+        return Decision(decision.reason, key_id=decision.key_id, location=location)
+
+    # --- phases 5–8 -----------------------------------------------------------------------------
+
     def authorize(self, record: KeyRecord, request: CheckInput) -> Decision:
         """Phases 5–7 for a verified key: status, network, scope (``_admit`` completes it)."""
         now = self._clock()
         if record.revoked_at is not None and record.revoked_at <= now:
             return Decision(Reason.REVOKED, key_id=record.key_id)
+        if record.disabled_at is not None and record.disabled_at <= now:
+            return Decision(Reason.USER_DISABLED, key_id=record.key_id)
         if record.expired(now):
             return Decision(Reason.EXPIRED, key_id=record.key_id)
         if record.networks and not _address_allowed(record, request.client_address):
             return Decision(Reason.IP_NOT_ALLOWED, key_id=record.key_id)
         if not request.any_scope:
-            needed = routes.required_scope(request.method, request.path)
+            needed = routes.required_scope(request.method, request.path, request.body)
             if not scopes.grants(record.scopes, needed):
                 return Decision(Reason.INSUFFICIENT_SCOPE, key_id=record.key_id)
         return Decision(Reason.ALLOWED, record=record, key_id=record.key_id)

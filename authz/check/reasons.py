@@ -28,6 +28,11 @@ class Reason(StrEnum):
     INSUFFICIENT_SCOPE = "insufficient_scope"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
+    # browser sessions (issue 13)
+    INVALID_SESSION = "invalid_session"
+    SESSION_EXPIRED = "session_expired"
+    USER_DISABLED = "user_disabled"
+    CROSS_SITE_REQUEST = "cross_site_request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,23 @@ OUTCOMES: dict[Reason, Outcome] = {
     ),
     Reason.RATE_LIMITED: Outcome(429, "Too many requests for this API key: retry later.", ""),
     Reason.UNAVAILABLE: Outcome(503, "The key could not be verified right now: retry shortly.", ""),
+    Reason.INVALID_SESSION: Outcome(
+        401, "The session is not valid: sign in again at /login.", "invalid_token"
+    ),
+    Reason.SESSION_EXPIRED: Outcome(
+        401,
+        "The session has ended (signed out, unused for too long, or too old): sign in again.",
+        "invalid_token",
+    ),
+    Reason.USER_DISABLED: Outcome(
+        401, "The key's user has been disabled: ask an administrator.", "invalid_token"
+    ),
+    Reason.CROSS_SITE_REQUEST: Outcome(
+        403,
+        "A change made with a browser session must come from the gateway's own pages: "
+        "this request came from another site and was refused.",
+        "",
+    ),
 }
 
 DOCS_PATH = "/docs/errors"
@@ -113,3 +135,11 @@ def denial_headers(reason: Reason) -> list[tuple[str, str]]:
     if reason is Reason.UNAVAILABLE:
         headers.append(("retry-after", RETRY_AFTER_UNAVAILABLE))
     return headers
+
+
+SIGNIN_REDIRECT_STATUS = 302
+
+
+def signin_redirect_headers(location: str) -> list[tuple[str, str]]:
+    """The headers of the 302 that sends a browser's refused page load to the sign-in page."""
+    return [("location", location), ("cache-control", "no-store")]

@@ -47,7 +47,7 @@ READ_ONLY_POSTS = frozenset(
 )
 
 _MLFLOW_API = re.compile(r"/(?:ajax-)?api/[0-9]\.[0-9]/(.*)")
-GRAPHQL_PATH = wire.MLFLOW_PREFIX + "graphql"
+GRAPHQL_PATH = wire.MLFLOW_GRAPHQL_PATH
 
 # Upstream paths (after the gateway prefix) of MLflow's UI, where a session is accepted.
 BROWSER_PATHS = frozenset({"/", "/graphql", "/get-artifact", "/model-versions/get-artifact"})

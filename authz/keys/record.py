@@ -1,7 +1,8 @@
 """The key record the check path works from: what the caches hold and the store returns.
 
-It carries everything a decision needs (hash, status timestamps, scopes, networks, limits), so a
-cached record is checked on every request — expiry and rotation grace fire no notification.
+It carries everything a decision needs (hash, status timestamps, scopes, networks, limits, when
+its user was disabled), so a cached record is checked on every request — expiry and rotation
+grace fire no notification.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class KeyRecord:
     rate_limit_per_hour: int | None
     burst: int | None
     version: int
+    disabled_at: float | None = None  # the key's user was disabled (``hokusai auth disable-user``)
+
+    @property
+    def cache_id(self) -> str:
+        return self.key_id
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scopes", _shared(_SCOPE_SETS, self.scopes))
@@ -101,6 +107,7 @@ class KeyRecord:
                 "l": self.rate_limit_per_hour,
                 "b": self.burst,
                 "v": self.version,
+                "d": self.disabled_at,
             },
             separators=(",", ":"),
         ).encode()
@@ -120,4 +127,5 @@ class KeyRecord:
             rate_limit_per_hour=data["l"],
             burst=data["b"],
             version=int(data["v"]),
+            disabled_at=data["d"],
         )

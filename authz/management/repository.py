@@ -10,10 +10,10 @@ views of them.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -26,18 +26,26 @@ from authz.storage.db import Connection, ConnectionFactory
 from authz.usage import reports
 
 _CIDR = "::text[]::cidr[]"
+Repo = TypeVar("Repo")
+
+
+def transaction(connect: ConnectionFactory, actor: str) -> AbstractContextManager[KeyRepository]:
+    """One connection, one transaction, the actor set; driver errors become HokusaiErrors."""
+    return transaction_of(connect, actor, KeyRepository)
 
 
 @contextmanager
-def transaction(connect: ConnectionFactory, actor: str) -> Iterator[KeyRepository]:
-    """One connection, one transaction, the actor set; driver errors become HokusaiErrors."""
+def transaction_of(
+    connect: ConnectionFactory, actor: str, repository: Callable[[Connection], Repo]
+) -> Iterator[Repo]:
+    """``transaction`` with another repository on the connection (sessions, …)."""
     conn = connect()
     where = f"{conn.info.host}:{conn.info.port}"
     try:
         with conn, conn.transaction():
             conn.row_factory = dict_row  # type: ignore[assignment]
             conn.execute("SELECT set_config('hokusai.actor', %s, true)", [actor])
-            yield KeyRepository(conn)
+            yield repository(conn)
     except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction):
         raise StoreUnavailable(
             f"the database at {where} has no key tables: run `hokusai db migrate`"
@@ -89,6 +97,23 @@ class KeyRepository:
         ).fetchone()
         assert row is not None  # inserted or already there, in this transaction
         return int(row["id"]), row["disabled_at"] is not None
+
+    def set_disabled(self, email: str, reason: str | None, disable: bool) -> dict[str, Any] | None:
+        """Disable (now, with ``reason``) or enable a user; its row after, or None if unknown.
+        A trigger audits the change and announces every key and live session of the user."""
+        row = self._conn.execute(
+            """UPDATE users
+                  SET disabled_at = CASE WHEN %s THEN coalesce(disabled_at, now()) END,
+                      disabled_reason = CASE WHEN %s THEN %s END
+                WHERE lower(email) = %s
+            RETURNING id, email, disabled_at, disabled_reason""",
+            [disable, disable, reason, email],
+        ).fetchone()
+        return None if row is None else dict(row)
+
+    def user_email(self, user_id: int) -> str | None:
+        row = self._conn.execute("SELECT email FROM users WHERE id = %s", [user_id]).fetchone()
+        return None if row is None else str(row["email"])
 
     def insert(
         self,

@@ -39,6 +39,7 @@ from authz.management.views import (
     KeyChanges,
     KeyView,
     Rotation,
+    UserView,
     status_of,
 )
 from authz.settings import Settings
@@ -245,6 +246,38 @@ class KeyService:
             old_end = grace_end if old.expires_at is None else min(old.expires_at, grace_end)
             repo.update(key_id, {"expires_at": old_end})
             return Rotation(self._fetch(repo, new.parsed.key_id), new, self._fetch(repo, key_id))
+
+    # --- users ---------------------------------------------------------------------------------
+
+    def disable_user(self, email: str, reason: str | None = None) -> UserView:
+        """Disable a user now: every key and session of the user is refused within a second
+        everywhere (``user_disabled``); keys stay as they are, for ``enable_user``."""
+        return self._set_disabled(email, reason, disable=True)
+
+    def enable_user(self, email: str) -> UserView:
+        return self._set_disabled(email, None, disable=False)
+
+    def _set_disabled(self, email: str, reason: str | None, disable: bool) -> UserView:
+        address = validate_email(email)
+        if reason is not None and len(reason) > MAX_REASON_LENGTH:
+            raise InvalidInput(f"the reason is longer than {MAX_REASON_LENGTH} characters")
+        with self._transaction() as repo:
+            row = repo.set_disabled(address, reason, disable)
+        if row is None:
+            raise NotFound(f"no user {address}")
+        return UserView(
+            user_id=row["id"],
+            email=row["email"],
+            disabled_at=row["disabled_at"],
+            disabled_reason=row["disabled_reason"],
+        )
+
+    def user_email(self, user_id: int) -> str:
+        with self._transaction() as repo:
+            email = repo.user_email(user_id)
+        if email is None:
+            raise NotFound(f"no user with id {user_id}")
+        return email
 
     # --- usage (the REST API's /usage: the same report as `hokusai auth usage`) -------------
 

@@ -120,6 +120,20 @@ class AuditEntry(BaseModel):
         return {**self.model_dump(), "at": iso(self.at)}
 
 
+class UserView(BaseModel):
+    """A user as ``disable-user`` / ``enable-user`` and the REST API show it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: int
+    email: str
+    disabled_at: UtcTime | None
+    disabled_reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.model_dump(), "disabled_at": iso(self.disabled_at)}
+
+
 @dataclass(frozen=True, slots=True)
 class AuditVerification:
     ok: bool

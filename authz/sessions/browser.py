@@ -24,18 +24,16 @@ from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import quote, unquote, urlencode
 
-DEFAULT_NEXT = "/api/mlflow/"
-SIGNIN_PATH = "/login"
+from authz.transports import wire
+
+DEFAULT_NEXT = wire.MLFLOW_PREFIX
+SIGNIN_PATH = wire.SIGNIN_PATH
 MAX_NEXT = 2048
 MAX_FRAGMENT = 2048
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-COOKIE = "cookie"
-ORIGIN = "origin"
-FETCH_SITE = "sec-fetch-site"
-FETCH_MODE = "sec-fetch-mode"
-FETCH_DEST = "sec-fetch-dest"
-HEADERS = (COOKIE, ORIGIN, FETCH_SITE, FETCH_MODE, FETCH_DEST)  # besides the host
+HEADERS = wire.BROWSER_HEADERS  # besides the host
+COOKIE, ORIGIN, FETCH_SITE, FETCH_MODE, FETCH_DEST = HEADERS
 
 
 class BrowserSignals(NamedTuple):

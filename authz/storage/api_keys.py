@@ -2,8 +2,9 @@
 
 Two readers, two projections of one join (``api_keys`` × ``users``):
 
-* the check path (``store.py``) reads what a decision needs — timestamps as epoch seconds, the
-  user's ``disabled_at`` folded into "revoked", networks as text — and builds a ``KeyRecord``;
+* the check path (``store.py``) reads what a decision needs — timestamps as epoch seconds (the
+  user's ``disabled_at`` apart from the key's ``revoked_at``, so a denial can say which), networks
+  as text — and builds a ``KeyRecord``;
 * key management (``authz.management.repository``) reads every public field and builds a
   ``KeyView`` from ``public_fields`` (the hash is never selected there).
 
@@ -24,8 +25,9 @@ KEYS_JOIN = "api_keys k JOIN users u ON u.id = k.user_id"
 RECORD_SELECT = f"""
 SELECT k.key_id, k.user_id, k.env, k.secret_hash, k.scopes,
        extract(epoch FROM k.expires_at)::float8,
-       extract(epoch FROM coalesce(k.revoked_at, u.disabled_at))::float8,
-       k.allowed_ips::text[], k.rate_limit_per_hour, k.burst, k.version
+       extract(epoch FROM k.revoked_at)::float8,
+       k.allowed_ips::text[], k.rate_limit_per_hour, k.burst, k.version,
+       extract(epoch FROM u.disabled_at)::float8
   FROM {KEYS_JOIN}
  WHERE k.key_id = %s
 """
@@ -33,7 +35,20 @@ SELECT k.key_id, k.user_id, k.env, k.secret_hash, k.scopes,
 
 def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
     """A ``RECORD_SELECT`` row as the record the check path works from."""
-    key_id, user_id, env, secret_hash, scopes, expires, revoked, ips, limit, burst, version = row
+    (
+        key_id,
+        user_id,
+        env,
+        secret_hash,
+        scopes,
+        expires,
+        revoked,
+        ips,
+        limit,
+        burst,
+        version,
+        disabled,
+    ) = row
     return KeyRecord(
         key_id=key_id,
         user_id=int(user_id),
@@ -46,6 +61,7 @@ def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
         rate_limit_per_hour=limit,
         burst=burst,
         version=int(version),
+        disabled_at=disabled,
     )
 
 

@@ -19,9 +19,19 @@ from google.rpc import code_pb2, status_pb2
 
 from authz.check.checker import CheckInput
 from authz.check.credentials import CredentialSources
+from authz.check.graphql import RequestBody
 from authz.check.network import client_address
-from authz.check.reasons import OUTCOMES, Reason, denial_body, denial_headers
+from authz.check.reasons import (
+    OUTCOMES,
+    SIGNIN_REDIRECT_STATUS,
+    Reason,
+    denial_body,
+    denial_headers,
+    signin_redirect_headers,
+)
+from authz.check.routes import GRAPHQL_PATH
 from authz.keys.record import KeyRecord
+from authz.sessions.browser import BrowserSignals
 from authz.transports import wire
 from authz.transports.ratelimit_headers import grpc_tail
 from authz.transports.responses import EncodedResponses, identity_headers, metadata_values
@@ -38,20 +48,30 @@ _RPC_CODES = {
 def to_input(request: CheckRequest, trusted_hops: int) -> CheckInput:
     # Every protobuf field read builds a Python object: each is read once, and the TCP peer
     # (four nested messages) only when there is no X-Forwarded-For, the only case it is used.
+    # The browser headers and the body are read only when they can matter: no key was sent /
+    # the GraphQL route (Envoy sends the body there, as raw_body: pack_as_bytes).
     http = request.attributes.request.http
     headers = http.headers
     path = http.path
     forwarded = headers.get("x-forwarded-for")
     peer = "" if forwarded else request.attributes.source.address.socket_address.address
+    authorization = headers.get(wire.AUTHORIZATION_HEADER)
+    api_key = headers.get(wire.API_KEY_HEADER)
     return CheckInput(
         method=http.method,
         path=path,
         sources=CredentialSources(
-            authorization=headers.get(wire.AUTHORIZATION_HEADER),
-            api_key_header=headers.get(wire.API_KEY_HEADER),
+            authorization=authorization,
+            api_key_header=api_key,
             query=http.query or path.partition("?")[2],
         ),
         client_address=client_address(forwarded, peer, trusted_hops),
+        browser=None
+        if authorization is not None or api_key is not None
+        else BrowserSignals.read(headers.get, http.host),
+        body=RequestBody(headers.get("content-type"), http.raw_body)
+        if path.startswith(GRAPHQL_PATH)
+        else None,
     )
 
 
@@ -67,6 +87,18 @@ def denial_bytes(reason: Reason, docs_base: str) -> bytes:
             status=HttpStatus(code=outcome.status),  # type: ignore[arg-type]
             headers=[_header(k, v) for k, v in denial_headers(reason)],
             body=denial_body(reason, docs_base).decode(),
+        ),
+    )
+    encoded: bytes = response.SerializeToString()
+    return encoded
+
+
+def redirect_bytes(location: str) -> bytes:
+    response = CheckResponse(
+        status=status_pb2.Status(code=code_pb2.UNAUTHENTICATED),
+        denied_response=DeniedHttpResponse(
+            status=HttpStatus(code=SIGNIN_REDIRECT_STATUS),  # type: ignore[arg-type]
+            headers=[_header(k, v) for k, v in signin_redirect_headers(location)],
         ),
     )
     encoded: bytes = response.SerializeToString()
@@ -97,4 +129,5 @@ class ResponseCache(EncodedResponses):
             lambda reason: denial_bytes(reason, docs_base),
             allowance_bytes,
             lambda encoded, limit: encoded + grpc_tail(limit),
+            redirect_bytes,
         )

@@ -6,13 +6,17 @@ transport and answers:
 
 * allow — ``200`` with the identity headers, the per-key limits (Envoy turns them into dynamic
   metadata via ``dynamic_metadata_from_headers``) and ``x-envoy-auth-headers-to-remove``;
-* deny — the reason's status, the one JSON body, ``WWW-Authenticate``;
+* deny — the reason's status, the one JSON body, ``WWW-Authenticate``; a browser's refused page
+  load — 302 to the sign-in page (Envoy passes ``location`` on);
 * ``GET /health`` — 200 while serving, 503 while starting or draining.
 
 Envoy sends the original method and ``/check`` + the original path and query. NGINX's
 ``auth_request`` sends the original URI and method in ``X-Original-URI``/``X-Original-Method``
 (set by our NGINX config, which a client cannot override); those headers are used only when the
 request path is not under ``/check``. Requests have bounded header sizes and an idle time-out.
+A body is read only when Envoy sends one (the GraphQL route, ``with_request_body``), up to
+``MAX_BODY_BYTES``; the browser headers (cookie, Origin, ``Sec-Fetch-*``) are read into a
+``BrowserSignals`` only when the request carries no key.
 """
 
 from __future__ import annotations
@@ -25,15 +29,27 @@ import httptools
 
 from authz.check.checker import Checker, CheckInput
 from authz.check.credentials import CredentialSources
+from authz.check.graphql import RequestBody
 from authz.check.network import client_address
-from authz.check.reasons import OUTCOMES, Reason, denial_body, denial_headers
+from authz.check.reasons import (
+    OUTCOMES,
+    SIGNIN_REDIRECT_STATUS,
+    Reason,
+    denial_body,
+    denial_headers,
+    signin_redirect_headers,
+)
+from authz.check.routes import GRAPHQL_PATH
 from authz.keys.record import KeyRecord
+from authz.sessions.browser import HEADERS as BROWSER_HEADERS
+from authz.sessions.browser import BrowserSignals
 from authz.telemetry import metrics
 from authz.transports import wire
 from authz.transports.ratelimit_headers import http_with_headers
 from authz.transports.responses import Answers, EncodedResponses, identity_headers, metadata_values
 
 MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 64 * 1024  # Envoy sends at most this much (the GraphQL route's max_request_bytes)
 IDLE_TIMEOUT = 30.0
 # Idle connections are found by a periodic sweep, not a timer per request: re-arming a timer
 # (call_later + cancel) cost ~1 µs of every check. A connection is closed after two sweeps with
@@ -48,10 +64,14 @@ _WATCHED = {
     b"x-original-method": "x-original-method",
     b"traceparent": "traceparent",
     b"tracestate": "tracestate",  # Check spans (metrics.py)
+    b"host": "host",
+    b"content-type": "content-type",
+    **{name.encode(): name for name in BROWSER_HEADERS},
 }
 _CHECK_PREFIX = wire.HTTP_CHECK_PATH_PREFIX.encode()
 _REASONS = {
     200: b"OK",
+    302: b"Found",
     401: b"Unauthorized",
     403: b"Forbidden",
     404: b"Not Found",
@@ -74,6 +94,10 @@ def denial_response(reason: Reason, docs_base: str) -> bytes:
     return _response(OUTCOMES[reason].status, denial_headers(reason), body)
 
 
+def redirect_response(location: str) -> bytes:
+    return _response(SIGNIN_REDIRECT_STATUS, signin_redirect_headers(location))
+
+
 def allowance_response(record: KeyRecord) -> bytes:
     headers = identity_headers(record)
     headers += [
@@ -88,7 +112,10 @@ class HttpResponses(EncodedResponses):
 
     def __init__(self, docs_base: str) -> None:
         super().__init__(
-            lambda reason: denial_response(reason, docs_base), allowance_response, http_with_headers
+            lambda reason: denial_response(reason, docs_base),
+            allowance_response,
+            http_with_headers,
+            redirect_response,
         )
         self.health_ok = _response(
             200, [("content-type", "application/json")], b'{"status":"serving"}'
@@ -111,6 +138,7 @@ class CheckProtocol(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._repeated = False
         self._header_bytes = 0
+        self._body: bytearray | None = None
         self._queue: list[asyncio.Future[bytes] | bytes] = []
         self.idle_sweeps = 0  # sweeps since data last arrived (HttpCheckServer.sweep)
 
@@ -136,6 +164,7 @@ class CheckProtocol(asyncio.Protocol):
     # httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url, self._headers, self._repeated, self._header_bytes = b"", {}, False, 0
+        self._body = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -148,13 +177,25 @@ class CheckProtocol(asyncio.Protocol):
         key = _WATCHED.get(name.lower())
         if key is None:
             return
-        if key in self._headers and key in ("authorization", "x-api-key"):
-            self._repeated = True
+        if key in self._headers:
+            if key in ("authorization", "x-api-key"):
+                self._repeated = True
+            elif key == "cookie":  # repeated Cookie headers are one list of cookies
+                self._headers[key] += "; " + value.decode("latin-1")
+                return
         self._headers[key] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        if self._body is None:
+            self._body = bytearray()
+        if len(self._body) + len(body) > MAX_BODY_BYTES:
+            self._fail(self._server.responses.bad_request)
+            return
+        self._body += body
 
     def on_message_complete(self) -> None:
         method = self._parser.get_method().decode("ascii", "replace")
-        result = self._server.handle(method, self._url, self._headers, self._repeated)
+        result = self._server.handle(method, self._url, self._headers, self._repeated, self._body)
         self._queue.append(result)
         self._drain()
         if isinstance(result, asyncio.Future):
@@ -203,7 +244,12 @@ class HttpCheckServer:
         self._sweeper: asyncio.Task[None] | None = None
 
     def handle(
-        self, method: str, url: bytes, headers: dict[str, str], repeated: bool
+        self,
+        method: str,
+        url: bytes,
+        headers: dict[str, str],
+        repeated: bool,
+        body: bytearray | None = None,
     ) -> bytes | asyncio.Future[bytes]:
         started = metrics.now()
         if url.startswith(_CHECK_PREFIX):
@@ -213,16 +259,23 @@ class HttpCheckServer:
         else:  # NGINX auth_request: the original request is described by our headers
             path = headers.get("x-original-uri", "/")
             method = headers.get("x-original-method", method)
+        authorization, api_key = headers.get("authorization"), headers.get("x-api-key")
         request = CheckInput(
             method=method,
             path=path,
             sources=CredentialSources(
-                authorization=headers.get("authorization"),
-                api_key_header=headers.get("x-api-key"),
+                authorization=authorization,
+                api_key_header=api_key,
                 query=path.partition("?")[2],
                 repeated=repeated,
             ),
             client_address=client_address(headers.get("x-forwarded-for"), "", self._trusted_hops),
+            browser=None
+            if authorization is not None or api_key is not None
+            else BrowserSignals.read(headers.get, headers.get("host")),
+            body=None
+            if body is None or not path.startswith(GRAPHQL_PATH)
+            else RequestBody(headers.get("content-type"), bytes(body)),
         )
         answer = self._answers.now(request, started, headers)
         if answer is not None:

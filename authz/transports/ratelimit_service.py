@@ -20,6 +20,7 @@ from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitRespon
 from google.protobuf.duration_pb2 import Duration
 
 from authz.check.reasons import Reason, denial_body
+from authz.keys.record import KeyRecord
 from authz.ratelimit.gcra import Limit, Verdict, ceil_seconds, limit_for
 from authz.ratelimit.limiters import RateLimiter
 from authz.storage.lookup import Missing, RecordLookup
@@ -77,7 +78,7 @@ def encode(verdict: Verdict, denial: bytes) -> bytes:
 
 class RateLimitService:
     def __init__(
-        self, limiter: RateLimiter, lookup: RecordLookup, default: Limit, docs_base: str
+        self, limiter: RateLimiter, lookup: RecordLookup[KeyRecord], default: Limit, docs_base: str
     ) -> None:
         self._limiter = limiter
         self._lookup = lookup

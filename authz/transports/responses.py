@@ -10,7 +10,8 @@ an allowance tells the upstream.
   recently used keys only: a miss re-encodes in a few microseconds, while keeping one per key
   costs ~0.4 KB per transport (measured: 100 000 cached keys stay under the memory budget only
   with this bound). Per-request rate-limit numbers (in-Check limiting) are appended to the cached
-  bytes.
+  bytes. The one answer encoded per request: a browser's refused page load, sent to the sign-in
+  page (``Decision.location``).
 * ``identity_headers`` / ``metadata_values``: the identity the upstream may trust, and the
   dynamic metadata later filters read (names in ``wire.py``). A denial's headers and body are
   the reason table's (``authz.check.reasons``).
@@ -57,17 +58,21 @@ class EncodedResponses:
         deny: Callable[[Reason], bytes],
         allow: Callable[[KeyRecord], bytes],
         with_limit: Callable[[bytes, Verdict], bytes],
+        redirect: Callable[[str], bytes],
         size: int = ALLOWANCES_KEPT,
     ) -> None:
         self._denials = {reason: deny(reason) for reason in Reason}
         self._allow = allow
         self._with_limit = with_limit
+        self._redirect = redirect
         self._allowances: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._size = size
 
     def encode(self, decision: Decision) -> bytes:
         record = decision.record
         if record is None or not decision.allowed:
+            if decision.location is not None:
+                return self._redirect(decision.location)
             encoded = self._denials[decision.reason]
         else:
             encoded = self._allowance(record)

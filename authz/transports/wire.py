@@ -45,3 +45,16 @@ RATE_LIMIT_RESPONSE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-
 MLFLOW_PREFIX = "/api/mlflow/"
 MLFLOW_HEALTH_PATH = "/api/mlflow/health/mlflow"
 KEYS_API_PREFIX = "/api/v1/auth/"
+# Browser sessions (issue 13): what a browser sends that the Check reads (besides the host), and
+# the routes of the gateway's own pages and of MLflow's who-am-I calls (both on the keys API).
+BROWSER_HEADERS = ("cookie", "origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest")
+MLFLOW_GRAPHQL_PATH = MLFLOW_PREFIX + "graphql"
+SIGNIN_PATH = "/login"
+SIGNOUT_PATH = "/logout"
+DOCS_PREFIX = "/docs/"
+PAGES_STATIC_PREFIX = "/_hokusai/static/"
+MLFLOW_ACCOUNT_PATHS = (
+    MLFLOW_PREFIX + "ajax-api/2.0/mlflow/users/current",
+    MLFLOW_PREFIX + "ajax-api/3.0/mlflow/users/roles/list",
+    MLFLOW_PREFIX + "ajax-api/3.0/mlflow/users/current/permissions",
+)

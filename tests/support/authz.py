@@ -55,14 +55,25 @@ def running_authz(settings: Settings) -> Iterator[RunningAuthz]:
 
 
 def check_request(
-    method: str, path: str, headers: list[tuple[str, str]], peer: str = "127.0.0.1"
+    method: str,
+    path: str,
+    headers: list[tuple[str, str]],
+    peer: str = "127.0.0.1",
+    body: bytes = b"",
 ) -> CheckRequest:
-    """A CheckRequest as Envoy builds it: repeated headers are joined with commas."""
+    """A CheckRequest as Envoy builds it: repeated headers are joined with commas, the Host is
+    the ``host`` field (``:authority``), a body (``with_request_body``) is ``raw_body``."""
     merged: dict[str, str] = {}
     for name, value in headers:
-        merged[name] = f"{merged[name]},{value}" if name in merged else value
+        if name != "host":
+            merged[name] = f"{merged[name]},{value}" if name in merged else value
     http = ac.AttributeContext.HttpRequest(
-        method=method, path=path, headers=merged, query=path.partition("?")[2]
+        method=method,
+        path=path,
+        headers=merged,
+        query=path.partition("?")[2],
+        host=dict(headers).get("host", ""),
+        raw_body=body,
     )
     return CheckRequest(
         attributes=ac.AttributeContext(
@@ -84,10 +95,15 @@ class GrpcCheckClient:
         )
 
     def check(
-        self, method: str, path: str, headers: list[tuple[str, str]], peer: str = "127.0.0.1"
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        peer: str = "127.0.0.1",
+        body: bytes = b"",
     ) -> CheckResponse:
         response: CheckResponse = self._check(
-            check_request(method, path, headers, peer), timeout=10
+            check_request(method, path, headers, peer, body), timeout=10
         )
         return response
 
@@ -109,13 +125,24 @@ class HttpAnswer:
 
 
 def http_check(
-    port: int, method: str, path: str, headers: list[tuple[str, str]], prefix: str = "/check"
+    port: int,
+    method: str,
+    path: str,
+    headers: list[tuple[str, str]],
+    prefix: str = "/check",
+    body: bytes = b"",
 ) -> HttpAnswer:
-    """One raw HTTP/1.1 request, as Envoy's http_service sends it (original method and path)."""
-    lines = [f"{method} {prefix}{path} HTTP/1.1", "host: authz", "content-length: 0"]
-    lines += [f"{k}: {v}" for k, v in headers]
+    """One raw HTTP/1.1 request, as Envoy's http_service sends it (original method and path,
+    the original Host, and the body on the GraphQL route)."""
+    host = [v for k, v in headers if k == "host"] or ["authz"]
+    lines = [
+        f"{method} {prefix}{path} HTTP/1.1",
+        f"host: {host[0]}",
+        f"content-length: {len(body)}",
+    ]
+    lines += [f"{k}: {v}" for k, v in headers if k != "host"]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         return read_response(sock)
 
 

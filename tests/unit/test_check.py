@@ -53,7 +53,9 @@ def build(
 ) -> tuple[Checker, MemoryKeyStore]:
     store = MemoryKeyStore(records)
     mono = clock or Clock()
-    local = LocalCache(ttl=10, negative_ttl=1, stale_window=300, size=1000, clock=mono)
+    local: LocalCache[KeyRecord] = LocalCache(
+        ttl=10, negative_ttl=1, stale_window=300, size=1000, clock=mono
+    )
     lookup = RecordLookup(local, None, store)
     verifier = SecretVerifier(b"pepper", threads=2)
     return Checker(CheckPolicy(envs, True), lookup, verifier, clock=time.time), store
@@ -181,7 +183,7 @@ def test_expiry_is_checked_on_every_request(fixture_keys: dict[str, keys.NewKey]
     valid = fixture_keys["valid"]
     wall = Clock()
     store = MemoryKeyStore([make_record(valid, expires_at=wall.now + 1)])
-    local = LocalCache(ttl=60, negative_ttl=1, stale_window=300, size=10)
+    local: LocalCache[KeyRecord] = LocalCache(ttl=60, negative_ttl=1, stale_window=300, size=10)
     checker = Checker(
         CheckPolicy(frozenset({"live"}), True),
         RecordLookup(local, None, store),
