@@ -83,16 +83,35 @@ def test_allowed_headers_restricted_to_what_check_needs(config: dict[str, Any]) 
         "x-request-id",
         "traceparent",
         "tracestate",
+        # browser sessions: the cookie, the same-origin rule, page loads; GraphQL's body type
+        "cookie",
+        "origin",
+        "sec-fetch-site",
+        "sec-fetch-mode",
+        "sec-fetch-dest",
+        "content-type",
     }
-    assert "cookie" not in names
+    assert not names & {"accept", "referer", "user-agent"}
 
 
-def test_no_body_buffering_and_route_cache_kept(config: dict[str, Any]) -> None:
+def test_no_body_buffering_but_graphql_and_route_cache_kept(config: dict[str, Any]) -> None:
     authz = _filter(config, ec.EXT_AUTHZ)
     assert "with_request_body" not in authz
     assert authz["clear_route_cache"] is False
     names = [f["name"] for f in _filters(config)]
     assert "envoy.filters.http.buffer" not in names
+    with_body = [
+        r
+        for r in _routes(config)
+        if "check_settings" in r.get("typed_per_filter_config", {}).get(ec.EXT_AUTHZ, {})
+    ]
+    assert [r["match"] for r in with_body] == [{"path": wire.MLFLOW_GRAPHQL_PATH}]
+    body = with_body[0]["typed_per_filter_config"][ec.EXT_AUTHZ]["check_settings"]
+    assert body["with_request_body"] == {
+        "max_request_bytes": 65536,
+        "allow_partial_message": False,
+        "pack_as_bytes": True,
+    }
 
 
 def test_nothing_after_ext_authz_clears_the_route_cache(config: dict[str, Any]) -> None:
@@ -204,13 +223,30 @@ def test_without_tls_routes_served_on_http_port_and_no_redirect() -> None:
 # --- routes ---------------------------------------------------------------------------------
 
 
-def test_only_exact_health_paths_and_keys_api_skip_ext_authz(config: dict[str, Any]) -> None:
+def test_only_exact_health_paths_pages_and_keys_api_skip_ext_authz(
+    config: dict[str, Any],
+) -> None:
     skipped = [r["match"] for r in _routes(config) if _authz_disabled(r)]
     assert skipped == [
         {"path": wire.MLFLOW_HEALTH_PATH},
         {"path": wire.HEALTH_PATH},
+        {"path": "/api/mlflow"},
+        {"path": "/login"},
+        {"path": "/logout"},
+        {"path": "/docs"},
+        {"prefix": "/docs/"},
+        {"prefix": "/_hokusai/static/"},
         {"prefix": wire.KEYS_API_PREFIX},
     ]
+
+
+def test_mlflow_without_the_slash_redirects_before_authentication(config: dict[str, Any]) -> None:
+    (route,) = [r for r in _routes(config) if r["match"] == {"path": "/api/mlflow"}]
+    assert route["redirect"] == {
+        "path_redirect": "/api/mlflow/",
+        "response_code": "PERMANENT_REDIRECT",
+    }
+    assert _routes(config).index(route) < [r["name"] for r in _routes(config)].index("mlflow")
 
 
 def test_mlflow_route_streams_and_rewrites(config: dict[str, Any]) -> None:
@@ -219,6 +255,38 @@ def test_mlflow_route_streams_and_rewrites(config: dict[str, Any]) -> None:
     assert mlflow["route"]["prefix_rewrite"] == "/"
     assert mlflow["route"]["timeout"] == "0s"
     assert mlflow["route"]["host_rewrite_literal"] == "localhost"
+
+
+def test_mlflow_never_sees_the_session_cookie_or_the_browser_origin(config: dict[str, Any]) -> None:
+    for name in ("mlflow", "mlflow_graphql"):
+        (route,) = [r for r in _routes(config) if r["name"] == name]
+        assert set(route["request_headers_to_remove"]) == {
+            "authorization",
+            "x-api-key",
+            "cookie",
+            "origin",
+            "referer",
+        }
+    graphql = next(r for r in _routes(config) if r["name"] == "mlflow_graphql")
+    assert graphql["route"]["prefix_rewrite"] == "/graphql"
+
+
+def test_mlflows_who_am_i_calls_are_authenticated_and_answered_by_the_keys_api(
+    config: dict[str, Any],
+) -> None:
+    account = [r for r in _routes(config) if r["name"].startswith("mlflow_account")]
+    assert [r["match"]["path"] for r in account] == list(wire.MLFLOW_ACCOUNT_PATHS)
+    for route in account:
+        assert not _authz_disabled(route) and route["route"]["cluster"] == ec.KEYS_API_CLUSTER
+        assert "cookie" in route["request_headers_to_remove"]
+    names = [r["name"] for r in _routes(config)]
+    assert names.index(account[-1]["name"]) < names.index("mlflow")  # before the prefix
+
+
+def test_the_sign_in_redirect_reaches_the_browser() -> None:
+    service = _filter(ec.render(_options("http")), ec.EXT_AUTHZ)["http_service"]
+    allowed = service["authorization_response"]["allowed_client_headers"]["patterns"]
+    assert {"exact": "location"} in allowed
 
 
 def test_unknown_paths_get_the_json_404(config: dict[str, Any]) -> None:

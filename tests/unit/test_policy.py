@@ -81,9 +81,21 @@ def test_scope_implications() -> None:
     assert not scopes.grants(frozenset({"keys:manage"}), policy.READ)
 
 
-# Routes that skip ext_authz, each for a reason: health probes, and the keys REST API (which
-# authenticates its callers itself with the same pipeline).
-PUBLIC = {wire.MLFLOW_HEALTH_PATH, wire.HEALTH_PATH, wire.KEYS_API_PREFIX}
+# Routes that skip ext_authz, each for a reason: health probes, the keys REST API (which
+# authenticates its callers itself with the same pipeline), the gateway's own pages (sign-in,
+# sign-out, the docs every denial links, their static files: a person without a session must
+# reach them), and /api/mlflow, which only redirects to /api/mlflow/.
+PUBLIC = {
+    wire.MLFLOW_HEALTH_PATH,
+    wire.HEALTH_PATH,
+    wire.KEYS_API_PREFIX,
+    wire.SIGNIN_PATH,
+    wire.SIGNOUT_PATH,
+    wire.DOCS_PREFIX,
+    wire.DOCS_PREFIX.rstrip("/"),
+    wire.PAGES_STATIC_PREFIX,
+    wire.MLFLOW_PREFIX.rstrip("/"),
+}
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
