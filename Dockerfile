@@ -21,6 +21,8 @@ COPY pyproject.toml README.md ./
 COPY authz ./authz
 COPY cli ./cli
 COPY migrations ./migrations
+# The documentation: the keys API serves it at /docs/ (every denial body links /docs/errors#…).
+COPY docs ./docs
 # Editable: the code stays in /app, beside migrations/ (authz.storage.migrations reads it from there).
 RUN pip install --no-deps --no-build-isolation -e .
 

@@ -22,6 +22,7 @@ from authz.api.auth import Denied, denial_response
 from authz.api.runtime import Runtime
 from authz.check.reasons import RETRY_AFTER_UNAVAILABLE
 from authz.errors import HokusaiError
+from authz.pages import routes as pages
 from authz.settings import Settings
 from authz.storage.db import ConnectionFactory
 from authz.storage.store import KeyStore
@@ -104,6 +105,7 @@ def create_app(
         runtime = Runtime.build(settings, connect, store)
         await runtime.start()
         app.state.runtime = runtime
+        app.state.pages = runtime.pages
         try:
             yield
         finally:
@@ -122,4 +124,5 @@ def create_app(
     install_error_handlers(app, settings.docs_base_url)
     app.include_router(routes.router)
     app.include_router(routes.health_router)
+    app.include_router(pages.router)
     return app

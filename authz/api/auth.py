@@ -12,15 +12,16 @@ gateway does: the reason's status, the one JSON body and the reason table's head
 from __future__ import annotations
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from authz.check.checker import Checker, CheckInput, Decision
 from authz.check.credentials import CredentialSources
-from authz.check.network import client_address
-from authz.check.reasons import OUTCOMES, Reason, denial_body, denial_headers
+from authz.check.reasons import Reason
 from authz.management.delegation import Principal
+from authz.pages.web import client_of, denial_response
 from authz.transports import wire
+
+__all__ = ["API_KEY_HEADER", "BEARER", "Denied", "denial_response", "identify", "principal_of"]
 
 # Declared for the OpenAPI document (so clients and the interactive docs know how to send a
 # key); the credential itself is read by ``authenticate`` below.
@@ -48,19 +49,13 @@ def sources_of(request: Request) -> CredentialSources:
     )
 
 
-def _client_address(request: Request, trusted_hops: int) -> str:
-    """Phase 6's rule (``authz.check.network``): behind Envoy, X-Forwarded-For; direct, the peer."""
-    peer = request.client.host if request.client else ""
-    return client_address(request.headers.get("x-forwarded-for"), peer, trusted_hops)
-
-
 async def identify(checker: Checker, request: Request, trusted_hops: int) -> Principal:
     """The verified calling key, or ``Denied``; an unexpected failure denies (fail closed)."""
     check = CheckInput(
         request.method,
         request.url.path,
         sources_of(request),
-        _client_address(request, trusted_hops),
+        client_of(request, trusted_hops),
         any_scope=True,
     )
     return principal_of(await checker.check_safely(check))
@@ -76,13 +71,3 @@ def principal_of(decision: Decision) -> Principal:
         scopes=record.scopes,
         networks=tuple(str(n) for n in record.networks),
     )
-
-
-def denial_response(reason: Reason, docs_base: str) -> JSONResponse:
-    """The gateway's answer for a refused key: status, one JSON body, the denial's headers."""
-    response = JSONResponse(status_code=OUTCOMES[reason].status, content=None)
-    response.body = denial_body(reason, docs_base)
-    response.headers["content-length"] = str(len(response.body))
-    for name, value in denial_headers(reason):
-        response.headers[name] = value
-    return response

@@ -1,8 +1,11 @@
-"""What the keys API keeps for its lifetime: the check pipeline and a Postgres connection pool.
+"""What the keys API keeps for its lifetime: the check pipeline, a Postgres connection pool, and
+the gateway's pages (sign-in, sessions, docs; ``authz.pages``) with the limiter that slows a loop
+of wrong sign-ins.
 
 Built in the application's lifespan (never at import time), on the server's event loop: the
 pipeline's async clients belong to that loop. Start mirrors ``authz.server``: the invalidation
-listener first (a revocation must reach this process's cache too), then the pools.
+listener first (a revocation must reach this process's cache too), then the pools, then the
+periodic pruning of ended sessions (one instance at a time: an advisory lock).
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ import redis.asyncio as aioredis
 from psycopg_pool import ConnectionPool
 
 from authz.check.checker import Checker
+from authz.management.service import KeyService
+from authz.management.sessions import SessionService
+from authz.pages.routes import Pages
+from authz.pages.signin import SignIn
+from authz.ratelimit.limiters import RateLimiter, build_limiter
 from authz.server import build_checker, build_listener, build_store
 from authz.settings import Settings, SettingsError
 from authz.storage.db import ConnectionFactory, pooled_connector
@@ -36,6 +44,8 @@ class Runtime:
     redis: aioredis.Redis | None
     pool: ConnectionPool[Any] | None
     listener: InvalidationListener | None
+    limiter: RateLimiter
+    pages: Pages
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -53,9 +63,18 @@ class Runtime:
         pool = None
         if connect is None:
             pool, connect = pooled_connector(settings)
-        return cls(
-            settings, checker, connect, store, redis, pool, build_listener(settings, checker)
+        limiter = build_limiter(redis, "exact", 1.0, "open")  # sign-ins: exact, shared
+        sessions = SessionService(connect, settings)
+        users = KeyService(connect, settings, "web:pages")
+        pages = Pages(
+            settings,
+            checker,
+            SignIn(checker, sessions, limiter, settings),
+            sessions,
+            users.user_email,
         )
+        listener = build_listener(settings, checker)
+        return cls(settings, checker, connect, store, redis, pool, listener, limiter, pages)
 
     async def start(self, listen_timeout: float = 10.0) -> None:
         if self.listener is not None:
@@ -66,6 +85,16 @@ class Runtime:
                 log.warning("keys API starting without cache invalidation")
         if self.pool is not None:
             self.pool.open(wait=False)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._prune_sessions()))
+
+    async def _prune_sessions(self) -> None:
+        """Delete ended sessions every ``HOKUSAI_SESSION_PRUNE_INTERVAL`` (one instance does)."""
+        while True:
+            await asyncio.sleep(self.settings.session_prune_interval)
+            try:
+                await asyncio.to_thread(self.pages.sessions.prune_exclusively)
+            except Exception as exc:  # the next round tries again
+                log.warning("pruning sessions failed", extra={"error": type(exc).__name__})
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -74,6 +103,7 @@ class Runtime:
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
         self.checker.verifier.close()
+        await self.limiter.close()
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 await self.redis.aclose()
