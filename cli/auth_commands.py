@@ -21,6 +21,21 @@ from authz.management.views import KeyChanges, KeyView
 from cli import output
 from cli.db_commands import add_database_option, key_service
 
+# Actions the triggers write (migrations/): key changes, browser sessions, users.
+AUDIT_ACTIONS = (
+    "create",
+    "update",
+    "revoke",
+    "rotate",
+    "delete",
+    "session.signin",
+    "session.signin_refused",
+    "session.signout",
+    "session.revoke",
+    "user.disable",
+    "user.enable",
+)
+
 
 def _expiry(args: argparse.Namespace) -> tuple[datetime | None, Any]:
     expires_at = None if args.expires_at is None else parse_timestamp(args.expires_at)
@@ -171,6 +186,27 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _disable_user(args: argparse.Namespace) -> int:
+    user = key_service(args).disable_user(args.email, args.reason)
+    if args.json:
+        output.emit_json(user.to_json())
+    else:
+        print(
+            f"disabled {user.email} at {output.when(user.disabled_at)}: its keys and browser "
+            "sessions are refused on every gateway within a second"
+        )
+    return 0
+
+
+def _enable_user(args: argparse.Namespace) -> int:
+    user = key_service(args).enable_user(args.email)
+    if args.json:
+        output.emit_json(user.to_json())
+    else:
+        print(f"enabled {user.email}: its keys work again (revoked or expired ones do not)")
+    return 0
+
+
 def _key_options(parser: argparse.ArgumentParser, *, create: bool) -> None:
     """The options create-key and update-key share (update: given ones replace)."""
     parser.add_argument("--name", required=create, help="what the key is for (1-200 characters)")
@@ -253,7 +289,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--key", metavar="KEY_ID", help="only this key's entries")
     parser.add_argument("--since", metavar="DURATION|ISO-8601", help="e.g. 7d, or a time")
     parser.add_argument("--actor", help="only changes by this actor, e.g. cli:alice")
-    parser.add_argument("--action", choices=("create", "update", "revoke", "rotate", "delete"))
+    parser.add_argument("--action", choices=AUDIT_ACTIONS)
     parser.add_argument("--limit", type=int, default=1000, help="newest N entries (default 1000)")
     parser.add_argument(
         "--verify",
@@ -262,3 +298,14 @@ def register(commands: Any) -> None:
     )
     add_database_option(parser)
     parser.set_defaults(handler=_audit)
+
+    parser = sub.add_parser("disable-user", help="refuse every key and session of a user now")
+    parser.add_argument("email", metavar="EMAIL")
+    parser.add_argument("--reason", metavar="TEXT", help="recorded with the change")
+    add_database_option(parser)
+    parser.set_defaults(handler=_disable_user)
+
+    parser = sub.add_parser("enable-user", help="let a disabled user's keys work again")
+    parser.add_argument("email", metavar="EMAIL")
+    add_database_option(parser)
+    parser.set_defaults(handler=_enable_user)

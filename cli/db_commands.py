@@ -1,4 +1,5 @@
-"""``hokusai db migrate|rollback|status``, and how every command finds and opens the database.
+"""``hokusai db migrate|rollback|status|prune-sessions``, and how every command finds and opens
+the database.
 
 The database URL comes from ``--database-url``, else ``HOKUSAI_DATABASE_URL``, else the local
 stack's record ``<data dir>/stack.json`` (written by ``hokusai gateway up``). Output shows URLs
@@ -15,6 +16,7 @@ from typing import Any
 
 from authz.errors import InvalidInput
 from authz.management.service import KeyService, open_key_service
+from authz.management.sessions import SessionService
 from authz.settings import Settings, data_dir
 from authz.storage import db, migrations
 from cli import output
@@ -123,6 +125,17 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune_sessions(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    url = resolve_database_url(args.database_url, settings)
+    deleted = SessionService(db.connector(url), settings).prune(actor())
+    if args.json:
+        output.emit_json({"deleted": deleted})
+    else:
+        print(f"deleted {deleted} ended browser sessions")
+    return 0
+
+
 def register(commands: Any) -> None:
     """Add ``hokusai db …`` to the top-level sub-commands."""
     group = commands.add_parser("db", help="database migrations")
@@ -137,3 +150,8 @@ def register(commands: Any) -> None:
     parser = sub.add_parser("status", help="which migrations are applied")
     add_database_option(parser)
     parser.set_defaults(handler=_status)
+    parser = sub.add_parser(
+        "prune-sessions", help="delete ended browser sessions (signed out, expired, idle)"
+    )
+    add_database_option(parser)
+    parser.set_defaults(handler=_prune_sessions)

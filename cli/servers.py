@@ -571,6 +571,10 @@ class MlflowServer(ManagedProcess):
             *self.extra_args,
         ]
 
+    def popen_options(self) -> dict[str, Any]:
+        # MLflow's server would otherwise fetch its telemetry configuration from a third party.
+        return {"env": {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}}
+
     def ready(self) -> bool:
         return http_ok(f"{self.url}/health")
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from authz.management.validation import MAX_LIMIT
-from authz.management.views import AuditEntry, KeyView, Rotation
+from authz.management.views import AuditEntry, KeyView, Rotation, UserView
 from authz.usage.reports import KeyReport
 
 
@@ -71,6 +71,18 @@ class RotateRequest(_Request):
 
 # A key as the REST API returns it: ``KeyView``'s fields (the one list), under the name the
 # OpenAPI document has always used. (No docstring: it would become the schema's description.)
+class DisableRequest(_Request):
+    reason: Annotated[Text, Field(max_length=500)] | None = None
+
+
+class UserOut(UserView):
+    """A user's disabled state (``POST /users/{email}/disable|enable``)."""
+
+    @classmethod
+    def of(cls, view: UserView) -> UserOut:
+        return cls(**view.model_dump())
+
+
 class KeyOut(KeyView):
     @classmethod
     def of(cls, view: KeyView) -> KeyOut:

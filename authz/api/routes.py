@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from authz.api.auth import API_KEY_HEADER, BEARER, identify
 from authz.api.models import (
     AuditEntryOut,
     AuditPage,
+    DisableRequest,
     ErrorBody,
     Health,
     KeyCreate,
@@ -27,6 +28,7 @@ from authz.api.models import (
     RotateRequest,
     Text,
     UsageOut,
+    UserOut,
     WhoAmI,
 )
 from authz.api.runtime import Runtime
@@ -229,6 +231,30 @@ def audit(
         limit=limit,
     )
     return AuditPage(items=[AuditEntryOut.of(e) for e in entries])
+
+
+# --- users (admin) ------------------------------------------------------------------------------
+
+
+@router.post("/users/{email}/disable", response_model=UserOut)
+def disable_user(
+    email: Annotated[Text, Path(max_length=320)],
+    principal: Caller,
+    service: Service,
+    body: DisableRequest | None = None,
+) -> UserOut:
+    """Refuse every key and browser session of a user, everywhere, within a second. Admin only."""
+    require_scope(principal, scopes.ADMIN)
+    return UserOut.of(service.disable_user(email, None if body is None else body.reason))
+
+
+@router.post("/users/{email}/enable", response_model=UserOut)
+def enable_user(
+    email: Annotated[Text, Path(max_length=320)], principal: Caller, service: Service
+) -> UserOut:
+    """Let a disabled user's keys work again (revoked or expired keys stay so). Admin only."""
+    require_scope(principal, scopes.ADMIN)
+    return UserOut.of(service.enable_user(email))
 
 
 health_router = APIRouter(prefix=PREFIX)

@@ -59,7 +59,6 @@ class Pages:
         found = await self.checker.sessions.get(SessionCredential(cookie.id_hash(session_id)))
         return isinstance(found, SessionRecord)
 
-
     async def email(self, user_id: int) -> str:
         cached = self._emails.get(user_id)
         if cached is not None and cached[0] > time.monotonic():

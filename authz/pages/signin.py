@@ -128,7 +128,6 @@ class SignIn:
             set_cookie=cookie.set_cookie(started.session_id, started.max_age),
         )
 
-
     async def end(self, session_id: str, reason: str = SIGNED_OUT) -> None:
         """End a session, and forget it in this process at once (elsewhere: the NOTIFY)."""
         await asyncio.to_thread(self._sessions.end, session_id, reason)

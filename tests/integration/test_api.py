@@ -438,6 +438,33 @@ def test_usage_sums_rollups(client, callers, settings):
 # --- audit -------------------------------------------------------------------------------------
 
 
+def test_admins_disable_and_enable_users(client, callers, settings):
+    victim = make_key(settings, "carol@example.com", ("keys:manage", "mlflow:read"))
+    whoami = f"{API}/whoami"
+    assert client.get(whoami, headers=victim.headers).status_code == 200
+    forbidden = client.post(f"{API}/users/carol@example.com/disable", headers=victim.headers)
+    assert_error(forbidden, 403, "forbidden")
+    disabled = client.post(
+        f"{API}/users/Carol@Example.com/disable",
+        headers=callers["admin"].headers,
+        json={"reason": "left"},
+    )
+    assert disabled.status_code == 200
+    assert disabled.json()["email"] == "carol@example.com"
+    assert disabled.json()["disabled_reason"] == "left" and disabled.json()["disabled_at"]
+    deadline = time.monotonic() + 2  # the NOTIFY reaches this process's cache
+    while client.get(whoami, headers=victim.headers).status_code == 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert_error(client.get(whoami, headers=victim.headers), 401, "user_disabled")
+    enabled = client.post(f"{API}/users/carol@example.com/enable", headers=callers["admin"].headers)
+    assert enabled.status_code == 200 and enabled.json()["disabled_at"] is None
+    missing = client.post(
+        f"{API}/users/nobody@example.com/enable", headers=callers["admin"].headers
+    )
+    assert_error(missing, 404, "not_found")
+
+
 def test_audit_names_the_api_caller_and_is_admin_only(client, callers):
     caller = callers["alice"]
     key_id = create(client, caller).json()["key"]["key_id"]

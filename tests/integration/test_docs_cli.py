@@ -37,6 +37,9 @@ def test_the_doc_covers_every_command() -> None:
         "db migrate",
         "db rollback",
         "db status",
+        "disable-user",
+        "enable-user",
+        "db prune-sessions",
     ):
         assert f" {name}" in commands, name
 
