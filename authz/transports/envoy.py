@@ -49,7 +49,8 @@ def to_input(request: CheckRequest, trusted_hops: int) -> CheckInput:
     # Every protobuf field read builds a Python object: each is read once, and the TCP peer
     # (four nested messages) only when there is no X-Forwarded-For, the only case it is used.
     # The browser headers and the body are read only when they can matter: no key was sent /
-    # the GraphQL route (Envoy sends the body there, as raw_body: pack_as_bytes).
+    # the GraphQL route (Envoy sends the body there; Envoy 1.40 honours the route's
+    # with_request_body but not its pack_as_bytes, so the body arrives as the string ``body``).
     http = request.attributes.request.http
     headers = http.headers
     path = http.path
@@ -69,7 +70,7 @@ def to_input(request: CheckRequest, trusted_hops: int) -> CheckInput:
         browser=None
         if authorization is not None or api_key is not None
         else BrowserSignals.read(headers.get, http.host),
-        body=RequestBody(headers.get("content-type"), http.raw_body)
+        body=RequestBody(headers.get("content-type"), http.raw_body or http.body.encode())
         if path.startswith(GRAPHQL_PATH)
         else None,
     )

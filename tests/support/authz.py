@@ -62,7 +62,7 @@ def check_request(
     body: bytes = b"",
 ) -> CheckRequest:
     """A CheckRequest as Envoy builds it: repeated headers are joined with commas, the Host is
-    the ``host`` field (``:authority``), a body (``with_request_body``) is ``raw_body``."""
+    the ``host`` field (``:authority``), a body (``with_request_body``) is the string ``body``."""
     merged: dict[str, str] = {}
     for name, value in headers:
         if name != "host":
@@ -73,7 +73,7 @@ def check_request(
         headers=merged,
         query=path.partition("?")[2],
         host=dict(headers).get("host", ""),
-        raw_body=body,
+        body=body.decode(),
     )
     return CheckRequest(
         attributes=ac.AttributeContext(

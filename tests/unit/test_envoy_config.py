@@ -107,11 +107,7 @@ def test_no_body_buffering_but_graphql_and_route_cache_kept(config: dict[str, An
     ]
     assert [r["match"] for r in with_body] == [{"path": wire.MLFLOW_GRAPHQL_PATH}]
     body = with_body[0]["typed_per_filter_config"][ec.EXT_AUTHZ]["check_settings"]
-    assert body["with_request_body"] == {
-        "max_request_bytes": 65536,
-        "allow_partial_message": False,
-        "pack_as_bytes": True,
-    }
+    assert body["with_request_body"] == {"max_request_bytes": 65536, "allow_partial_message": False}
 
 
 def test_nothing_after_ext_authz_clears_the_route_cache(config: dict[str, Any]) -> None:
