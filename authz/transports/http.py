@@ -13,7 +13,8 @@ transport and answers:
 Envoy sends the original method and ``/check`` + the original path and query. NGINX's
 ``auth_request`` sends the original URI and method in ``X-Original-URI``/``X-Original-Method``
 (set by our NGINX config, which a client cannot override); those headers are used only when the
-request path is not under ``/check``. Requests have bounded header sizes and an idle time-out.
+request path is not under ``/check``; browser sessions are Envoy's only (NGINX gets keys).
+Requests have bounded header sizes and an idle time-out.
 A body is read only when Envoy sends one (the GraphQL route, ``with_request_body``), up to
 ``MAX_BODY_BYTES``; the browser headers (cookie, Origin, ``Sec-Fetch-*``) are read into a
 ``BrowserSignals`` only when the request carries no key.
@@ -252,7 +253,8 @@ class HttpCheckServer:
         body: bytearray | None = None,
     ) -> bytes | asyncio.Future[bytes]:
         started = metrics.now()
-        if url.startswith(_CHECK_PREFIX):
+        envoy = url.startswith(_CHECK_PREFIX)
+        if envoy:
             path = url[len(_CHECK_PREFIX) :].decode("latin-1") or "/"
         elif url == wire.HEALTH_PATH.encode():
             return self.responses.health_ok if self._serving() else self.responses.health_down
@@ -260,6 +262,9 @@ class HttpCheckServer:
             path = headers.get("x-original-uri", "/")
             method = headers.get("x-original-method", method)
         authorization, api_key = headers.get("authorization"), headers.get("x-api-key")
+        # Browser sessions need Envoy (the sign-in redirect, the GraphQL body, the cookie removed
+        # upstream): NGINX's auth_request knows only 2xx/401/403, so it gets keys only.
+        browsing = envoy and authorization is None and api_key is None
         request = CheckInput(
             method=method,
             path=path,
@@ -270,9 +275,7 @@ class HttpCheckServer:
                 repeated=repeated,
             ),
             client_address=client_address(headers.get("x-forwarded-for"), "", self._trusted_hops),
-            browser=None
-            if authorization is not None or api_key is not None
-            else BrowserSignals.read(headers.get, headers.get("host")),
+            browser=BrowserSignals.read(headers.get, headers.get("host")) if browsing else None,
             body=None
             if body is None or not path.startswith(GRAPHQL_PATH)
             else RequestBody(headers.get("content-type"), bytes(body)),

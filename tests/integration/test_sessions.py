@@ -122,6 +122,22 @@ def test_both_transports_decide_the_session_corpus_alike(
         client.close()
 
 
+def test_nginx_gets_keys_only_and_never_a_redirect(authz: RunningAuthz, services: Services) -> None:
+    """NGINX's auth_request turns any answer but 2xx/401/403 into a 500: no 302, no sessions."""
+    live = services.sign_in(services.key("nginx@example.com"))
+    page_load = [
+        ("x-original-uri", "/api/mlflow/"),
+        ("x-original-method", "GET"),
+        ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-dest", "document"),
+    ]
+    answer = http_check(authz.ports.http, "GET", "/auth", page_load, prefix="")
+    assert answer.status == 401 and json.loads(answer.body)["error"] == "missing_key"
+    with_session = [*page_load, ("cookie", f"{cookie.COOKIE_NAME}={live}")]
+    answer = http_check(authz.ports.http, "GET", "/auth", with_session, prefix="")
+    assert answer.status == 401 and json.loads(answer.body)["error"] == "missing_key"
+
+
 def test_sign_out_revocation_and_disabling_reach_two_instances_within_a_second(
     settings: Settings, services: Services
 ) -> None:
