@@ -3,8 +3,10 @@
 Every denial body links ``/docs/errors#<code>``, so the error reference must resolve where the
 person is: on the gateway. Headings get GitHub's anchors (``### missing-key`` → ``#missing-key``),
 links between pages (``security.md#rotate``) become ``/docs/security#rotate``, images come from
-``/docs/images/``. Raw HTML in the Markdown is not rendered (markdown-it's ``html`` off), so a page
-can never carry a script. The README is ``/docs/readme``.
+``/docs/images/``; a relative link to a file of the repository that is not a page (``bench/…``)
+is shown as its text only, since the gateway does not serve the repository. Raw HTML in the
+Markdown is not rendered (markdown-it's ``html`` off), so a page can never carry a script. The
+README is ``/docs/readme``.
 """
 
 from __future__ import annotations
@@ -40,14 +42,39 @@ def slug(text: str, seen: dict[str, int]) -> str:
     return base if count == 0 else f"{base}-{count}"
 
 
-def _href(href: str, from_readme: bool) -> str:
+def _href(href: str, from_readme: bool) -> str | None:
+    """Where a link points on the gateway; None for a repository file the gateway does not serve."""
+    if href.startswith(("#", "/", "https://", "http://", "mailto:")):
+        return href
+    if href.startswith("docs/") and from_readme:
+        return _href(href.removeprefix("docs/"), from_readme=False)
     match = _LINK.fullmatch(href)
     if match is None:
-        if href.startswith("docs/") and from_readme:
-            return _href(href.removeprefix("docs/"), from_readme=False)
-        return href
+        return None
     page = README if match["page"].lower() == "readme" else match["page"]
     return f"/docs/{page}{match['anchor'] or ''}"
+
+
+def _links(children: list[Token], from_readme: bool) -> list[Token]:
+    """The inline tokens with links rewritten (and links to unserved files unwrapped)."""
+    kept: list[Token] = []
+    unwrapping = 0
+    for child in children:
+        if child.type == "link_open":
+            href = _href(str(child.attrGet("href")), from_readme)
+            if href is None:
+                unwrapping += 1
+                continue
+            child.attrSet("href", href)
+        elif child.type == "link_close" and unwrapping:
+            unwrapping -= 1
+            continue
+        elif child.type == "image":
+            src = str(child.attrGet("src")).removeprefix("docs/")
+            if src.startswith("images/"):
+                child.attrSet("src", f"/docs/{src}")
+        kept.append(child)
+    return kept
 
 
 def _rewrite(tokens: list[Token], from_readme: bool) -> None:
@@ -56,13 +83,8 @@ def _rewrite(tokens: list[Token], from_readme: bool) -> None:
         if token.type == "heading_open":
             inline = tokens[index + 1]
             token.attrSet("id", slug("".join(c.content for c in inline.children or ()), seen))
-        for child in token.children or ():
-            if child.type == "link_open":
-                child.attrSet("href", _href(str(child.attrGet("href")), from_readme))
-            elif child.type == "image":
-                src = str(child.attrGet("src")).removeprefix("docs/")
-                if src.startswith("images/"):
-                    child.attrSet("src", f"/docs/{src}")
+        if token.children:
+            token.children = _links(token.children, from_readme)
 
 
 @functools.cache

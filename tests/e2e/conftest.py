@@ -3,7 +3,8 @@
 ``gateway`` (session, parametrised over the two ext_authz transports, ``grpc`` and ``http``): a
 ``cli.stack.LocalStack`` with TLS from its private CA, sharing one database, one Redis and one
 MLflow, so the two gateways are two authz instances behind two Envoys over one key store. It has
-an extra authenticated route ``/echo/`` to a recording upstream, to prove what upstreams receive.
+two extra authenticated routes to a recording upstream, to prove what upstreams receive: ``/echo/``
+and ``UI_ECHO_PREFIX``, under MLflow's UI routes (where a browser session is a credential).
 
 ``gateways`` (session): both at once, for cross-instance checks (revocation).
 """
@@ -31,6 +32,7 @@ from cli.stack import LocalStack, StackOptions, StackRecord
 
 TRANSPORTS = ("grpc", "http")
 ECHO_PREFIX = "/echo/"
+UI_ECHO_PREFIX = "/api/mlflow/ajax-api/2.0/hokusai-echo/"
 
 
 @dataclass
@@ -173,9 +175,15 @@ def _start_gateway(
             "HOKUSAI_NEGATIVE_CACHE_TTL": "0.2",
             # usage rows within a second, for docs/getting-started.md
             "HOKUSAI_USAGE_FLUSH_INTERVAL": "0.5",
+            # every browser test signs in from 127.0.0.1: the limit is tested with its own bucket
+            "HOKUSAI_SIGNIN_RATE_LIMIT": "600/min",
+            "HOKUSAI_SIGNIN_BURST": "30",
         },
         envoy_overrides={
-            "extra_routes": (envoy_config.Route(ECHO_PREFIX, "echo"),),
+            "extra_routes": (
+                envoy_config.Route(ECHO_PREFIX, "echo"),
+                envoy_config.Route(UI_ECHO_PREFIX, "echo"),
+            ),
             "extra_clusters": (
                 envoy_config.Cluster("echo", envoy_config.Endpoint("127.0.0.1", echo_port)),
             ),
@@ -210,3 +218,27 @@ def gateways(
 @pytest.fixture(params=TRANSPORTS)
 def gateway(request: pytest.FixtureRequest, gateways: dict[str, Gateway]) -> Gateway:
     return gateways[request.param]
+
+
+# --- the MLflow UI tests (tests/e2e/test_ui_*.py) -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ui_keys(gateways: dict[str, Gateway]) -> Any:
+    from tests.e2e.ui import UiKeys
+
+    service = gateways["http"].service("test:ui")
+    writer_email, reader_email = "ui-writer@example.com", "ui-reader@example.com"
+    _, writer = service.create_key(
+        user_email=writer_email, name="ui-write", scopes=["mlflow:read", "mlflow:write"]
+    )
+    _, reader = service.create_key(user_email=reader_email, name="ui-read", scopes=["mlflow:read"])
+    return UiKeys(writer.token, reader.token, writer_email, reader_email)
+
+
+@pytest.fixture(scope="session")
+def ui_seed(gateways: dict[str, Gateway], ui_keys: Any) -> Any:
+    """The UI tests' experiment, runs, model and trace (logged once per session)."""
+    from tests.e2e.ui import seed
+
+    return seed(gateways["http"], ui_keys.writer)
