@@ -33,7 +33,12 @@ class LastUsedRecorder:
         self._pending: set[str] = set()
 
     def seen(self, record: KeyRecord) -> None:
-        self.seen_id(record.key_id)
+        """A key was used (the hot path: its body is ``seen_id``'s, inlined: one call less)."""
+        now = self._clock()
+        last = self._marked.get(record.key_id)
+        if last is None or now - last >= self._interval:
+            self._marked[record.key_id] = now
+            self._pending.add(record.key_id)
 
     def seen_id(self, record_id: str) -> None:
         now = self._clock()

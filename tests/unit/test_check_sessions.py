@@ -136,7 +136,7 @@ def browser_request(
 def with_signals(request: CheckInput, **changes: str | None) -> CheckInput:
     """The same request, its browser headers changed (``None`` removes one)."""
     assert request.browser is not None
-    return dataclasses.replace(request, browser=request.browser._replace(**changes))
+    return request._replace(browser=request.browser._replace(**changes))
 
 
 def decide(rig: Rig, request: CheckInput) -> Decision:
@@ -293,11 +293,7 @@ def test_a_refused_page_load_goes_to_the_sign_in_page(rig: Rig) -> None:
     path, _, query = denied.location.partition("?")
     assert path == "/login"
     assert parse_qs(query) == {"next": ["/api/mlflow/?o=1"], "reason": ["invalid_session"]}
-    no_cookie = navigation(rig)
-    no_cookie = dataclasses.replace(
-        no_cookie,
-        browser=no_cookie.browser._replace(cookie=None),  # type: ignore[union-attr]
-    )
+    no_cookie = with_signals(navigation(rig), cookie=None)
     assert decide(rig, no_cookie).location is not None  # missing_key: sign in
     assert rig.checker.check_now(no_cookie) == decide(rig, no_cookie)
 
@@ -312,4 +308,4 @@ def test_fetches_programs_and_403s_keep_the_json(rig: Rig) -> None:
     key = navigation(rig, authorization=f"Bearer {keys.generate('live').token}")
     assert decide(rig, key).location is None  # a key was sent: its answer is JSON
     write = navigation(rig, CREATE)
-    assert decide(rig, dataclasses.replace(write, method="POST")).location is None
+    assert decide(rig, write._replace(method="POST")).location is None
