@@ -6,7 +6,10 @@
 * the approximate rate-limit decision and one usage (access-log) entry aggregated, when those
   modules exist;
 * both warm Checks again with the limit decided inside the Check (``_in_check_limit``:
-  HOKUSAI_RATE_LIMIT_ENFORCEMENT=check, approximate), headers included.
+  HOKUSAI_RATE_LIMIT_ENFORCEMENT=check, approximate), headers included;
+* both warm Checks of a browser session (``warm_*_check_session``: the UI's fetch with the
+  session cookie and its Sec-Fetch-* headers, the session and its key in the in-process caches);
+* a cold session lookup (local cache dropped) answered by Redis and by Postgres (p50 ms).
 
 Warm figures are the median over batches of the CPU time of this thread per call (µs; CPU time,
 not wall time, so other work on a shared machine hardly moves them); ``*_metrics_on`` is the same
@@ -35,12 +38,16 @@ from authz.check.checker import CheckInput
 from authz.check.credentials import CredentialSources
 from authz.keys import format as key_format
 from authz.keys.record import KeyRecord
-from authz.server import AuthzServer
+from authz.server import AuthzServer, session_lookup
+from authz.sessions import cookie
+from authz.sessions.record import SessionRecord
 from authz.settings import Settings
 from authz.storage.store import MemoryKeyStore
 from authz.transports.http import CheckProtocol
 
 PATH = "/api/mlflow/api/2.0/mlflow/experiments/get?experiment_id=0"
+UI_PATH = "/api/mlflow/ajax-api/2.0/mlflow/experiments/search?max_results=25"
+HOST = "gateway.example:8443"
 BATCH, BATCHES = 2000, 7
 
 
@@ -65,19 +72,34 @@ def per_call_us(fn: Callable[[], object], batch: int = BATCH, batches: int = BAT
     return statistics.median(results)
 
 
-def grpc_request(token: str) -> bytes:
+def browser_headers(session_id: str) -> dict[str, str]:
+    """What Envoy passes on for the MLflow UI's own fetch (allowed_headers only)."""
+    return {
+        "cookie": f"{cookie.COOKIE_NAME}={session_id}",
+        "sec-fetch-site": "same-origin",
+        "sec-fetch-mode": "cors",
+        "sec-fetch-dest": "empty",
+        "content-type": "application/json; charset=utf-8",
+    }
+
+
+def grpc_request(token: str, session_id: str | None = None) -> bytes:
+    path = PATH if session_id is None else UI_PATH
+    credential = (
+        {"authorization": f"Bearer {token}"} if session_id is None else browser_headers(session_id)
+    )
     http = ac.AttributeContext.HttpRequest(
         method="GET",
-        path=PATH,
-        query=PATH.partition("?")[2],
+        path=path,
+        query=path.partition("?")[2],
         protocol="HTTP/1.1",
-        host="127.0.0.1:8080",
+        host="127.0.0.1:8080" if session_id is None else HOST,
         headers={
             ":authority": "127.0.0.1:8080",
             ":method": "GET",
-            ":path": PATH,
+            ":path": path,
             ":scheme": "http",
-            "authorization": f"Bearer {token}",
+            **credential,
             "user-agent": "wrk",
             "x-forwarded-for": "192.0.2.1",
             "x-forwarded-proto": "http",
@@ -93,7 +115,14 @@ def grpc_request(token: str) -> bytes:
     return encoded
 
 
-def http_request(token: str) -> bytes:
+def http_request(token: str, session_id: str | None = None) -> bytes:
+    if session_id is not None:
+        lines = "".join(f"{k}: {v}\r\n" for k, v in browser_headers(session_id).items())
+        return (
+            f"GET /check{UI_PATH} HTTP/1.1\r\nhost: {HOST}\r\n{lines}"
+            "x-forwarded-for: 192.0.2.1\r\n"
+            "x-request-id: 1b4f0e98-5cd1-4c2a-9cd2\r\ncontent-length: 0\r\n\r\n"
+        ).encode()
     return (
         f"GET /check{PATH} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
         f"authorization: Bearer {token}\r\nx-forwarded-for: 192.0.2.1\r\n"
@@ -150,7 +179,36 @@ async def warm(settings: Settings) -> dict[str, float]:
         store=MemoryKeyStore([record]),
     )
     results.update(await warm_transports(in_check, limited.token, "_in_check_limit"))
+    results.update(await warm_sessions(settings))
     return results
+
+
+def session_record(session_id: str, key: KeyRecord) -> SessionRecord:
+    now = time.time()
+    return SessionRecord(
+        id_hash=cookie.id_hash(session_id),
+        kind="key",
+        key_id=key.key_id,
+        user_id=key.user_id,
+        scopes=None,
+        created_at=now,
+        last_seen_at=now,
+        idle_timeout=8 * 3600.0,
+        expires_at=now + 86400,
+        revoked_at=None,
+        user_disabled_at=None,
+        version=1,
+    )
+
+
+async def warm_sessions(settings: Settings) -> dict[str, float]:
+    """The warm Checks of a browser session: the MLflow UI's fetch with its session cookie."""
+    key = key_format.generate("live")
+    record = make_record(key, 4)
+    session_id = cookie.new_session_id()
+    store = MemoryKeyStore([record], [session_record(session_id, record)])
+    server = AuthzServer(settings, store=store)
+    return await warm_transports(server, key.token, "_session", session_id)
 
 
 async def warm_metrics_on(settings: Settings) -> dict[str, float]:
@@ -169,9 +227,12 @@ async def warm_metrics_on(settings: Settings) -> dict[str, float]:
             await runtime.stop()
 
 
-async def warm_transports(server: AuthzServer, token: str, suffix: str) -> dict[str, float]:
-    """Warm µs per Check on both transports: first one cold (fills the caches), then batches."""
-    raw = grpc_request(token)
+async def warm_transports(
+    server: AuthzServer, token: str, suffix: str, session_id: str | None = None
+) -> dict[str, float]:
+    """Warm µs per Check on both transports: first one cold (fills the caches), then batches.
+    With ``session_id``, the request is a browser's with that session instead of the key."""
+    raw = grpc_request(token, session_id)
     service = server.check_service
     first = await service.check(CheckRequest.FromString(raw), None)  # type: ignore[arg-type]
     again = run_sync(service.check(CheckRequest.FromString(raw), None))  # type: ignore[arg-type]
@@ -185,7 +246,7 @@ async def warm_transports(server: AuthzServer, token: str, suffix: str) -> dict[
     }  # type: ignore[arg-type]
     protocol, sink = CheckProtocol(server.http), SinkTransport()
     protocol.connection_made(sink)
-    request = http_request(token)
+    request = http_request(token, session_id)
     protocol.data_received(request)
     assert sink.last.startswith(b"HTTP/1.1 200"), sink.last[:40]
     results[f"warm_http_check{suffix}_us"] = per_call_us(lambda: protocol.data_received(request))
@@ -299,19 +360,62 @@ async def cold(settings: Settings, database_url: str, samples: int) -> dict[str,
     }
 
 
+async def cold_sessions(
+    settings: Settings, database_url: str, redis_url: str, samples: int
+) -> dict[str, float]:
+    """A session's record with the in-process cache dropped: from Redis, and from Postgres
+    (``reload`` skips Redis). The question of issue 13: where should sessions live?"""
+    from authz.management.service import open_key_service
+    from authz.management.sessions import SessionService
+    from authz.storage.db import connector
+
+    configured = settings.replace(database_url=database_url, redis_url=redis_url)
+    keys = open_key_service(database_url, configured, "bench")
+    view, _ = keys.create_key(user_email="micro@example.com", name="session")
+    started = SessionService(connector(database_url), configured).start(
+        view.key_id, view.user_id, "127.0.0.1", "bench"
+    )
+    id_hash = cookie.id_hash(started.session_id)
+    server = AuthzServer(configured)
+    lookup = session_lookup(server.checker)
+    timings: dict[str, list[float]] = {"redis": [], "postgres": []}
+    try:
+        await lookup.reload(id_hash)  # fills Redis (in the background)
+        await asyncio.sleep(0.2)
+        for _ in range(samples):
+            for tier, load in (("redis", lookup.get), ("postgres", lookup.reload)):
+                lookup.local.drop(id_hash)
+                start = time.perf_counter()
+                found = await load(id_hash)
+                timings[tier].append((time.perf_counter() - start) * 1000)
+                assert isinstance(found, SessionRecord), found
+    finally:
+        server.verifier.close()
+        if server.redis is not None:
+            await server.redis.aclose()
+        await server.store.close()
+    return {
+        "cold_session_redis_p50_ms": statistics.median(timings["redis"]),
+        "cold_session_postgres_p50_ms": statistics.median(timings["postgres"]),
+    }
+
+
 def run(database_url: str | None, samples: int) -> dict[str, float]:
     settings = Settings()  # shipped defaults (bcrypt cost included)
     results = asyncio.run(warm(settings))
-    if database_url:
-        results.update(asyncio.run(cold(settings, database_url, samples)))
-        return results
-    from cli.servers import PostgresServer
+    from cli.servers import PostgresServer, RedisServer
 
     with (
         tempfile.TemporaryDirectory(prefix="hokusai-micro-") as tmp,
-        PostgresServer(Path(tmp) / "pg", fast=True) as pg,
+        RedisServer(Path(tmp) / "redis") as redis,
     ):
-        results.update(asyncio.run(cold(settings, pg.url, samples)))
+        if database_url:
+            results.update(asyncio.run(cold(settings, database_url, samples)))
+            results.update(asyncio.run(cold_sessions(settings, database_url, redis.url, samples)))
+            return results
+        with PostgresServer(Path(tmp) / "pg", fast=True) as pg:
+            results.update(asyncio.run(cold(settings, pg.url, samples)))
+            results.update(asyncio.run(cold_sessions(settings, pg.url, redis.url, samples)))
     return results
 
 
