@@ -184,20 +184,13 @@ async def warm(settings: Settings) -> dict[str, float]:
 
 
 def session_record(session_id: str, key: KeyRecord) -> SessionRecord:
-    now = time.time()
-    return SessionRecord(
-        id_hash=cookie.id_hash(session_id),
-        kind="key",
-        key_id=key.key_id,
-        user_id=key.user_id,
-        scopes=None,
-        created_at=now,
-        last_seen_at=now,
-        idle_timeout=8 * 3600.0,
-        expires_at=now + 86400,
-        revoked_at=None,
-        user_disabled_at=None,
-        version=1,
+    return SessionRecord.started(
+        cookie.id_hash(session_id),
+        key.key_id,
+        key.user_id,
+        time.time(),
+        idle=8 * 3600.0,
+        lifetime=86400.0,
     )
 
 

@@ -3,6 +3,5 @@ DROP FUNCTION IF EXISTS hokusai_users_disabled();
 DROP FUNCTION IF EXISTS hokusai_session_live(sessions);
 DROP FUNCTION IF EXISTS hokusai_session_summary(sessions);
 DROP TABLE IF EXISTS sessions;
-DROP FUNCTION IF EXISTS hokusai_sessions_version();
 DROP FUNCTION IF EXISTS hokusai_sessions_changed();
 ALTER TABLE users DROP COLUMN IF EXISTS disabled_reason;

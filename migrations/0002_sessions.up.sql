@@ -20,7 +20,7 @@ CREATE TABLE sessions (
     revoked_reason text CHECK (length(revoked_reason) <= 200),
     client_address inet,
     user_agent     text CHECK (length(user_agent) <= 200),
-    -- Bumped by every change but last_seen_at: caches compare it.
+    -- Bumped by every change but last_seen_at (the writes in authz/storage/sessions.py do it).
     version        bigint NOT NULL DEFAULT 1,
     CHECK ((kind = 'key') = (key_id IS NOT NULL)),
     CHECK ((kind = 'oidc') = (scopes IS NOT NULL))
@@ -71,18 +71,6 @@ $$;
 
 CREATE TRIGGER sessions_audit AFTER INSERT OR UPDATE OR DELETE ON sessions
     FOR EACH ROW EXECUTE FUNCTION hokusai_sessions_changed();
-
-CREATE FUNCTION hokusai_sessions_version() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF (to_jsonb(NEW) - 'last_seen_at' - 'version') IS DISTINCT FROM (to_jsonb(OLD) - 'last_seen_at' - 'version') THEN
-        NEW.version := OLD.version + 1;
-    END IF;
-    RETURN NEW;
-END
-$$;
-
-CREATE TRIGGER sessions_version BEFORE UPDATE ON sessions
-    FOR EACH ROW EXECUTE FUNCTION hokusai_sessions_version();
 
 -- Disabling (or enabling) a user is audited and announced for every key of the user (their
 -- records carry disabled_at) and every live session (kind 'oidc' reads it from its own record).

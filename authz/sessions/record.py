@@ -39,6 +39,26 @@ class SessionRecord:
     user_disabled_at: float | None  # kind "oidc" decides on it (kind "key": the key's record)
     version: int
 
+    @classmethod
+    def started(
+        cls, id_hash: str, key_id: str, user_id: int, now: float, *, idle: float, lifetime: float
+    ) -> SessionRecord:
+        """A key's session as it is right after sign-in (what the store would return)."""
+        return cls(
+            id_hash=id_hash,
+            kind=KIND_KEY,
+            key_id=key_id,
+            user_id=user_id,
+            scopes=None,
+            created_at=now,
+            last_seen_at=now,
+            idle_timeout=idle,
+            expires_at=now + lifetime,
+            revoked_at=None,
+            user_disabled_at=None,
+            version=1,
+        )
+
     @property
     def cache_id(self) -> str:
         return self.id_hash

@@ -37,35 +37,11 @@ UPDATE sessions SET last_seen_at = now()
 
 
 def session_from_row(row: tuple[Any, ...]) -> SessionRecord:
-    """A ``SESSION_SELECT`` row as the record the check path works from."""
-    (
-        id_hash,
-        kind,
-        key_id,
-        user_id,
-        scopes,
-        created,
-        seen,
-        idle,
-        expires,
-        revoked,
-        disabled,
-        version,
-    ) = row
-    return SessionRecord(
-        id_hash=id_hash,
-        kind=kind,
-        key_id=key_id,
-        user_id=int(user_id),
-        scopes=None if scopes is None else frozenset(scopes),
-        created_at=created,
-        last_seen_at=seen,
-        idle_timeout=idle,
-        expires_at=expires,
-        revoked_at=revoked,
-        user_disabled_at=disabled,
-        version=int(version),
-    )
+    """A ``SESSION_SELECT`` row (its columns are ``SessionRecord``'s fields, in order) as the
+    record the check path works from."""
+    fields = list(row)
+    fields[4] = None if row[4] is None else frozenset(row[4])  # scopes (kind "oidc")
+    return SessionRecord(*fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +81,7 @@ class SessionRepository:
     def revoke(self, id_hash: str, reason: str) -> str | None:
         """End a live session; the key id it belonged to, or None when there was none."""
         row = self._conn.execute(
-            """UPDATE sessions SET revoked_at = now(), revoked_reason = %s
+            """UPDATE sessions SET revoked_at = now(), revoked_reason = %s, version = version + 1
                 WHERE id_hash = decode(%s, 'hex') AND revoked_at IS NULL
             RETURNING key_id""",
             [reason, id_hash],

@@ -11,7 +11,6 @@ import re
 import statistics
 import time
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -24,13 +23,13 @@ from authz.pages import signin
 from authz.pages.render import CSP
 from cli import envoy_config
 from tests.e2e.conftest import Gateway
-from tests.e2e.ui import UiKeys, settle, ui_page
+from tests.e2e.ui import PAGE_LOAD, UiKeys, settle, ui_page
 from tests.support.browser import require_chromium, screenshot
 
 PAGES = ("/login", "/logout", "/docs/errors", "/docs/mlflow", "/_hokusai/static/login.js")
 SAME_ORIGIN = {"sec-fetch-site": "same-origin", "sec-fetch-mode": "navigate"}
 # Following a link is a page load: a browser says so (MLflow's UI then sends it to sign in).
-NAVIGATION = {**SAME_ORIGIN, "sec-fetch-dest": "document"}
+NAVIGATION = {**PAGE_LOAD, "sec-fetch-site": "same-origin"}
 SIGNIN_LIMITS = "hokusai:rl:" + signin.LIMIT_PREFIX + "*"  # the limiter's keys, per address
 
 
@@ -221,21 +220,12 @@ def test_programs_keep_the_json_and_no_redirect(gateways: dict[str, Gateway]) ->
         page = gateway.get("/api/mlflow/", headers={"Accept": "text/html"}, allow_redirects=False)
         assert page.status_code == 401 and page.json()["error"] == "missing_key"
         assert "location" not in page.headers
+        unknown = f"Bearer {keys.generate('live').token}"
         bad_key = gateway.get(
-            "/api/mlflow/",
-            headers={
-                "Authorization": f"Bearer {keys.generate('live').token}",
-                "Sec-Fetch-Mode": "navigate",
-                "Sec-Fetch-Dest": "document",
-            },
-            allow_redirects=False,
+            "/api/mlflow/", headers={"Authorization": unknown, **PAGE_LOAD}, allow_redirects=False
         )
         assert bad_key.status_code == 401 and bad_key.json()["error"] == "unknown_key"
-        browser = gateway.get(
-            "/api/mlflow/",
-            headers={"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"},
-            allow_redirects=False,
-        )
+        browser = gateway.get("/api/mlflow/", headers=PAGE_LOAD, allow_redirects=False)
         assert browser.status_code == 302
         assert browser.headers["location"] == "/login?next=%2Fapi%2Fmlflow%2F&reason=missing_key"
         assert browser.headers["cache-control"] == "no-store"
@@ -243,8 +233,3 @@ def test_programs_keep_the_json_and_no_redirect(gateways: dict[str, Gateway]) ->
         assert slashless.status_code == 308 and slashless.headers["location"].endswith(
             "/api/mlflow/"
         )
-
-
-def page_title(answer: Any) -> str:
-    found = re.search(r"<title>([^<]*)</title>", answer.text)
-    return found[1] if found else ""

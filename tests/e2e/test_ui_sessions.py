@@ -5,9 +5,6 @@ old cookie replayed → sign-in page); and the cookie never reaches an upstream.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,8 +14,19 @@ import pytest
 
 from authz.sessions import cookie
 from tests.e2e.conftest import Gateway
-from tests.e2e.ui import Seed, open_signed_in, put_session, session_of, sign_in, ui_page, until
+from tests.e2e.ui import (
+    UI_FETCH,
+    Seed,
+    open_signed_in,
+    put_session,
+    session_of,
+    sign_in,
+    signed_in_session,
+    ui_page,
+    until,
+)
 from tests.support.browser import require_chromium
+from tests.support.cli import run_hokusai
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -33,16 +41,7 @@ def chromium() -> None:
 
 def hokusai(gateway: Gateway, *args: str) -> None:
     """The CLI in another process, as an operator runs it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOKUSAI_")}
-    env.update(HOKUSAI_DATA_DIR=str(gateway.data_dir), HOKUSAI_BCRYPT_COST="4")
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "hokusai"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_hokusai(*args, HOKUSAI_DATA_DIR=str(gateway.data_dir))
     assert done.returncode == 0, done.stderr
 
 
@@ -106,9 +105,7 @@ def test_sign_out_ends_the_session_everywhere(gateways: dict[str, Gateway]) -> N
     gateway = gateways["http"]
     _, _, token = fresh_key(gateway)
     with ui_page(gateway) as (page, _recorder):
-        open_signed_in(page, gateway, token, "/experiments")
-        held = session_of(page)
-        assert held is not None
+        held = signed_in_session(page, gateway, token)
         page.goto(f"{gateway.url}/logout", wait_until="load")
         with page.expect_navigation():
             page.get_by_role("button", name="Sign out").click()
@@ -121,12 +118,7 @@ def test_sign_out_ends_the_session_everywhere(gateways: dict[str, Gateway]) -> N
     other = gateways["grpc"]  # the other instance refuses it too
     fetched = other.get(
         "/api/mlflow/ajax-api/2.0/mlflow/experiments/search?max_results=1",
-        headers={
-            "cookie": f"{cookie.COOKIE_NAME}={held['value']}",
-            "sec-fetch-site": "same-origin",
-            "sec-fetch-mode": "cors",
-            "sec-fetch-dest": "empty",
-        },
+        headers={"cookie": f"{cookie.COOKIE_NAME}={held['value']}", **UI_FETCH},
     )
     assert fetched.status_code == 401 and fetched.json()["error"] == "session_expired"
 
@@ -137,9 +129,7 @@ def test_the_cookie_never_reaches_an_upstream(
     gateway = gateways["http"]
     _, key_id, token = fresh_key(gateway)
     with ui_page(gateway) as (page, _recorder):
-        open_signed_in(page, gateway, token, "/experiments")
-        held = session_of(page)
-        assert held is not None
+        held = signed_in_session(page, gateway, token)
         before = len(gateway.echo.requests)
         status = page.evaluate(
             "async (url) => (await fetch(url, {credentials: 'same-origin'})).status", UI_ECHO

@@ -6,11 +6,8 @@ The fixtures ``ui_seed`` and ``ui_keys`` live in conftest.py; everything here is
 
 from __future__ import annotations
 
-import json
 import os
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from authz.sessions import cookie
 from tests.support.browser import RequestRecorder, browser_page, screenshot
+from tests.support.mlflow import run_client_script
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -29,6 +27,9 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 DOC_IMAGES = HERE.parents[1] / "docs" / "images"
 QUIET_IGNORED = ("worker.js", "ui-telemetry")
+# What a browser sends with the MLflow UI's own calls, and with a page load.
+UI_FETCH = {"sec-fetch-site": "same-origin", "sec-fetch-mode": "cors", "sec-fetch-dest": "empty"}
+PAGE_LOAD = {"sec-fetch-mode": "navigate", "sec-fetch-dest": "document"}
 
 
 @dataclass(frozen=True)
@@ -54,22 +55,7 @@ class UiKeys:
 
 def seed(gateway: Gateway, token: str) -> Seed:
     """Log the UI tests' data with the standard MLflow client through the gateway."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HOKUSAI_"))}
-    env.update(
-        MLFLOW_TRACKING_URI=gateway.mlflow_uri,
-        MLFLOW_TRACKING_TOKEN=token,
-        MLFLOW_TRACKING_SERVER_CERT_PATH=gateway.ca,
-    )
-    done = subprocess.run(
-        [sys.executable, str(HERE / "ui_seed.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    data: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    data = run_client_script(HERE / "ui_seed.py", gateway.mlflow_uri, token, gateway.ca)
     return Seed(
         data["experiment"],
         data["experiment_id"],
@@ -110,6 +96,14 @@ def open_signed_in(
     sign_in(page, token)
     if proof is not None:
         wait_for_text(page, proof)
+
+
+def signed_in_session(page: Page, gateway: Gateway, token: str) -> dict[str, Any]:
+    """Sign in on the way to MLflow's experiment list; the session cookie the browser holds."""
+    open_signed_in(page, gateway, token, "/experiments")
+    held = session_of(page)
+    assert held is not None
+    return held
 
 
 def show(page: Page, gateway: Gateway, fragment: str, proof: str) -> None:

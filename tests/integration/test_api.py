@@ -13,9 +13,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from authz.api.app import create_app
 from authz.settings import Settings
-from tests.support.keys_api import Caller, cloned_database, make_key
+from tests.support.keys_api import Caller, api_settings, make_key
 
 API = "/api/v1/auth"
 ADMIN = "admin@example.com"
@@ -28,19 +27,10 @@ ERROR_FIELDS = {"error", "message", "docs"}
 def settings(
     postgres_server_url: str, _template_database: str, redis_server: Any
 ) -> Iterator[Settings]:
-    from authz.settings import external_test_stores
-
-    redis_url = external_test_stores().redis_url or redis_server.url
-    with cloned_database(postgres_server_url, _template_database) as url:
-        yield Settings(
-            database_url=url, redis_url=redis_url, bcrypt_cost=4, max_key_lifetime=400 * 86400.0
-        )
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
-        yield test_client
+    with api_settings(
+        postgres_server_url, _template_database, redis_server, max_key_lifetime=400 * 86400.0
+    ) as configured:
+        yield configured
 
 
 @pytest.fixture(scope="module")

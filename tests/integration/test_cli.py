@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,9 +12,9 @@ import pytest
 from authz.keys import format as keys
 from authz.storage.migrations import discover
 from cli.main import main
+from tests.support.cli import run_hokusai
 
 ACTOR = f"cli:{getpass.getuser()}"
-HOKUSAI = Path(sys.executable).parent / "hokusai"
 
 
 @pytest.fixture
@@ -344,27 +340,14 @@ def test_help_exits_0(cli):
 
 
 def test_console_script(database_url):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOKUSAI_")}
-    env["HOKUSAI_DATABASE_URL"] = database_url
-    done = subprocess.run(
-        [str(HOKUSAI), "auth", "create-key", "--user", "s@example.com", "--name", "sub", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    url = {"HOKUSAI_DATABASE_URL": database_url}
+    done = run_hokusai(
+        "auth", "create-key", "--user", "s@example.com", "--name", "sub", "--json", **url
     )
     assert done.returncode == 0, done.stderr
     token = json.loads(done.stdout)["token"]
     assert keys.parse(token) is not None and "only time" in done.stderr
-    done = subprocess.run(
-        [str(HOKUSAI), "auth", "show-key", "hk_live_AAAAAAAAAAAA"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_hokusai("auth", "show-key", "hk_live_AAAAAAAAAAAA", **url)
     assert done.returncode == 1 and done.stderr.count("\n") == 1
 
 

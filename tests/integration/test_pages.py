@@ -15,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
-from authz.api.app import create_app
 from authz.check.reasons import OUTCOMES, Reason, denial_body
 from authz.keys import format as keys
 from authz.management.service import KeyService
@@ -25,7 +24,7 @@ from authz.sessions import cookie
 from authz.settings import Settings
 from authz.storage.db import connector
 from authz.transports import wire
-from tests.support.keys_api import Caller, cloned_database, make_key
+from tests.support.keys_api import Caller, api_settings, make_key
 
 SAME_ORIGIN = {
     "sec-fetch-site": "same-origin",
@@ -39,24 +38,15 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 def settings(
     postgres_server_url: str, _template_database: str, redis_server: Any
 ) -> Iterator[Settings]:
-    from authz.settings import external_test_stores
-
-    redis_url = external_test_stores().redis_url or redis_server.url
-    with cloned_database(postgres_server_url, _template_database) as url:
-        yield Settings(
-            database_url=url,
-            redis_url=redis_url,
-            bcrypt_cost=4,
-            trusted_hops=1,  # the tests play several client addresses through X-Forwarded-For
-            signin_rate_limit=600,
-            signin_burst=5,
-        )
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
-        yield test_client
+    with api_settings(
+        postgres_server_url,
+        _template_database,
+        redis_server,
+        trusted_hops=1,  # the tests play several client addresses through X-Forwarded-For
+        signin_rate_limit=600,
+        signin_burst=5,
+    ) as configured:
+        yield configured
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import uvicorn
+from fastapi.testclient import TestClient
 from psycopg import sql
 
 from authz.api.app import create_app
@@ -39,6 +41,25 @@ def cloned_database(server_url: str, template: str) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@contextmanager
+def api_settings(
+    postgres_server_url: str, template: str, redis_server: Any, **overrides: Any
+) -> Iterator[Settings]:
+    """Settings for a keys API on a module's own database and the shared (or external) Redis."""
+    from authz.settings import external_test_stores
+
+    redis_url = external_test_stores().redis_url or redis_server.url
+    with cloned_database(postgres_server_url, template) as url:
+        yield Settings(database_url=url, redis_url=redis_url, bcrypt_cost=4, **overrides)
+
+
+@contextmanager
+def in_process(settings: Settings) -> Iterator[TestClient]:
+    """The keys API app in-process (its lifespan runs: pools, listener, pages)."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
 
 
 @dataclass(frozen=True)

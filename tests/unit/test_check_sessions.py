@@ -64,19 +64,15 @@ class Rig:
 
 
 def session_record(session_id: str, key: KeyRecord, now: float) -> SessionRecord:
-    return SessionRecord(
-        id_hash=cookie.id_hash(session_id),
-        kind="key",
-        key_id=key.key_id,
-        user_id=key.user_id,
-        scopes=None,
-        created_at=now - 60,
-        last_seen_at=now - 60,
-        idle_timeout=3600.0,
-        expires_at=now + 86400,
-        revoked_at=None,
-        user_disabled_at=None,
-        version=1,
+    """Signed in a minute ago; idle after an hour, over after a day."""
+    started = now - 60
+    return SessionRecord.started(
+        cookie.id_hash(session_id),
+        key.key_id,
+        key.user_id,
+        started,
+        idle=3600.0,
+        lifetime=86400.0 + 60,
     )
 
 

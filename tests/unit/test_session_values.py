@@ -206,19 +206,8 @@ def test_no_browser_header_reads_as_none() -> None:
 # --- when a session ends ------------------------------------------------------------------------
 
 NOW = 1_000_000.0
-RECORD = SessionRecord(
-    id_hash=cookie.id_hash(GOOD_ID),
-    kind="key",
-    key_id="abcdefghijkl",
-    user_id=7,
-    scopes=None,
-    created_at=NOW - 100,
-    last_seen_at=NOW - 100,
-    idle_timeout=3600.0,
-    expires_at=NOW + 86400,
-    revoked_at=None,
-    user_disabled_at=None,
-    version=1,
+RECORD = SessionRecord.started(
+    cookie.id_hash(GOOD_ID), "abcdefghijkl", 7, NOW - 100, idle=3600.0, lifetime=86400.0 + 100
 )
 
 
