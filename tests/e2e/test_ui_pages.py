@@ -25,16 +25,15 @@ def chromium() -> None:
 
 
 def pages(seed: Seed) -> list[tuple[str, str, str]]:
-    """(name, fragment, text that proves the page rendered)."""
+    """(name, fragment, text that proves the page rendered). The run's metric chart and a text
+    artifact are shown by test_ui_signin.py and test_artifacts_open_and_download_byte_for_byte."""
     experiment, run = seed.experiment_id, seed.run_fragment()
     return [
         ("experiment list", "/experiments", seed.experiment),
         ("experiment runs", f"/experiments/{experiment}/runs", "run-1"),
         ("chart view", f"/experiments/{experiment}/runs?compareRunsMode=CHART", "rmse"),
         ("run page", run, "alpha"),
-        ("run metrics", f"{run}/model-metrics", "rmse"),
         ("run artifacts", f"{run}/artifacts", "notes.txt"),
-        ("text artifact", f"{run}/artifacts/notes.txt", "hello from run 0"),
         ("model registry", "/models", seed.model),
         ("model page", f"/models/{seed.model}", "Version 1"),
         ("model version", f"/models/{seed.model}/versions/1", seed.model),
