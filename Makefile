@@ -10,7 +10,7 @@ STAMP = $(VENV)/.installed
 
 .PHONY: setup check test unit integration e2e up bench bench-smoke lock clean system-packages
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml client/pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
 	uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)
 	uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
@@ -19,6 +19,7 @@ $(STAMP): requirements.lock pyproject.toml
 	uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock \
 		--reinstall-package opentelemetry-proto
 	uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	uv pip install --quiet --python $(BIN)/python --no-deps -e ./client
 	@touch $(STAMP)
 
 setup: $(STAMP) system-packages
