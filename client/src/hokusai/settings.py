@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from hokusai import keyformat
 from hokusai.errors import ConfigurationError
 from hokusai.reasons import Names
+from hokusai.redact import scrub
 
 MLFLOW_PATH = "/api/mlflow"
 OLD_MLFLOW_PATH = "/mlflow"  # the path of earlier instructions
@@ -98,7 +99,7 @@ class Settings:
         )
         key = check_key(raw_key, names.key)  # the key first: the most likely mistake
         return cls(
-            url=check_url(raw_url, names.url),
+            url=check_url(raw_url, names.url, key),
             key=key,
             ca_cert=check_ca(raw_ca, names.ca),
             **common,  # type: ignore[arg-type]
@@ -157,8 +158,9 @@ def check_key(raw: str | None, name: str) -> str:
     return key
 
 
-def check_url(raw: str | None, name: str) -> str:
-    """The gateway's base URL (``https://host[:port][/prefix]``, no trailing slash)."""
+def check_url(raw: str | None, name: str, key: str | None = None) -> str:
+    """The gateway's base URL (``https://host[:port][/prefix]``, no trailing slash). Messages
+    show the URL scrubbed: a key pasted into the wrong variable must not be echoed."""
     advice = (
         f"Set {name} to the gateway's address, like https://gateway.example.com or "
         "https://localhost:8443.",
@@ -175,7 +177,7 @@ def check_url(raw: str | None, name: str) -> str:
             reason="configuration",
             steps=advice,
         )
-    shown = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    shown = scrub(f"{parts.scheme}://{parts.netloc}{parts.path}", key)
     if parts.scheme != "https" or not parts.hostname:
         raise ConfigurationError(
             f"{name}: {shown}: the gateway is reached over https only",
@@ -194,7 +196,11 @@ def check_url(raw: str | None, name: str) -> str:
         raise ConfigurationError(
             f"{name}: {shown}: {OLD_MLFLOW_PATH} is the old MLflow path; give the gateway itself",
             reason="configuration",
-            steps=(f"Set {name} to https://{parts.netloc}{path.removesuffix(OLD_MLFLOW_PATH)}",),
+            steps=(
+                scrub(
+                    f"Set {name} to https://{parts.netloc}{path.removesuffix(OLD_MLFLOW_PATH)}", key
+                ),
+            ),
         )
     return f"https://{parts.netloc}{path}"
 

@@ -41,15 +41,17 @@ def from_env(environ: Mapping[str, str] | None = None) -> Target:
     """HOKUSAI_* first, each unset one replaced by its MLFLOW_* twin."""
     env = os.environ if environ is None else environ
 
-    def pick(ours: str, theirs: str) -> tuple[str | None, str]:
-        if env.get(ours):
-            return env[ours], ours
-        return env.get(theirs) or None, theirs if env.get(theirs) else ours
+    def pick(ours: str, theirs: str, default: str) -> tuple[str | None, str]:
+        for name in (ours, theirs):
+            if env.get(name):
+                return env[name], name
+        return None, default
 
-    url, url_name = pick(HOKUSAI_NAMES.url, MLFLOW_NAMES.url)
-    key, key_name = pick(HOKUSAI_NAMES.key, MLFLOW_NAMES.key)
-    ca, ca_name = pick(HOKUSAI_NAMES.ca, MLFLOW_NAMES.ca)
-    stock_client = key_name == MLFLOW_NAMES.key  # only MLflow's token can be shadowed
+    key, key_name = pick(HOKUSAI_NAMES.key, MLFLOW_NAMES.key, HOKUSAI_NAMES.key)
+    stock_client = key_name == MLFLOW_NAMES.key  # a stock MLflow client's setup
+    unset = MLFLOW_NAMES if stock_client else HOKUSAI_NAMES  # what advice names when unset
+    url, url_name = pick(HOKUSAI_NAMES.url, MLFLOW_NAMES.url, unset.url)
+    ca, ca_name = pick(HOKUSAI_NAMES.ca, MLFLOW_NAMES.ca, unset.ca)
     return Target(
         url=url,
         key=key,
