@@ -66,9 +66,9 @@ def _prepare(store_uri: str) -> Path:
 
 def tracking_store(store_uri: str, artifact_uri: str | None = None) -> Any:
     """MLflow's SQLite tracking store in the directory, artifacts beside it."""
+    directory = _prepare(store_uri)  # first: it says clearly when SQLAlchemy is missing
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    directory = _prepare(store_uri)
     root = artifact_uri or (directory / ARTIFACTS).as_uri()
     build: Any = SqlAlchemyStore  # MLflow is untyped
     return build(sqlite_uri(directory), root)
@@ -76,7 +76,8 @@ def tracking_store(store_uri: str, artifact_uri: str | None = None) -> Any:
 
 def registry_store(store_uri: str, tracking_uri: str | None = None) -> Any:
     """MLflow's SQLite model registry store, in the same database."""
+    directory = _prepare(store_uri)
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
     build: Any = SqlAlchemyStore
-    return build(sqlite_uri(_prepare(store_uri)))
+    return build(sqlite_uri(directory))
