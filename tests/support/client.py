@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from hokusai import connection, mlflow_auth
 from hokusai.gateway import Reply, Unreachable
@@ -27,21 +28,30 @@ CLIENT_VARIABLES = (
 )
 
 
-def _reset_client() -> None:
+def _reset_client(tracking_uri: str | None = None) -> None:
     mlflow_auth.use_key(None)
     connection._ANNOUNCED.clear()
     connection._LAST = None
     if "mlflow" in sys.modules:  # the process-wide tracking URI setup() may have set
         from mlflow.tracking._tracking_service import utils
 
-        utils._tracking_uri = None
+        module: Any = utils  # MLflow's private global, untyped
+        module._tracking_uri = tracking_uri
+
+
+def _mlflow_tracking_uri() -> str | None:
+    if "mlflow" not in sys.modules:
+        return None
+    from mlflow.tracking._tracking_service import utils
+
+    return utils._tracking_uri  # type: ignore[no-any-return]
 
 
 def isolated_state(tmp_path: Path) -> Iterator[Path]:
     """For a fixture: the client's variables, MLflow's variables and the client's process state
     as if fresh; everything restored afterwards. Yields the XDG data home (fallback stores go
     there). Use as ``isolated = pytest.fixture(isolated_state)`` in a test module."""
-    saved = dict(os.environ)
+    saved, saved_uri = dict(os.environ), _mlflow_tracking_uri()
     for name in list(os.environ):
         if name in CLIENT_VARIABLES or name.startswith("MLFLOW_"):
             del os.environ[name]
@@ -53,7 +63,7 @@ def isolated_state(tmp_path: Path) -> Iterator[Path]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        _reset_client()
+        _reset_client(saved_uri)
 
 
 Answer = Reply | Exception | Callable[[str, dict[str, str]], Reply]

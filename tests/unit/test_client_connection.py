@@ -127,8 +127,9 @@ def test_unreachable_without_fallback_raises_after_the_retries() -> None:
 def test_fallback_is_loud_and_local(isolated: Path, caplog: pytest.LogCaptureFixture) -> None:
     transport = answers()
     transport.answers["/health"] = [Unreachable("connection refused")]
-    with pytest.warns(errors.TrackingModeWarning, match="fallback mode"):
+    with pytest.warns(errors.TrackingModeWarning, match="fallback mode") as seen:
         status = connect(transport, fallback=True)
+    assert seen[0].filename == __file__  # attributed to the caller, not to the package
     assert status.mode is Mode.FALLBACK
     assert status.local_store == isolated / "hokusai" / "mlflow"
     assert "stay on this machine" in status.reason and "connection refused" in status.reason

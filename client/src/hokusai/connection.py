@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import warnings
 
 from hokusai import errors, tracking
 from hokusai.gateway import (
@@ -229,7 +228,7 @@ def announce(status: Status) -> Status:
     text = f"hokusai: {status.mode} mode — {status.reason}"
     if status.mode in (Mode.FALLBACK, Mode.DISABLED):
         log.warning(text)
-        warnings.warn(text, errors.TrackingModeWarning, stacklevel=4)
+        errors.warn_mode(text)
     else:
         log.info("%s (tracking URI %s)", text, status.tracking_uri)
     for note in status.warnings:

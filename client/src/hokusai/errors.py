@@ -24,6 +24,8 @@ of it. No error ever holds the key: at most its display prefix ``hk_<env>_<id>``
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -33,6 +35,14 @@ from hokusai.reasons import Names
 
 class TrackingModeWarning(UserWarning):
     """Tracking is not going to the gateway: fallback (local store) or disabled (no-ops)."""
+
+
+def warn_mode(text: str) -> None:
+    """``warnings.warn`` attributed to the user's line that called into this package."""
+    level, frame = 2, sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("hokusai"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(text, TrackingModeWarning, stacklevel=level)
 
 
 class HokusaiError(Exception):

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from hokusai.errors import TrackingModeWarning
+from hokusai.errors import warn_mode
 
 log = logging.getLogger("hokusai")
 Value = str | int | float | bool
@@ -183,7 +182,7 @@ class DisabledExperimentManager(BaseExperimentManager):
             self._warned = True
             text = f"hokusai: tracking is disabled, calls are no-ops ({self.reason})"
             log.warning(text)
-            warnings.warn(text, TrackingModeWarning, stacklevel=3)
+            warn_mode(text)
 
     def get_or_create_experiment(self, name: str) -> str:
         self._skip()
