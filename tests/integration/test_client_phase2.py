@@ -9,7 +9,6 @@ from cli.main import main
 from hokusai import keyformat
 
 
-@pytest.mark.xfail(strict=True, reason="phase 2: server side")
 def test_the_ops_cli_ignores_the_client_variables(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

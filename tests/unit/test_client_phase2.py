@@ -65,7 +65,6 @@ def test_the_server_parses_keys_with_the_client_s_format() -> None:
     assert "def _base62" not in source and "_PAIRS =" not in source  # no duplicate survives
 
 
-@PHASE2
 def test_the_server_settings_ignore_the_client_variables() -> None:
     from authz.settings import Settings
 

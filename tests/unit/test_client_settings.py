@@ -3,11 +3,13 @@ what to fix, raised offline and showing at most the key's display prefix."""
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
 
-from hokusai import keyformat
+from hokusai import keyformat, variables
 from hokusai.errors import ConfigurationError
 from hokusai.settings import Settings, default_data_dir
 
@@ -166,3 +168,16 @@ def test_mock_mode_needs_no_key_or_url() -> None:
 def test_data_dir() -> None:
     assert default_data_dir({"XDG_DATA_HOME": "/x"}) == Path("/x/hokusai/mlflow")
     assert default_data_dir({"HOME": "/home/u"}) == Path("/home/u/.local/share/hokusai/mlflow")
+
+
+def test_every_variable_the_client_reads_is_declared_once() -> None:
+    """hokusai.variables is complete: the gateway skips exactly these (authz/settings.py), so a
+    HOKUSAI_* name the client used without declaring it would make `hokusai auth` exit 2 again."""
+    strings = [
+        node.value
+        for path in Path(variables.__file__).parent.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    named = {name for text in strings for name in re.findall(r"\bHOKUSAI_[A-Z_]+\b", text)}
+    assert named == set(variables.CLIENT_VARIABLES)

@@ -30,6 +30,8 @@ import threading
 import requests
 from requests.auth import AuthBase
 
+from hokusai import variables
+
 NAME = "hokusai"
 _lock = threading.Lock()
 _key: str | None = None
@@ -52,7 +54,7 @@ def current_key() -> str | None:
     with _lock:
         key = _key
     if key is None:
-        key = (os.environ.get("HOKUSAI_API_KEY") or "").strip() or None
+        key = (os.environ.get(variables.API_KEY) or "").strip() or None
     return key
 
 

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from hokusai import variables
+
 Kind = Literal[
     "configuration", "authentication", "permission", "rate_limited", "gateway", "mlflow", "other"
 ]
@@ -40,9 +42,9 @@ class Entry:
 class Names:
     """The variables (or flags) a user set, so the steps can name them."""
 
-    key: str = "HOKUSAI_API_KEY"
-    url: str = "HOKUSAI_GATEWAY_URL"
-    ca: str = "HOKUSAI_CA_CERT"
+    key: str = variables.API_KEY
+    url: str = variables.GATEWAY_URL
+    ca: str = variables.CA_CERT
 
 
 DEFAULT_NAMES = Names()

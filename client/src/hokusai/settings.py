@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hokusai import keyformat
+from hokusai import keyformat, variables
 from hokusai.errors import ConfigurationError
 from hokusai.reasons import Names
 from hokusai.redact import scrub
@@ -76,26 +76,26 @@ class Settings:
         """Arguments first, then the environment; raises ``ConfigurationError``."""
         env = os.environ if environ is None else environ
         names = Names(
-            key="setup(api_key=…)" if api_key is not None else "HOKUSAI_API_KEY",
-            url="setup(url=…)" if url is not None else "HOKUSAI_GATEWAY_URL",
+            key="setup(api_key=…)" if api_key is not None else variables.API_KEY,
+            url="setup(url=…)" if url is not None else variables.GATEWAY_URL,
             ca=_ca_name(ca_cert, env),
         )
-        mocked = _flag(mock, "HOKUSAI_MOCK_MODE", env)
+        mocked = _flag(mock, variables.MOCK_MODE, env)
         common = {
             "mock": mocked,
-            "fallback": _flag(fallback, "HOKUSAI_MLFLOW_FALLBACK", env),
-            "optional": _flag(optional, "HOKUSAI_MLFLOW_OPTIONAL", env),
+            "fallback": _flag(fallback, variables.MLFLOW_FALLBACK, env),
+            "optional": _flag(optional, variables.MLFLOW_OPTIONAL, env),
             "data_dir": default_data_dir(env),
             "names": names,
         }
         if mocked:  # no server at all: a missing or odd key must not break a test run
             return cls(url=None, **common)  # type: ignore[arg-type]
-        raw_key = api_key if api_key is not None else env.get("HOKUSAI_API_KEY")
-        raw_url = url if url is not None else env.get("HOKUSAI_GATEWAY_URL")
+        raw_key = api_key if api_key is not None else env.get(variables.API_KEY)
+        raw_url = url if url is not None else env.get(variables.GATEWAY_URL)
         raw_ca = (
             ca_cert
             if ca_cert is not None
-            else (env.get("HOKUSAI_CA_CERT") or env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"))
+            else (env.get(variables.CA_CERT) or env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"))
         )
         key = check_key(raw_key, names.key)  # the key first: the most likely mistake
         return cls(
@@ -117,8 +117,8 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
 def _ca_name(given: object, env: Mapping[str, str]) -> str:
     if given is not None:
         return "setup(ca_cert=…)"
-    if env.get("HOKUSAI_CA_CERT") or not env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
-        return "HOKUSAI_CA_CERT"
+    if env.get(variables.CA_CERT) or not env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        return variables.CA_CERT
     return "MLFLOW_TRACKING_SERVER_CERT_PATH"
 
 
