@@ -1,16 +1,18 @@
-"""hokusai-doctor with no network: URL forms of both kinds, the environment, keys, the advice
-table, access and scopes over a fake transport, scrubbing and the command's output. A port of
-tests/unit/test_doctor.py (cli/doctor.py), which phase 2 retires in favour of this one."""
+"""The connection doctor (hokusai.doctor) with no network: URL forms of both kinds, the
+environment, keys, the advice table, access and scopes over a fake transport, scrubbing, and the
+whole command — as ``hokusai-doctor`` and as the ops CLI's ``hokusai doctor``, which is the same
+code (cli/doctor.py, its earlier copy, is gone; its tests' assertions live on here)."""
 
 from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 
 from authz.check.reasons import Reason, denial_body
+from cli.main import main as ops_main
 from hokusai import doctor, keyformat, reasons
 from hokusai.doctor import cli, network, probes
 from hokusai.doctor.target import HOKUSAI_NAMES, MLFLOW_NAMES, Target
@@ -36,6 +38,14 @@ VARIABLES = (
 def _no_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
+
+
+Command = Callable[[list[str]], int]
+COMMANDS: dict[str, Command] = {
+    "hokusai-doctor": cli.main,
+    "hokusai doctor": lambda argv: ops_main(["doctor", *argv]),
+}
+both_commands = pytest.mark.parametrize("command", list(COMMANDS.values()), ids=list(COMMANDS))
 
 
 # --- URL ------------------------------------------------------------------------------------
@@ -76,6 +86,7 @@ def test_good_urls(url: str, kind: str, host: str, port: int, gateway: str) -> N
     ("url", "advice"),
     [
         (None, "export MLFLOW_TRACKING_URI=https://"),
+        ("", "export MLFLOW_TRACKING_URI=https://"),
         ("http://gw:8080/api/mlflow", "MLFLOW_TRACKING_URI=https://gw:<https port>/api/mlflow"),
         ("http://gw/api/mlflow", "MLFLOW_TRACKING_URI=https://gw/api/mlflow"),
         ("https://gw:8443", "MLFLOW_TRACKING_URI=https://gw:8443/api/mlflow"),
@@ -133,6 +144,27 @@ def test_the_client_variables_come_first() -> None:
     assert SECRET not in repr(target)
 
 
+def test_mlflow_env_reads_the_stock_client_s_variables() -> None:
+    target = doctor.mlflow_env(
+        {
+            "MLFLOW_TRACKING_URI": "https://gw/api/mlflow",
+            "MLFLOW_TRACKING_TOKEN": TOKEN,
+            "MLFLOW_TRACKING_SERVER_CERT_PATH": "/ca.pem",
+            "MLFLOW_TRACKING_INSECURE_TLS": "false",
+        }
+    )
+    assert (target.url, target.key, target.ca, target.insecure, target.basic_auth) == (
+        "https://gw/api/mlflow",
+        TOKEN,
+        "/ca.pem",
+        "false",
+        False,
+    )
+    assert SECRET not in repr(target)
+    both = doctor.mlflow_env({"MLFLOW_TRACKING_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p"})
+    assert both.basic_auth
+
+
 def test_a_stock_mlflow_setup() -> None:
     env = {
         "MLFLOW_TRACKING_URI": "https://gw/api/mlflow",
@@ -173,9 +205,11 @@ def _mutated(token: str) -> str:
     ("key", "why"),
     [
         (TOKEN + "\n", "whitespace"),
+        (" " + TOKEN, "whitespace"),
         ("Bearer " + TOKEN, "'Bearer '"),
         ("sk_live_" + TOKEN[8:], "does not start with hk_live_ or hk_test_"),
         (TOKEN[:-3], "67 characters long"),
+        (TOKEN + "x", "71 characters long"),
         (TOKEN[:40] + "-" + TOKEN[41:], "characters other than"),
         (_mutated(TOKEN), "checksum does not match"),
     ],
@@ -262,6 +296,16 @@ def test_scopes(status: int, body: bytes, detail: str) -> None:
     assert result.status == "ok" and detail in result.detail
 
 
+def test_scrubber() -> None:
+    other = keyformat.generate("test").token
+    scrub = Scrubber([TOKEN])
+    text = scrub(f"a {TOKEN} b {other} https://me:pw@h/x?token=abc&api_key=def")
+    assert TOKEN not in text and other[20:] not in text
+    assert "me:pw" not in text and "abc" not in text and "def" not in text
+    assert keyformat.display_prefix("test", other[8:20]) + "_***" in text
+    assert Scrubber(["short"])("short stays") == "short stays"
+
+
 def test_transport_errors_are_scrubbed() -> None:
     def broken(conn: probes.Connection, path: str, headers: Mapping[str, str]) -> probes.Reply:
         raise OSError(f"boom at https://u:{TOKEN}@gw{path}?api_key={TOKEN} {headers}")
@@ -278,16 +322,18 @@ def test_transport_errors_are_scrubbed() -> None:
     "key", [TOKEN, TOKEN[:-1], "Bearer " + TOKEN, TOKEN + "\n", _mutated(TOKEN)]
 )
 @pytest.mark.parametrize("as_json", [False, True])
-def test_the_key_is_never_printed(key: str, as_json: bool, capsys) -> None:
+@both_commands
+def test_the_key_is_never_printed(command: Command, key: str, as_json: bool, capsys) -> None:
     url = f"http://me:{key.strip()}@gw:1/api/mlflow?api_key={key.strip()}"
     argv = ["--url", url, "--key", key] + (["--json"] if as_json else [])
-    assert cli.main(argv) == 1
+    assert command(argv) == 1
     out, err = capsys.readouterr()
     assert SECRET not in out + err and SECRET[:12] not in out + err
 
 
-def test_output_lines(capsys) -> None:
-    assert cli.main(["--url", "http://gw/api/mlflow", "--key", "nope"]) == 1
+@both_commands
+def test_output_lines(command: Command, capsys) -> None:
+    assert command(["--url", "http://gw/api/mlflow", "--key", "nope"]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("FAIL url: ")
     assert lines[1].startswith("  → set --url=https://gw/api/mlflow")
@@ -305,14 +351,29 @@ def test_output_lines(capsys) -> None:
     ]
 
 
-def test_write_adds_its_checks_to_the_plan(capsys) -> None:
-    assert cli.main(["--url", "https://gw.invalid", "--key", TOKEN, "--write", "--json"]) == 1
+@both_commands
+def test_write_adds_its_checks_to_the_plan(command: Command, capsys) -> None:
+    assert command(["--url", "https://gw.invalid", "--key", TOKEN, "--write", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     checks = [c["check"] for c in report["checks"]]
     assert checks[-6:] == ["experiment", "run", "log", "upload", "download", "delete"]
     assert all(c["status"] == "skip" for c in report["checks"][-6:])
 
 
-def test_bad_usage_exits_2() -> None:
-    assert cli.main(["--timeout", "soon"]) == 2
-    assert cli.main(["--bogus"]) == 2
+@both_commands
+def test_bad_usage_exits_2(command: Command) -> None:
+    assert command(["--timeout", "soon"]) == 2
+    assert command(["--bogus"]) == 2
+
+
+@both_commands
+def test_flags_override_the_environment(
+    command: Command, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env/api/mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "not-a-key-from-env")
+    monkeypatch.setenv("HOKUSAI_GATEWAY_URL", "http://from-client-env")
+    assert command(["--url", "http://from-flag:1/api/mlflow", "--key", TOKEN]) == 1
+    out = capsys.readouterr().out
+    assert "from-flag" in out and "from-env" not in out and "from-client-env" not in out
+    assert f"ok key: {PARSED.display_prefix}: well-formed" in out

@@ -18,17 +18,22 @@ from hokusai import doctor
 from hokusai.gateway import MLFLOW_PREFIX
 from hokusai.reasons import Names
 
+DESCRIPTION = (
+    "Checks URL, DNS, TCP, TLS, the gateway, MLflow and the key, in order, and says what to do "
+    "for each failure. Defaults: HOKUSAI_GATEWAY_URL, HOKUSAI_API_KEY, HOKUSAI_CA_CERT; for a "
+    "stock MLflow client MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN, "
+    "MLFLOW_TRACKING_SERVER_CERT_PATH."
+)
+
 
 def parser() -> argparse.ArgumentParser:
-    made = argparse.ArgumentParser(
-        prog="hokusai-doctor",
-        description=(
-            "Checks URL, DNS, TCP, TLS, the gateway, MLflow and the key, in order, and says what "
-            "to do for each failure. Defaults: HOKUSAI_GATEWAY_URL, HOKUSAI_API_KEY, "
-            "HOKUSAI_CA_CERT; for a stock MLflow client MLFLOW_TRACKING_URI, "
-            "MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_SERVER_CERT_PATH."
-        ),
-    )
+    made = argparse.ArgumentParser(prog="hokusai-doctor", description=DESCRIPTION)
+    add_arguments(made)
+    return made
+
+
+def add_arguments(made: argparse.ArgumentParser) -> None:
+    """The doctor's flags, on its own parser or on a host command's (``hokusai doctor``)."""
     made.add_argument("--url", help="the gateway (or MLflow's tracking URI on it)")
     made.add_argument("--key", help="API key (default: $HOKUSAI_API_KEY); never printed")
     made.add_argument("--ca", metavar="PATH", help="CA certificate (PEM) to trust")
@@ -46,7 +51,6 @@ def parser() -> argparse.ArgumentParser:
         "metric and an artifact read back, then deleted",
     )
     made.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    return made
 
 
 def target_of(args: argparse.Namespace) -> doctor.Target:
@@ -98,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    return run_args(args)
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Run the checks for parsed flags, print the report; 0 when every check passed, else 1."""
     results = doctor.run(target_of(args))
     healthy = doctor.passed(results)
     if args.json:
