@@ -36,14 +36,20 @@ How the pieces map onto authz's HTTP check (authz/transports/http.py):
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from authz.check.reasons import DOCS_PATH, Reason, denial_body, denial_headers
+from authz.check.reasons import (
+    DOCS_PATH,
+    Reason,
+    denial_body,
+    denial_headers,
+    docs_link,
+    error_body,
+)
 from authz.transports import wire
 from cli.envoy_config import Endpoint
 
@@ -148,14 +154,8 @@ def encoded_name_pattern(name: str) -> str:
     return "".join(parts)
 
 
-def generic_body(error: str, message: str, options: NginxOptions) -> str:
-    return json.dumps(
-        {
-            "error": error,
-            "message": message,
-            "docs": f"{options.docs_url}#{error.replace('_', '-')}",
-        }
-    )
+def generic_body(error: str, status: int, message: str, options: NginxOptions) -> str:
+    return error_body(error, status, message, docs_link(error, options.docs_url)).decode()
 
 
 def reason_body(reason: Reason, options: NginxOptions) -> str:
@@ -167,21 +167,24 @@ def denial_bodies(options: NginxOptions) -> dict[int, str]:
     return {
         400: generic_body(
             "multiple_credentials",
+            400,
             "More than one api_key query parameter was sent: send exactly one.",
             options,
         ),
         401: generic_body(
             "unauthorized",
+            401,
             "The API key is missing or not valid: see the WWW-Authenticate header for the reason.",
             options,
         ),
         403: generic_body(
             "forbidden",
+            403,
             "The API key may not make this request (scope or IP "
             "allowlist): see the WWW-Authenticate header.",
             options,
         ),
-        404: generic_body("not_found", "No route for this path.", options),
+        404: generic_body("not_found", 404, "No route for this path.", options),
         429: reason_body(Reason.RATE_LIMITED, options),
         503: reason_body(Reason.UNAVAILABLE, options),
     }

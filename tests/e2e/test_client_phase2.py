@@ -33,7 +33,6 @@ def key(gateway: Gateway, scopes: list[str], **limits: int) -> tuple[str, str]:
     return view.key_id, new.token
 
 
-@PHASE2
 @pytest.mark.parametrize(
     ("case", "status", "code"),
     [
@@ -99,7 +98,6 @@ def stock_client(gateway: Gateway, token: str, call: str) -> str:
     return done.stdout
 
 
-@PHASE2
 def test_the_stock_client_shows_unauthenticated_and_permission_denied(one: Gateway) -> None:
     key_id, revoked = key(one, ["mlflow:read", "mlflow:write"])
     one.service().revoke_key(key_id, reason="phase 2")

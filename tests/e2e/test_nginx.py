@@ -202,7 +202,8 @@ def test_no_key_is_401_with_a_challenge(stack: NginxStack) -> None:
     response = stack.mlflow.get(SEARCH)
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
-    assert set(response.json()) == {"error", "message", "docs"}
+    assert set(response.json()) == {"error", "error_code", "message", "docs"}
+    assert response.json()["error_code"] == "UNAUTHENTICATED"
     assert response.headers["content-type"] == "application/json"
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert len(response.raw.headers.getlist("www-authenticate")) == 1  # NGINX copies it too

@@ -98,7 +98,6 @@ def test_hokusai_doctor_is_the_client_s_doctor(
     assert not (ROOT / "cli" / "doctor.py").exists()
 
 
-@PHASE2
 def test_envoy_s_own_denials_carry_mlflow_error_codes() -> None:
     """When authz cannot answer (503) or the local shield limits (429), Envoy writes the body."""
     from cli import envoy_config

@@ -226,7 +226,7 @@ def test_unknown_paths_get_the_json_404(config: dict[str, Any]) -> None:
     assert fallback["match"] == {"prefix": "/"}
     assert fallback["direct_response"]["status"] == 404
     body = fallback["direct_response"]["body"]["inline_string"]
-    assert set(json.loads(body)) == {"error", "message", "docs"}
+    assert set(json.loads(body)) == {"error", "error_code", "message", "docs"}
     assert fallback["response_headers_to_add"][0]["header"] == {
         "key": "content-type",
         "value": "application/json",
