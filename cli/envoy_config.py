@@ -428,6 +428,29 @@ def _public_health(name: str, path: str, target: Json) -> Json:
     }
 
 
+def old_mlflow_redirects() -> list[Json]:
+    """``/mlflow`` and ``/mlflow/…``, the path of earlier instructions, answer 308 to
+    ``/api/mlflow/…`` (query kept). 308, not 301: clients repeat the method and the body, so the
+    MLflow SDK's POSTs follow it. Decided before authentication — ext_authz off: a redirect
+    reveals nothing and forwards nothing, and a stale URL gets the same answer with or without a
+    key (else the key's absence would be a 401 and the move never seen)."""
+    moved = {"response_code": "PERMANENT_REDIRECT"}
+    return [
+        {
+            "name": "old_mlflow",
+            "match": {"path": wire.OLD_MLFLOW_PATH},
+            "redirect": {"path_redirect": wire.MLFLOW_PREFIX, **moved},
+            "typed_per_filter_config": AUTHZ_OFF,
+        },
+        {
+            "name": "old_mlflow_prefix",
+            "match": {"prefix": wire.OLD_MLFLOW_PATH + "/"},
+            "redirect": {"prefix_rewrite": wire.MLFLOW_PREFIX, **moved},
+            "typed_per_filter_config": AUTHZ_OFF,
+        },
+    ]
+
+
 def not_found_body(options: EnvoyOptions) -> str:
     return error_body("not_found", 404, "No route for this path.", options.docs_url).decode()
 
@@ -458,6 +481,7 @@ def routes(options: EnvoyOptions) -> list[Json]:
             options,
         ),
     ]
+    result += old_mlflow_redirects()
     if options.keys_api is not None:
         # The REST API authenticates callers itself (same pipeline library), so it needs the
         # Authorization header; ext_authz is off for this prefix and nothing else.

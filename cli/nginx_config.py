@@ -227,6 +227,18 @@ def query_maps() -> list[str]:
     ]
 
 
+def old_mlflow_map() -> list[str]:
+    """``$hk_moved``: where a request for ``/mlflow/…`` (earlier instructions' path) belongs, from
+    the raw ``$request_uri`` so its escapes and query travel unchanged."""
+    old = wire.OLD_MLFLOW_PATH
+    return [
+        "    map $request_uri $hk_moved {",
+        f'        "~^{old}/(?<hk_moved_rest>.*)$" {wire.MLFLOW_PREFIX}$hk_moved_rest;',
+        f"        default {wire.MLFLOW_PREFIX};",
+        "    }",
+    ]
+
+
 def http_settings(options: NginxOptions) -> list[str]:
     run = options.runtime_dir
     temp = [
@@ -259,6 +271,7 @@ def http_settings(options: NginxOptions) -> list[str]:
         "    }",
         "",
         *query_maps(),
+        *old_mlflow_map(),
         "",
     ]
 
@@ -341,6 +354,20 @@ def public_locations(options: NginxOptions) -> list[str]:
     ]
 
 
+def old_mlflow_locations() -> list[str]:
+    """The old ``/mlflow`` path answers 308 to ``/api/mlflow/…`` (method and body kept) in the
+    rewrite phase, before ``auth_request`` runs: as Envoy's ``old_mlflow`` routes."""
+    old = wire.OLD_MLFLOW_PATH
+    return [
+        f"        location = {old} {{",
+        f"            return 308 {wire.MLFLOW_PREFIX}$is_args$args;",
+        "        }",
+        f"        location ^~ {old}/ {{",
+        "            return 308 $hk_moved;",
+        "        }",
+    ]
+
+
 def denial_locations(options: NginxOptions) -> list[str]:
     bodies = {status: quoted(body) for status, body in denial_bodies(options).items()}
     unavailable = dict(denial_headers(Reason.UNAVAILABLE))  # the one denial-header builder
@@ -391,6 +418,7 @@ def gateway_server(options: NginxOptions) -> list[str]:
         *check_location(options),
         *mlflow_location(options),
         *public_locations(options),
+        *old_mlflow_locations(),
         *denial_locations(options),
         "    }",
     ]

@@ -108,7 +108,6 @@ def test_the_stock_client_shows_unauthenticated_and_permission_denied(one: Gatew
     assert '"error_code": "PERMISSION_DENIED"' in shown
 
 
-@PHASE2
 def test_the_old_mlflow_path_reaches_mlflow(one: Gateway) -> None:
     _, token = key(one, ["mlflow:read"])
     old = one.url + "/mlflow/api/2.0/mlflow/experiments/search?max_results=1"
@@ -120,3 +119,47 @@ def test_the_old_mlflow_path_reaches_mlflow(one: Gateway) -> None:
     assert bare.status_code in (301, 302, 307, 308, 401)
     if bare.status_code != 401:
         assert bare.headers["location"].split("://")[-1].endswith("/api/mlflow/")
+    # Decided: a 308 before authentication, for the bare path too, the query kept.
+    for old, new in (("/mlflow/", "/api/mlflow/"), ("/mlflow?x=1", "/api/mlflow/?x=1")):
+        moved = requests.get(one.url + old, verify=one.ca, timeout=10, allow_redirects=False)
+        assert moved.status_code == 308 and moved.headers["location"] == one.url + new
+
+
+OLD_PATH_RUN = textwrap.dedent("""
+    import mlflow
+    mlflow.set_experiment("phase2-old-path")  # POST experiments/create, through the 308
+    with mlflow.start_run() as run:
+        mlflow.log_param("p", "1")
+        mlflow.log_metric("m", 2.0)
+        mlflow.log_text("through the old path", "note.txt")  # a PUT with a body
+    got = mlflow.MlflowClient().get_run(run.info.run_id)
+    text = mlflow.artifacts.load_text(run.info.artifact_uri + "/note.txt")
+    print(got.data.params["p"], got.data.metrics["m"], text)
+""")
+
+
+def test_the_stock_client_follows_the_redirect_for_writes(one: Gateway) -> None:
+    """A tracking URI on the old path: the stock MLflow client (requests) repeats each POST and
+    PUT, body and Authorization included, at /api/mlflow/… — the 308 is enough, no route needed."""
+    _, token = key(one, ["mlflow:read", "mlflow:write"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "MLFLOW_"))}
+    env.update(
+        {
+            "MLFLOW_TRACKING_URI": one.url + "/mlflow",
+            "MLFLOW_TRACKING_TOKEN": token,
+            "MLFLOW_TRACKING_SERVER_CERT_PATH": one.ca,
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", OLD_PATH_RUN],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = done.stdout.strip().splitlines()[-1]  # MLflow prints its "View run" links first
+    assert last.split() == ["1", "2.0", "through", "the", "old", "path"]
+    assert token[21:] not in done.stdout + done.stderr
