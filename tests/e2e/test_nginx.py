@@ -339,7 +339,7 @@ def test_public_routes_and_404(stack: NginxStack) -> None:
 
 def test_the_old_mlflow_path_redirects_before_the_check(stack: NginxStack) -> None:
     """As through Envoy: /mlflow and /mlflow/… answer 308 to /api/mlflow/… without a key; the
-    MLflow client then follows with its method, body and key (tests/e2e/test_client_phase2.py)."""
+    MLflow client then follows with its method, body and key (tests/e2e/test_client_server.py)."""
     search = "/api/2.0/mlflow/experiments/search?max_results=1"
     moved = stack.mlflow.get("/mlflow" + search, allow_redirects=False)
     assert moved.status_code == 308

@@ -144,6 +144,22 @@ def test_the_client_variables_come_first() -> None:
     assert SECRET not in repr(target)
 
 
+def test_a_stock_client_s_key_means_the_stock_client_s_variables() -> None:
+    """``hokusai gateway env`` exports both kinds; with the key in MLFLOW_TRACKING_TOKEN only,
+    MLflow uses MLFLOW_* alone, so the doctor checks exactly that."""
+    env = {
+        "HOKUSAI_GATEWAY_URL": "https://gw",
+        "HOKUSAI_CA_CERT": "/client-ca.pem",
+        "MLFLOW_TRACKING_URI": "https://gw",  # the /api/mlflow suffix forgotten
+        "MLFLOW_TRACKING_TOKEN": TOKEN,
+    }
+    target = doctor.from_env(env)
+    assert (target.url, target.key, target.ca) == ("https://gw", TOKEN, None)
+    assert target.names == MLFLOW_NAMES and target.url_kind == "tracking"
+    result, endpoint = doctor.check_url(target.url, target.url_kind, target.names)
+    assert endpoint is None and "MLFLOW_TRACKING_URI=https://gw/api/mlflow" in result.advice
+
+
 def test_mlflow_env_reads_the_stock_client_s_variables() -> None:
     target = doctor.mlflow_env(
         {

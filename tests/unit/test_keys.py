@@ -1,6 +1,6 @@
 """The server's half of the key (authz/keys/format.py): the format is the client's
 (hokusai.keyformat, tested in tests/unit/test_client_keyformat.py) and re-exported unchanged
-(tests/unit/test_client_phase2.py); bcrypt hashing, HMAC fingerprints and the published pattern
+(tests/unit/test_client_server.py); bcrypt hashing, HMAC fingerprints and the published pattern
 are tested here."""
 
 from __future__ import annotations

@@ -38,8 +38,12 @@ class Target:
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Target:
-    """HOKUSAI_* first, each unset one replaced by its MLFLOW_* twin."""
+    """The Python client's view — HOKUSAI_* first, each unset one replaced by its MLFLOW_* twin —
+    unless only MLFLOW_TRACKING_TOKEN holds a key: then a stock MLflow client's view, which reads
+    its own variables only (``mlflow_env``), even where ``hokusai gateway env`` set both kinds."""
     env = os.environ if environ is None else environ
+    if not env.get(HOKUSAI_NAMES.key) and env.get(MLFLOW_NAMES.key):
+        return mlflow_env(env)
 
     def pick(ours: str, theirs: str, default: str) -> tuple[str | None, str]:
         for name in (ours, theirs):
@@ -47,19 +51,14 @@ def from_env(environ: Mapping[str, str] | None = None) -> Target:
                 return env[name], name
         return None, default
 
-    key, key_name = pick(HOKUSAI_NAMES.key, MLFLOW_NAMES.key, HOKUSAI_NAMES.key)
-    stock_client = key_name == MLFLOW_NAMES.key  # a stock MLflow client's setup
-    unset = MLFLOW_NAMES if stock_client else HOKUSAI_NAMES  # what advice names when unset
-    url, url_name = pick(HOKUSAI_NAMES.url, MLFLOW_NAMES.url, unset.url)
-    ca, ca_name = pick(HOKUSAI_NAMES.ca, MLFLOW_NAMES.ca, unset.ca)
+    url, url_name = pick(HOKUSAI_NAMES.url, MLFLOW_NAMES.url, HOKUSAI_NAMES.url)
+    ca, ca_name = pick(HOKUSAI_NAMES.ca, MLFLOW_NAMES.ca, HOKUSAI_NAMES.ca)
     return Target(
         url=url,
-        key=key,
+        key=env.get(HOKUSAI_NAMES.key) or None,
         ca=ca,
         insecure=env.get("MLFLOW_TRACKING_INSECURE_TLS") or None,
-        basic_auth=stock_client
-        and bool(env.get("MLFLOW_TRACKING_USERNAME") and env.get("MLFLOW_TRACKING_PASSWORD")),
-        names=Names(key=key_name, url=url_name, ca=ca_name),
+        names=Names(key=HOKUSAI_NAMES.key, url=url_name, ca=ca_name),
         url_kind="tracking" if url_name == MLFLOW_NAMES.url else "gateway",
     )
 

@@ -1,6 +1,6 @@
-"""Issue 14, phase 2 (server side, after the rebase onto the restructured tree): what must hold once
-the server uses the client's code. Each test fails today and is marked strict, so phase 2 is
-"make these pass" — and a premature pass is reported too."""
+"""The server side of the Python client (issue 14): the server uses the client's code instead of
+its own — one key format, the client's variables skipped by the ops CLI's settings, one doctor —
+Envoy's own replies carry MLflow's error codes, and the README starts with the client."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from hokusai import doctor as client_doctor
 from hokusai import keyformat
 
 ROOT = Path(__file__).resolve().parents[2]
-PHASE2 = pytest.mark.xfail(strict=True, reason="phase 2: server side")
 CLIENT_ENV = {
     "HOKUSAI_API_KEY": keyformat.generate("live").token,
     "HOKUSAI_GATEWAY_URL": "https://gw.invalid",
@@ -114,7 +113,6 @@ def test_envoy_s_own_denials_carry_mlflow_error_codes() -> None:
     assert bodies[503]["error"] == "unavailable"  # the one error shape stays one shape
 
 
-@PHASE2
 def test_the_readme_quickstart_starts_with_the_client() -> None:
     quickstart = (ROOT / "README.md").read_text().split("## Quickstart", 1)[1].split("\n## ")[0]
     first = re.search(r"```(console|python)\n(.*?)```", quickstart, re.S)

@@ -1,6 +1,6 @@
-"""Issue 14, phase 2 (server side) through the real gateway: gateway bodies speak MLflow, so the
-stock client shows the right code; the old /mlflow/ path reaches MLflow. Strict xfails: phase 2
-is "make these pass"."""
+"""The server side of the Python client (issue 14) through the real gateway: gateway bodies speak
+MLflow, so the stock client shows the right code; the old /mlflow/ path reaches MLflow (a 308
+the stock client follows, writes included)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import requests
 
 from tests.e2e.conftest import Gateway
 
-PHASE2 = pytest.mark.xfail(strict=True, reason="phase 2: server side")
 SEARCH = "/api/mlflow/api/2.0/mlflow/experiments/search?max_results=1"
 
 
