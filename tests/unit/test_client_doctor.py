@@ -274,10 +274,10 @@ CONN = probes.Connection(
 
 
 def _replying(status: int, body: bytes, seen: list[str] | None = None) -> doctor.Fetch:
-    def fetch(conn: probes.Connection, path: str, headers: Mapping[str, str]) -> probes.Reply:
+    def fetch(conn: probes.Connection, path: str, headers: Mapping[str, str]) -> doctor.Reply:
         if seen is not None:
             seen.append(path)
-        return probes.Reply(status, body)
+        return doctor.Reply(status, body)
 
     return fetch
 
@@ -323,7 +323,7 @@ def test_scrubber() -> None:
 
 
 def test_transport_errors_are_scrubbed() -> None:
-    def broken(conn: probes.Connection, path: str, headers: Mapping[str, str]) -> probes.Reply:
+    def broken(conn: probes.Connection, path: str, headers: Mapping[str, str]) -> doctor.Reply:
         raise OSError(f"boom at https://u:{TOKEN}@gw{path}?api_key={TOKEN} {headers}")
 
     result = probes.check_access(CONN, broken, PARSED, TOKEN)

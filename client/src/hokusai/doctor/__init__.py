@@ -15,9 +15,10 @@ from dataclasses import replace
 
 from hokusai.doctor import network, probes, tls
 from hokusai.doctor.network import Endpoint, check_url
-from hokusai.doctor.probes import Connection, Fetch, Reply, advice_for
+from hokusai.doctor.probes import Connection, Fetch, advice_for
 from hokusai.doctor.results import Result, passed, skips
 from hokusai.doctor.target import Target, from_env, insecure_flag, mlflow_env
+from hokusai.gateway import Reply
 from hokusai.redact import Scrubber
 
 __all__ = [

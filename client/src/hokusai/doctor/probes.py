@@ -8,7 +8,6 @@ sees, and says when the answer was a 429 or 503.
 from __future__ import annotations
 
 import http.client
-import json
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,24 +16,10 @@ from hokusai import keyformat, reasons
 from hokusai.doctor.network import Endpoint
 from hokusai.doctor.results import Result, fail, ok
 from hokusai.doctor.target import Target
-from hokusai.gateway import HEALTH, MLFLOW_HEALTH, USER_AGENT, WHOAMI
+from hokusai.gateway import HEALTH, MAX_BODY, MLFLOW_HEALTH, USER_AGENT, WHOAMI, Reply
 from hokusai.status import WRITE_SCOPES
 
 SEARCH_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"  # under the tracking path
-MAX_BODY = 64 * 1024  # a health or error body is small; never read an unbounded answer
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    status: int
-    body: bytes
-
-    def json(self) -> dict[str, object]:
-        try:
-            value = json.loads(self.body)
-        except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)
