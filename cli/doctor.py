@@ -462,6 +462,13 @@ def check_mlflow(conn: Connection, fetch: Fetch) -> Result:
         )
     if reply.status == 200:
         return ok("mlflow", f"GET {wire.MLFLOW_HEALTH_PATH} → 200")
+    if reply.json().get("error") == Reason.MLFLOW_UNAVAILABLE.value:
+        return fail(
+            "mlflow",
+            f"GET {wire.MLFLOW_HEALTH_PATH} → {reply.status} {Reason.MLFLOW_UNAVAILABLE.value}: "
+            "the gateway cannot reach MLflow",
+            ADVICE[Reason.MLFLOW_UNAVAILABLE],
+        )
     return fail(
         "mlflow",
         f"GET {wire.MLFLOW_HEALTH_PATH} → {reply.status}: the MLflow server "
@@ -554,6 +561,13 @@ ADVICE: dict[Reason, str] = {
     "higher rate limit",
     Reason.UNAVAILABLE: "the gateway could not verify keys just now (its database or cache is "
     "down): retry shortly; if it persists, tell the gateway's operator",
+    Reason.INACTIVE: "{key} was unused for longer than the gateway's inactivity limit "
+    "(`hokusai policy show`): ask for a new key",
+    Reason.MLFLOW_UNAVAILABLE: "your key is fine: the MLflow server behind the gateway is down "
+    "or unreachable; retry shortly, and if it persists tell the gateway's operator (local "
+    "stack: `hokusai gateway status`)",
+    Reason.KEYS_API_UNAVAILABLE: "your key is fine: the gateway's keys API is down; retry "
+    "shortly, and if it persists tell the gateway's operator",
 }
 
 

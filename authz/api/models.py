@@ -129,6 +129,9 @@ class UsageOut(BaseModel):
     endpoints: list[UsageGroupOut]
     status_classes: list[UsageGroupOut]
     series: list[UsagePointOut]
+    denials: dict[str, int] = Field(
+        default_factory=dict, description="refused checks by reason (authentication events)"
+    )
 
     @classmethod
     def of(cls, report: KeyReport) -> UsageOut:
