@@ -24,9 +24,10 @@ from authz.keys.durations import parse_since
 from authz.management.service import utcnow
 from authz.management.validation import parse_key_ref
 from authz.settings import Settings
+from authz.storage import events
 from authz.storage.db import connector
 from authz.storage.usage import prune
-from authz.usage.reports import UsageRow, key_report, report
+from authz.usage.reports import UsageRow, key_report, report, with_denials
 from cli import output
 from cli.db_commands import add_database_option, resolve_database_url
 
@@ -75,10 +76,15 @@ def _key_report(args: argparse.Namespace) -> int:
     since = parse_since(args.since, utcnow())
     with _connect(args) as conn:
         found = key_report(conn, key_id, since, utcnow())
+        refused = {reason: n for _k, reason, n in events.denials(conn, key_id, since)}
+    found = with_denials(found, refused)
     if args.json:
         output.emit_json(found.to_json())
         return 0
     print(_summary(key_id, args.since, found.total, found.status_classes))
+    if found.denials:
+        refused = " · ".join(f"{reason} {n}" for reason, n in found.denials.items())
+        print(f"refused  {refused}")
     if args.by is None:
         print(_chart(found.series, found.interval_seconds))
         print("\ntop endpoints")
@@ -149,7 +155,7 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _subcommands(commands: Any, group: str) -> Any:
+def subcommands(commands: Any, group: str) -> Any:
     """The sub-parsers action of an existing group (``auth``, ``db``)."""
     parser = commands.choices[group]
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -157,7 +163,7 @@ def _subcommands(commands: Any, group: str) -> Any:
 
 def register(commands: Any) -> None:
     """Add ``auth usage`` and ``db prune-usage`` (after auth_commands and db_commands)."""
-    parser = _subcommands(commands, "auth").add_parser(
+    parser = subcommands(commands, "auth").add_parser(
         "usage", help="a key's requests, errors, latency and endpoints, or the busiest keys"
     )
     parser.add_argument("key_id", nargs="?", metavar="KEY_ID", help="key id or hk_<env>_<id>")
@@ -168,7 +174,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--top", type=int, metavar="N", help="the N busiest keys instead")
     add_database_option(parser)
     parser.set_defaults(handler=_usage)
-    parser = _subcommands(commands, "db").add_parser(
+    parser = subcommands(commands, "db").add_parser(
         "prune-usage", help="delete usage rollups older than the retention"
     )
     parser.add_argument(
