@@ -26,7 +26,7 @@ from cli import output
 from cli.db_commands import add_database_option, key_service, resolve_database_url
 from cli.usage_commands import subcommands
 
-EVENT_HEADERS = ("TIME", "KEY", "USER", "REASON", "CLIENT", "REQUEST")
+EVENT_HEADERS = ("TIME", "KEY", "USER", "REASON", "CLIENT", "REQUEST", "COUNT")
 DELIVERY_HEADERS = ("ID", "KEY", "THRESHOLD", "EXPIRES", "STATUS", "ATTEMPTS", "LAST ERROR")
 
 
@@ -55,6 +55,7 @@ def event_rows(found: list[EventView]) -> list[list[str]]:
             e.reason,
             e.client_address or "-",
             f"{e.method} {e.route}".strip() or "-",
+            str(e.count),
         ]
         for e in found
     ]

@@ -83,8 +83,8 @@ def _key_report(args: argparse.Namespace) -> int:
         return 0
     print(_summary(key_id, args.since, found.total, found.status_classes))
     if found.denials:
-        refused = " · ".join(f"{reason} {n}" for reason, n in found.denials.items())
-        print(f"refused  {refused}")
+        shown = " · ".join(f"{reason} {n}" for reason, n in found.denials.items())
+        print(f"refused  {shown}")
     if args.by is None:
         print(_chart(found.series, found.interval_seconds))
         print("\ntop endpoints")

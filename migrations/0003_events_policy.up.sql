@@ -1,13 +1,16 @@
 -- Issue 15: authentication events, the central key policy, expiry-warning deliveries.
 -- Independent of 0002 (sessions): it touches only its own tables and 0001's functions.
 
--- One row per refused check whose credential parsed to a key id, and per sign-in (issue 13's
--- keys-API process calls the same recorder). Written in batches off the hot path; not
--- hash-chained (volume): the audit log keeps key operations. Never a secret: the key id is
--- public, the route has no query string.
+-- Refused checks whose credential parsed to a key id, and sign-ins (issue 13's keys-API process
+-- calls the same recorder). Written in batches off the hot path; identical events of one second
+-- (same key, reason, client, route, method, instance) are one row with their count, so a flood
+-- of refusals costs the database rows per second, not per request. Not hash-chained (volume):
+-- the audit log keeps key operations. Never a secret: the key id is public, the route has no
+-- query string.
 CREATE TABLE auth_events (
     id             bigserial PRIMARY KEY,
-    at             timestamptz NOT NULL,
+    at             timestamptz NOT NULL,  -- the second the events happened in
+    count          integer NOT NULL DEFAULT 1 CHECK (count >= 1),
     kind           text NOT NULL CHECK (kind IN ('denied', 'signin', 'signin_refused', 'signout')),
     key_id         text,
     user_id        bigint,

@@ -58,9 +58,10 @@ class CheckInput:
 @dataclass(frozen=True, slots=True)
 class Decision:
     reason: Reason
+    # The key's record once it was found — on an admission, and on a denial after the lookup
+    # (authentication events name its user); a denial never answers from it.
     record: KeyRecord | None = None
     key_id: str | None = None  # public id, when the credential parsed: safe to log
-    user_id: int | None = None  # the key's user, when its record was found (events)
     # Phase 8's verdict when it set numbers for the x-ratelimit-* headers (None: no headers).
     limit: Verdict | None = None
 
@@ -96,28 +97,34 @@ class Checker:
         # Every denial with a key id is reported here (authentication events: an append).
         self._on_denied = on_denied
         # The central key policy (authz/keys/policy.py): replaced whole when it changes.
-        self.key_policy = KeyPolicy()
+        self._key_policy = KeyPolicy()
+        self._enforce_policy = False  # whether it can refuse an existing key (else: skipped)
         self._deadlines = Deadlines()
 
-    async def check(self, request: CheckInput) -> Decision:
-        decision = await self._check(request)
-        if decision.reason is not _ALLOWED and decision.key_id is not None and self._on_denied:
-            self._on_denied(decision, request)
-        return decision
+    @property
+    def key_policy(self) -> KeyPolicy:
+        return self._key_policy
 
-    async def _check(self, request: CheckInput) -> Decision:
+    @key_policy.setter
+    def key_policy(self, policy: KeyPolicy) -> None:
+        self._key_policy = policy
+        self._enforce_policy = policy.enforces_at_check
+
+    async def check(self, request: CheckInput) -> Decision:
         key = self._parse(request)
         if isinstance(key, Decision):
-            return key
+            return self._reported(key, request)
         found = await self.lookup.get(key.key_id)
         if isinstance(found, Missing):
-            return _missing(found, key)
+            return self._reported(_missing(found, key), request)
         if found.env != key.env or not await self.verifier.verify(key, found):
-            return Decision(Reason.INVALID_SECRET, key_id=key.key_id, user_id=found.user_id)
+            return self._reported(_invalid(key, found), request)
         decision = self.authorize(found, request)
-        if not decision.allowed or self.limits is None:
+        if not decision.allowed:
+            return self._reported(decision, request)
+        if self.limits is None:
             return self._admit(decision)
-        return self._admit(decision, await self.limits.decide(found))
+        return self._reported(self._admit(decision, await self.limits.decide(found)), request)
 
     async def check_safely(self, request: CheckInput) -> Decision:
         """``check``, failing closed: an unexpected error is an ``unavailable`` denial (503)."""
@@ -133,37 +140,35 @@ class Checker:
         Transports call this first and fall back to ``check``: a warm request then runs without
         creating a task or suspending.
         """
-        decision = self._check_now(request)
-        if (
-            decision is not None
-            and decision.reason is not _ALLOWED
-            and decision.key_id is not None
-            and self._on_denied
-        ):
-            self._on_denied(decision, request)
-        return decision
-
-    def _check_now(self, request: CheckInput) -> Decision | None:
         key = self._parse(request)
         if isinstance(key, Decision):
-            return key
+            return self._reported(key, request)
         found = self.lookup.cached(key.key_id)
         if found is None:
             return None
         if isinstance(found, Missing):
-            return _missing(found, key)
+            return self._reported(_missing(found, key), request)
         if found.env != key.env:
-            return Decision(Reason.INVALID_SECRET, key_id=key.key_id, user_id=found.user_id)
+            return self._reported(_invalid(key, found), request)
         verified = self.verifier.known(key, found)
         if verified is None:
             return None
         if not verified:
-            return Decision(Reason.INVALID_SECRET, key_id=key.key_id, user_id=found.user_id)
+            return self._reported(_invalid(key, found), request)
         decision = self.authorize(found, request)
-        if not decision.allowed or self.limits is None:
+        if not decision.allowed:
+            return self._reported(decision, request)
+        if self.limits is None:
             return self._admit(decision)
         verdict = self.limits.decide_now(found)
-        return None if verdict is None else self._admit(decision, verdict)
+        return None if verdict is None else self._reported(self._admit(decision, verdict), request)
+
+    def _reported(self, decision: Decision, request: CheckInput) -> Decision:
+        """A denial with a key id goes to ``on_denied`` (an append); only denial paths call this,
+        so a warm admission pays nothing for authentication events."""
+        if decision.key_id is not None and self._on_denied is not None and not decision.allowed:
+            self._on_denied(decision, request)
+        return decision
 
     def _parse(self, request: CheckInput) -> key_format.ParsedKey | Decision:
         """Phases 1 and 2: one credential, well formed, of an accepted environment."""
@@ -184,7 +189,7 @@ class Checker:
             return _refused(Reason.REVOKED, record)
         if record.expired(now):
             return _refused(Reason.EXPIRED, record)
-        if self.key_policy.enforces_at_check:
+        if self._enforce_policy:
             refused = self._policy_refuses(record, now)
             if refused is not None:
                 return refused
@@ -198,7 +203,7 @@ class Checker:
 
     def _policy_refuses(self, record: KeyRecord, now: float) -> Decision | None:
         """Phase 5, the central policy: past its maximum lifetime, or unused for too long."""
-        expiry, inactive = self._deadlines.of(self.key_policy, record)
+        expiry, inactive = self._deadlines.of(self._key_policy, record)
         if expiry is not None and now >= expiry:
             return _refused(Reason.EXPIRED, record)
         if inactive is not None and now >= inactive:
@@ -216,20 +221,19 @@ class Checker:
         if verdict.unavailable:  # redis_down = deny: the limiter could not count
             return _refused(Reason.UNAVAILABLE, record)
         if not verdict.allowed:
-            return Decision(
-                Reason.RATE_LIMITED, key_id=record.key_id, user_id=record.user_id, limit=verdict
-            )
+            return Decision(Reason.RATE_LIMITED, record=record, key_id=record.key_id, limit=verdict)
         self._on_allowed(record)
         if verdict.degraded or verdict.limit.unlimited:
             return decision  # no numbers are known (or none apply): no headers
         return Decision(Reason.ALLOWED, record=record, key_id=record.key_id, limit=verdict)
 
 
-_ALLOWED = Reason.ALLOWED
+def _invalid(key: key_format.ParsedKey, found: KeyRecord) -> Decision:
+    return Decision(Reason.INVALID_SECRET, record=found, key_id=key.key_id)
 
 
 def _refused(reason: Reason, record: KeyRecord) -> Decision:
-    return Decision(reason, key_id=record.key_id, user_id=record.user_id)
+    return Decision(reason, record=record, key_id=record.key_id)
 
 
 def _missing(found: Missing, key: key_format.ParsedKey) -> Decision:

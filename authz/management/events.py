@@ -18,7 +18,8 @@ class EventView(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: int
-    at: UtcTime
+    at: UtcTime  # the second the events happened in
+    count: int  # identical events of that second
     kind: str
     key_id: str | None
     user_id: int | None

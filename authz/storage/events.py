@@ -16,14 +16,24 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
-COLUMNS = ("at", "kind", "key_id", "user_id", "reason", "client_address", "route", "method")
+COLUMNS = (
+    "at",
+    "kind",
+    "key_id",
+    "user_id",
+    "reason",
+    "client_address",
+    "route",
+    "method",
+    "count",
+)
 _COPY = f"COPY auth_events ({', '.join(COLUMNS)}, instance) FROM STDIN"
 PRUNE_LOCK = 7355608003  # advisory lock: one pruning instance at a time (0001 uses …001, …002)
 _DELETE = "DELETE FROM auth_events WHERE at < now() - %s"
 
 
 async def insert(url: str, rows: Sequence[tuple[Any, ...]], instance: str, timeout: float) -> None:
-    """Write ``rows`` (``COLUMNS`` order, ``at`` in epoch seconds) in one transaction."""
+    """Write ``rows`` (``COLUMNS`` order, ``at`` in whole epoch seconds) in one transaction."""
     connect = psycopg.AsyncConnection.connect(url, connect_timeout=max(1, int(timeout)))
     async with await connect as conn, conn.cursor() as cur, cur.copy(_COPY) as copy:
         for row in rows:
@@ -49,7 +59,7 @@ def prune(conn: psycopg.Connection[Any], older_than: timedelta) -> int:
 
 
 _SELECT = """
-SELECT e.id, e.at, e.kind, e.key_id, e.user_id, u.email AS user_email, e.reason,
+SELECT e.id, e.at, e.count, e.kind, e.key_id, e.user_id, u.email AS user_email, e.reason,
        host(e.client_address) AS client_address, e.route, e.method, e.instance
   FROM auth_events e LEFT JOIN users u ON u.id = e.user_id
 """
@@ -89,9 +99,9 @@ def denials(
     """``(key id, reason, count)`` of refused checks since ``since``, of one key (or all)."""
     cursor = conn.cursor(row_factory=tuple_row)
     rows = cursor.execute(
-        """SELECT key_id, reason, count(*) FROM auth_events
+        """SELECT key_id, reason, sum(count) FROM auth_events
             WHERE kind = 'denied' AND at >= %s AND (%s::text IS NULL OR key_id = %s)
-            GROUP BY key_id, reason ORDER BY count(*) DESC, reason""",
+            GROUP BY key_id, reason ORDER BY sum(count) DESC, reason""",
         [since, key_id, key_id],
     ).fetchall()
     return [(str(k), str(r), int(n)) for k, r, n in rows]

@@ -21,6 +21,7 @@ from authz.check.reasons import Reason
 from authz.events import webhook
 from authz.events.recorder import EventRecorder
 from authz.keys import format as keys
+from authz.keys.record import KeyRecord
 from authz.management.service import KeyService
 from authz.settings import Settings
 from authz.storage.db import connector
@@ -40,8 +41,9 @@ def refuse(database_url: str, key_id: str, times: int = 3) -> None:
         "10.1.2.3",
     )
     owner = KeyService(connector(database_url), Settings(), "test:docs").get_key(key_id).user_id
+    record = KeyRecord(key_id, owner, "live", "", frozenset(), None, 1.0, (), None, None, 2)
     for _ in range(times):
-        recorder.denied(Decision(Reason.REVOKED, key_id=key_id, user_id=owner), request)
+        recorder.denied(Decision(Reason.REVOKED, record=record, key_id=key_id), request)
     asyncio.run(recorder.flush())
 
 
