@@ -19,12 +19,10 @@ from authz.keys.policy import KeyPolicy
 from authz.management.events import DeliveryView, EventView
 from authz.management.policy import PolicyUpdate, parse_pairs
 from authz.management.service import utcnow
-from authz.settings import Settings
-from authz.storage.db import connector
 from authz.storage.events import prune
 from cli import output
-from cli.db_commands import add_database_option, key_service, resolve_database_url
-from cli.usage_commands import subcommands
+from cli.db_commands import add_database_option, key_service
+from cli.usage_commands import add_prune_command, subcommands
 
 EVENT_HEADERS = ("TIME", "KEY", "USER", "REASON", "CLIENT", "REQUEST", "COUNT")
 DELIVERY_HEADERS = ("ID", "KEY", "THRESHOLD", "EXPIRES", "STATUS", "ATTEMPTS", "LAST ERROR")
@@ -138,22 +136,6 @@ def delivery_rows(found: list[DeliveryView]) -> list[list[str]]:
     ]
 
 
-def _prune(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    older = (
-        timedelta(seconds=settings.events_retention)
-        if args.older_than is None
-        else durations.parse_duration(args.older_than)
-    )
-    with connector(resolve_database_url(args.database_url))() as conn:
-        deleted = prune(conn, older)
-    if args.json:
-        output.emit_json({"deleted": deleted, "older_than_seconds": older.total_seconds()})
-    else:
-        print(f"deleted {deleted} authentication events older than {_span(older.total_seconds())}")
-    return 0
-
-
 def _register_events(auth: Any) -> None:
     parser = auth.add_parser("events", help="refused checks and sign-ins: who tried what")
     parser.add_argument("--key", metavar="KEY_ID", help="only this key's events")
@@ -203,12 +185,11 @@ def _register_policy(commands: Any) -> None:
 def register(commands: Any) -> None:
     """``auth events``, ``auth webhook-deliveries``, ``db prune-events``, ``policy …``."""
     _register_events(subcommands(commands, "auth"))
-    parser = subcommands(commands, "db").add_parser(
-        "prune-events", help="delete authentication events older than the retention"
+    add_prune_command(
+        commands,
+        "prune-events",
+        "authentication events",
+        lambda settings: settings.events_retention,
+        prune,
     )
-    parser.add_argument(
-        "--older-than", metavar="DURATION", help="e.g. 90d (default: HOKUSAI_EVENTS_RETENTION)"
-    )
-    add_database_option(parser)
-    parser.set_defaults(handler=_prune)
     _register_policy(commands)

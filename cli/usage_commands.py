@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -139,20 +140,37 @@ def _usage(args: argparse.Namespace) -> int:
     return _top(args) if args.top is not None else _key_report(args)
 
 
-def _prune(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    older = (
-        timedelta(seconds=settings.usage_retention)
-        if args.older_than is None
-        else durations.parse_duration(args.older_than)
+Prune = Callable[[psycopg.Connection[Any], timedelta], int]
+
+
+def add_prune_command(
+    commands: Any, name: str, what: str, retention: Callable[[Settings], float], prune: Prune
+) -> None:
+    """``hokusai db <name> [--older-than D]``: delete ``what`` older than ``D`` (default: the
+    ``retention`` setting). ``prune-usage`` and ``prune-events`` are both made here."""
+
+    def handler(args: argparse.Namespace) -> int:
+        older = (
+            timedelta(seconds=retention(Settings.from_env()))
+            if args.older_than is None
+            else durations.parse_duration(args.older_than)
+        )
+        with _connect(args) as conn:
+            deleted = prune(conn, older)
+        if args.json:
+            output.emit_json({"deleted": deleted, "older_than_seconds": older.total_seconds()})
+        else:
+            print(f"deleted {deleted} {what} older than {durations.format_duration(older)}")
+        return 0
+
+    parser = subcommands(commands, "db").add_parser(
+        name, help=f"delete {what} older than the retention"
     )
-    with _connect(args) as conn:
-        deleted = prune(conn, older)
-    if args.json:
-        output.emit_json({"deleted": deleted, "older_than_seconds": older.total_seconds()})
-    else:
-        print(f"deleted {deleted} usage rows older than {durations.format_duration(older)}")
-    return 0
+    parser.add_argument(
+        "--older-than", metavar="DURATION", help="e.g. 30d (default: the retention)"
+    )
+    add_database_option(parser)
+    parser.set_defaults(handler=handler)
 
 
 def subcommands(commands: Any, group: str) -> Any:
@@ -174,11 +192,6 @@ def register(commands: Any) -> None:
     parser.add_argument("--top", type=int, metavar="N", help="the N busiest keys instead")
     add_database_option(parser)
     parser.set_defaults(handler=_usage)
-    parser = subcommands(commands, "db").add_parser(
-        "prune-usage", help="delete usage rollups older than the retention"
+    add_prune_command(
+        commands, "prune-usage", "usage rows", lambda settings: settings.usage_retention, prune
     )
-    parser.add_argument(
-        "--older-than", metavar="DURATION", help="e.g. 30d (default: HOKUSAI_USAGE_RETENTION)"
-    )
-    add_database_option(parser)
-    parser.set_defaults(handler=_prune)

@@ -209,13 +209,16 @@ Since = Annotated[Text | None, Query(max_length=40, examples=["24h"])]
 ReasonFilter = Annotated[Text | None, Query(max_length=64, examples=["revoked"])]
 
 
-def _event_page(events: list[EventOut], limit: int, offset: int) -> EventPage:
-    more = len(events) > limit
+def _event_page(
+    service: KeyService, since: str | None, limit: int, offset: int, **filters: str | None
+) -> EventPage:
+    """One page of events (one more is asked for, to know whether another page follows)."""
+    found = service.events(**filters, since=_since(since), limit=limit + 1, offset=offset)
     return EventPage(
-        items=events[:limit],
+        items=[EventOut.of(e) for e in found[:limit]],
         limit=limit,
         offset=offset,
-        next_offset=offset + limit if more else None,
+        next_offset=offset + limit if len(found) > limit else None,
     )
 
 
@@ -236,10 +239,7 @@ def key_events(
 ) -> EventPage:
     """Refused checks with this key, newest first (owner with keys:manage, or admin)."""
     require_manager(principal, service.get_key(key_id).user_id)
-    found = service.events(
-        key_id=key_id, reason=reason, since=_since(since), limit=limit + 1, offset=offset
-    )
-    return _event_page([EventOut.of(e) for e in found], limit, offset)
+    return _event_page(service, since, limit, offset, key_id=key_id, reason=reason)
 
 
 @router.get("/events", response_model=EventPage)
@@ -256,15 +256,7 @@ def events(
 ) -> EventPage:
     """Every authentication event, newest first, filtered. Admin keys only."""
     require_scope(principal, scopes.ADMIN)
-    found = service.events(
-        key_id=key,
-        user_email=user,
-        reason=reason,
-        since=_since(since),
-        limit=limit + 1,
-        offset=offset,
-    )
-    return _event_page([EventOut.of(e) for e in found], limit, offset)
+    return _event_page(service, since, limit, offset, key_id=key, user_email=user, reason=reason)
 
 
 @router.get("/webhook-deliveries", response_model=DeliveryPage)
