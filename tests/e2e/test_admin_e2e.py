@@ -8,26 +8,23 @@ outages named correctly.
   ``test_zz_no_secret_anywhere.py`` covers the new tables too).
 * A policy set centrally — through the REST API — refuses an over-long key, and refuses an
   existing key past the inactivity limit within a second, through Envoy.
-* MLflow stopped behind Envoy → 503 ``mlflow_unavailable`` (the key is not blamed), the doctor
-  says so; authz stopped → still ``unavailable`` (key verification).
+
+Outages named correctly (MLflow stopped behind Envoy) are ``test_zy_outages.py``: it stops the
+suite's MLflow, so it runs last but one.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
-import requests
 
 from authz.keys import format as keys
 from authz.management.policy import PolicyUpdate
 from cli.main import main
-from cli.servers import MlflowServer, free_port
-from cli.stack import LocalStack, StackOptions
 from tests.e2e.conftest import Gateway
 from tests.support.authz import poll
 
@@ -151,88 +148,3 @@ def test_central_policy_through_the_api_and_envoy(gateway: Gateway) -> None:
         assert "maximum key lifetime of 365d" in too_long.json()["message"]
     finally:
         service.set_policy(PolicyUpdate(max_lifetime="off", inactivity_expiry="off"))
-
-
-# --- outages named correctly ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def mlflow_behind_two_gateways(
-    tmp_path_factory: pytest.TempPathFactory,
-    e2e_database_url: str,
-    e2e_redis_url: str,
-    gateways: dict[str, Gateway],
-) -> Iterator[tuple[MlflowServer, dict[str, Any]]]:
-    """A private MLflow (this module stops it) behind a gateway of each transport."""
-    tmp = tmp_path_factory.mktemp("outage")
-    stacks: list[LocalStack] = []
-    with MlflowServer(tmp / "mlflow") as mlflow:
-        try:
-            records = {}
-            for transport in ("grpc", "http"):
-                stack = LocalStack(
-                    StackOptions(
-                        data_dir=tmp / transport,
-                        https_port=free_port(),
-                        http_port=free_port(),
-                        mlflow_url=mlflow.url,
-                        transport=transport,
-                    ),
-                    gateways[transport].settings,
-                )
-                records[transport] = (stack, stack.start())
-                stacks.append(stack)
-            yield mlflow, records
-        finally:
-            for stack in stacks:
-                stack.stop()
-
-
-def test_mlflow_down_names_mlflow_and_authz_down_names_the_key_check(
-    mlflow_behind_two_gateways: tuple[MlflowServer, dict[str, Any]],
-    gateways: dict[str, Gateway],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    mlflow, records = mlflow_behind_two_gateways
-    _, key = gateways["http"].service().create_key(user_email="o@example.com", name="outage")
-
-    def get(record: Any, path: str) -> requests.Response:
-        return requests.get(
-            record.gateway_url + path, headers=bearer(key.token), verify=record.ca_cert, timeout=10
-        )
-
-    for _stack, record in records.values():
-        assert get(record, SEARCH).status_code == 200
-    mlflow.stop()
-    for _stack, record in records.values():
-        for path in (SEARCH, "/api/mlflow/health/mlflow"):
-            answer = get(record, path)
-            assert answer.status_code == 503, answer.text
-            assert answer.json()["error"] == "mlflow_unavailable"
-            assert "your key is fine" in answer.json()["message"]
-            assert answer.json()["docs"].endswith("#mlflow-unavailable")
-            assert answer.headers["retry-after"] == "1"
-    record = records["http"][1]
-    capsys.readouterr()
-    code = main(
-        [
-            "doctor",
-            "--url",
-            record.gateway_url + "/api/mlflow",
-            "--key",
-            key.token,
-            "--ca",
-            record.ca_cert,
-        ]
-    )
-    out = capsys.readouterr().out
-    assert code == 1
-    assert "FAIL mlflow: GET /api/mlflow/health/mlflow → 503 mlflow_unavailable" in out, out
-    assert "FAIL access: " in out and "mlflow_unavailable" in out
-    assert "your key is fine" in out
-
-    stack, record = records["grpc"]
-    next(p for p in stack.parts if p.name == "authz").kill()
-    answer = get(record, SEARCH)
-    assert answer.status_code == 503
-    assert answer.json()["error"] == "unavailable"
