@@ -80,18 +80,20 @@ class EventRecorder:
     # --- the hot path -----------------------------------------------------------------------
 
     def denied(self, decision: Decision, request: CheckInput) -> None:
-        """A refused check (``Checker``'s ``on_denied``): one append, or one dropped event."""
+        """A refused check (``Checker``'s ``on_denied``): one append, or one dropped event.
+        The reason stays the enum member (a ``str``) until the flush."""
         queue = self._queue
         if len(queue) >= self.queue_size:
             self._drop()
             return
+        record = decision.record
         queue.append(
             (
                 int(self._clock()),
                 "denied",
                 decision.key_id,
-                None if decision.record is None else decision.record.user_id,
-                decision.reason.value,
+                None if record is None else record.user_id,
+                decision.reason,
                 request.client_address,
                 request.path,
                 request.method,
@@ -162,7 +164,7 @@ class EventRecorder:
                     kind,
                     key_id,
                     user_id,
-                    reason,
+                    str(reason),
                     self._address(client),
                     self._route(path),
                     method.upper()[:16],
