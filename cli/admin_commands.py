@@ -157,9 +157,9 @@ def _register_events(auth: Any) -> None:
 def _register_policy(commands: Any) -> None:
     group = commands.add_parser("policy", help="the central key policy: lifetimes, inactivity")
     sub = group.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
-    parser = sub.add_parser("show", help="the policy every key is held to")
-    add_database_option(parser)
-    parser.set_defaults(handler=_policy_show)
+    show = sub.add_parser("show", help="the policy every key is held to")
+    show.set_defaults(handler=_policy_show)
+    add_database_option(show)
     parser = sub.add_parser("set", help="change rules (audited; every gateway reloads them)")
     parser.add_argument("--max-lifetime", metavar="DURATION|off", help="every key, e.g. 90d")
     parser.add_argument(

@@ -24,8 +24,9 @@ CREATE INDEX auth_events_key_at ON auth_events (key_id, at);
 CREATE INDEX auth_events_user_at ON auth_events (user_id, at);
 CREATE INDEX auth_events_at ON auth_events (at);
 
--- The key policy: one row (id is always true). Lifetimes are seconds; per-scope and per-env
--- maxima are {"scope or env": seconds} objects. Every change is audited and announced.
+-- The key policy: one row (id is always true). Per-scope and per-env maxima are
+-- {"scope or env": seconds} objects. Every change is audited and announced; hokusai's writes
+-- bump version and updated_at (authz/storage/policy.py), for people: caches never compare them.
 CREATE TABLE key_policy (
     id                  boolean PRIMARY KEY DEFAULT true CHECK (id),
     max_lifetime        interval CHECK (max_lifetime > interval '0'),
@@ -37,17 +38,6 @@ CREATE TABLE key_policy (
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO key_policy DEFAULT VALUES;
-
-CREATE FUNCTION hokusai_key_policy_version() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.version := OLD.version + 1;
-    NEW.updated_at := now();
-    RETURN NEW;
-END
-$$;
-
-CREATE TRIGGER key_policy_version BEFORE UPDATE ON key_policy
-    FOR EACH ROW EXECUTE FUNCTION hokusai_key_policy_version();
 
 -- Audited like a key change (action policy.update, no key id) and announced on the keys
 -- channel with the payload ':policy' (a key id is 12 base62 characters: never that).

@@ -8,7 +8,7 @@ writes it), set by ``hokusai policy set`` or ``PUT /api/v1/auth/policy``. It is 
 * on every check, for existing keys whoever made them (``authz/check/checker.py`` phase 5): a key
   is ``expired`` past ``created_at`` + its maximum lifetime, ``inactive`` past its last use (or
   creation) + the inactivity expiry. ``deadlines`` is computed once per record and policy
-  version (``Deadlines`` memoises it), so a warm check pays one dict lookup.
+  (``Deadlines`` memoises it), so a warm check pays one dict lookup.
 
 A key's maximum lifetime is the smallest of the rules that match it: the global one, the one of
 each of its scopes, the one of its environment.
@@ -77,23 +77,24 @@ class KeyPolicy:
 
 
 class Deadlines:
-    """``KeyPolicy.deadlines`` memoised per record object and policy version.
+    """``KeyPolicy.deadlines`` memoised per record object and policy object.
 
-    A record is immutable and replaced on every change (a new object from the store), so the
-    object itself is the memo key's identity; holding it keeps its id from being reused.
+    Both are immutable and replaced whole on every change (a record comes anew from the store, a
+    policy from every reload, even one made with raw SQL that left the version alone), so the
+    objects themselves are the memo's identity; holding them keeps their ids from being reused.
     """
 
     __slots__ = ("_memo",)
 
     def __init__(self) -> None:
-        self._memo: dict[str, tuple[KeyRecord, int, float | None, float | None]] = {}
+        self._memo: dict[str, tuple[KeyRecord, KeyPolicy, float | None, float | None]] = {}
 
     def of(self, policy: KeyPolicy, record: KeyRecord) -> tuple[float | None, float | None]:
         hit = self._memo.get(record.key_id)
-        if hit is not None and hit[0] is record and hit[1] == policy.version:
+        if hit is not None and hit[0] is record and hit[1] is policy:
             return hit[2], hit[3]
         expiry, inactive = policy.deadlines(record)
         if len(self._memo) >= MEMO_SIZE:
             self._memo.clear()
-        self._memo[record.key_id] = (record, policy.version, expiry, inactive)
+        self._memo[record.key_id] = (record, policy, expiry, inactive)
         return expiry, inactive

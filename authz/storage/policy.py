@@ -2,9 +2,10 @@
 
 ``read`` / ``write`` run on management's connection (``authz/management/``: one transaction that
 set ``hokusai.actor``, so the trigger's audit row names who changed it); ``load`` is the check
-path's (``authz/server.py`` loads it at start and on every ``:policy`` notification). The trigger
-(``migrations/0003_events_policy.up.sql``) bumps the version, writes ``policy.update`` to the audit
-log and sends ``NOTIFY hokusai_keys ':policy'``.
+path's (``authz/server.py`` loads it at start and on every ``:policy`` notification). ``write``
+bumps the version (shown to people); the trigger (``migrations/0003_events_policy.up.sql``) writes
+``policy.update`` to the audit log and sends ``NOTIFY hokusai_keys ':policy'`` — for raw SQL
+changes too.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def write(conn: psycopg.Connection[Any], changes: Mapping[str, Any]) -> None:
         return
     values = [_value(name, value) for name, value in changes.items()]
     sets = ", ".join(f"{name} = %s" for name in changes)
-    conn.execute(f"UPDATE key_policy SET {sets}", values)
+    conn.execute(f"UPDATE key_policy SET {sets}, version = version + 1, updated_at = now()", values)
 
 
 def _value(name: str, value: Any) -> Any:
