@@ -13,9 +13,10 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from authz.keys.durations import parse_duration, parse_rate
+from authz.keys.durations import format_duration, parse_duration, parse_rate
 from hokusai.variables import CLIENT_VARIABLES
 
 PREFIX = "HOKUSAI_"
@@ -55,6 +56,13 @@ def _envs(raw: str) -> frozenset[str]:
 
 def _cidrs(raw: str) -> tuple[str, ...]:
     return tuple(str(ipaddress.ip_network(v.strip())) for v in raw.split(",") if v.strip())
+
+
+def _durations(raw: str) -> tuple[float, ...]:
+    values = tuple(sorted({_seconds(v) for v in raw.split(",") if v.strip()}, reverse=True))
+    if not values or min(values) <= 0:
+        raise ValueError("expected a comma-separated list of positive durations, e.g. 14d,3d,1d")
+    return values
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -111,9 +119,6 @@ class Settings:
     )
     accepted_envs: frozenset[str] = setting(
         frozenset({"live", "test"}), _envs, "Key environments this gateway accepts: live,test."
-    )
-    max_key_lifetime: float = setting(
-        0.0, _seconds, "Longest lifetime a new key may have (e.g. 365d); 0 means no limit."
     )
     default_rotation_grace: float = setting(
         86400.0, _seconds, "How long the old key keeps working after a rotation."
@@ -219,12 +224,48 @@ class Settings:
     )
     service_name: str = setting("hokusai-authz", _str, "service.name of metrics and spans.")
 
+    # --- authentication events and expiry warnings (issue 15; authz/events/) -------------------
+    events_queue_size: int = setting(
+        100_000,
+        _int,
+        "Authentication events held in memory between flushes; beyond it new events are "
+        "dropped and counted (never blocking a check). 0 turns recording off.",
+    )
+    events_flush_interval: float = setting(
+        1.0, _seconds, "How often authentication events are written to Postgres (one batch)."
+    )
+    events_retention: float = setting(
+        90 * 86400.0,
+        _seconds,
+        "How long authentication events are kept (pruned hourly; hokusai db prune-events).",
+    )
+    events_instance: str = setting("", _str, "The instance name events carry. Empty: hostname:pid.")
+    expiry_webhook_url: str = setting(
+        "",
+        _str,
+        "URL that receives expiry warnings (POST, JSON, signed). Empty: no webhook.",
+    )
+    expiry_webhook_secret: str = setting(
+        "",
+        _str,
+        "Secret of the X-Hokusai-Signature HMAC-SHA256 over 'timestamp.body' of each warning.",
+        secret=True,
+    )
+    expiry_warning_thresholds: tuple[float, ...] = setting(
+        (14 * 86400.0, 3 * 86400.0, 86400.0),
+        _durations,
+        "How long before a key expires the webhook warns, once per key and threshold.",
+    )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every ``HOKUSAI_*`` variable; unknown ``HOKUSAI_*`` names are an error too."""
         source = os.environ if env is None else env
         values: dict[str, Any] = {}
         known = {PREFIX + f.name.upper() for f in dataclasses.fields(cls)}
+        retired = sorted(name for name in source if name in RETIRED)
+        if retired:
+            raise SettingsError(f"{retired[0]}: {RETIRED[retired[0]]}")
         unknown = sorted(
             name
             for name in source
@@ -269,6 +310,20 @@ class Settings:
             ("service_name", bool(self.service_name), "must not be empty"),
             ("api_port", 0 <= self.api_port < 65536, "must be a port number"),
             ("api_pool_size", self.api_pool_size >= 1, "must be at least 1"),
+            ("events_queue_size", self.events_queue_size >= 0, "must not be negative"),
+            ("events_flush_interval", self.events_flush_interval > 0, "must be positive"),
+            ("events_retention", self.events_retention > 0, "must be positive"),
+            (
+                "expiry_webhook_url",
+                self.expiry_webhook_url == ""
+                or self.expiry_webhook_url.startswith(("http://", "https://")),
+                "must start with http:// or https://",
+            ),
+            (
+                "expiry_webhook_secret",
+                not self.expiry_webhook_url or bool(self.expiry_webhook_secret),
+                "required with HOKUSAI_EXPIRY_WEBHOOK_URL (receivers verify the signature)",
+            ),
         ]
         for name, ok, message in checks:
             if not ok:
@@ -294,6 +349,14 @@ IGNORED = frozenset(
 )
 
 
+# Variables that once were settings: naming one is an error that says where its job went.
+RETIRED = {
+    "HOKUSAI_MAX_KEY_LIFETIME": "retired: the maximum key lifetime is central policy now, held "
+    "to by every process and every existing key: `hokusai policy set --max-lifetime 365d` "
+    "(docs/policy.md)",
+}
+
+
 def reference_markdown() -> str:
     """The configuration reference table, generated from the declarations above."""
     lines = ["| variable | default | description |", "| --- | --- | --- |"]
@@ -301,6 +364,8 @@ def reference_markdown() -> str:
         default = f.default
         if isinstance(default, frozenset):
             default = ",".join(sorted(default))
+        elif isinstance(default, tuple):
+            default = ",".join(format_duration(timedelta(seconds=v)) for v in default)
         shown = "(empty)" if default == "" else str(default)
         lines.append(f"| `{PREFIX}{f.name.upper()}` | `{shown}` | {f.metadata['doc']} |")
     return "\n".join(lines) + "\n"

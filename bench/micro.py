@@ -6,7 +6,10 @@
 * the approximate rate-limit decision and one usage (access-log) entry aggregated, when those
   modules exist;
 * both warm Checks again with the limit decided inside the Check (``_in_check_limit``:
-  HOKUSAI_RATE_LIMIT_ENFORCEMENT=check, approximate), headers included.
+  HOKUSAI_RATE_LIMIT_ENFORCEMENT=check, approximate), headers included;
+* a warm HTTP denial (a revoked key) with authentication events off and on
+  (``warm_http_denial_us``, ``warm_http_denial_event_us``: the event is one append) and the
+  events' flush work per event (``event_flush_us``: grouping a second's identical events).
 
 Warm figures are the median over batches of the CPU time of this thread per call (µs; CPU time,
 not wall time, so other work on a shared machine hardly moves them); ``*_metrics_on`` is the same
@@ -24,6 +27,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +154,34 @@ async def warm(settings: Settings) -> dict[str, float]:
         store=MemoryKeyStore([record]),
     )
     results.update(await warm_transports(in_check, limited.token, "_in_check_limit"))
+    results.update(await warm_denials(settings))
+    return results
+
+
+async def warm_denials(settings: Settings) -> dict[str, float]:
+    """A revoked key's warm HTTP check, events off and on; then the flush's grouping per event."""
+    key = key_format.generate("live")
+    record = dataclasses.replace(make_record(key, 4), revoked_at=1.0)
+    results: dict[str, float] = {}
+    for name, queue in (("warm_http_denial_us", 0), ("warm_http_denial_event_us", 1_000_000)):
+        server = AuthzServer(
+            settings.replace(events_queue_size=queue), store=MemoryKeyStore([record])
+        )
+        protocol, sink = CheckProtocol(server.http), SinkTransport()
+        protocol.connection_made(sink)
+        request = http_request(key.token)
+        protocol.data_received(request)  # cold: the record and one bcrypt
+        await asyncio.sleep(0.05)
+        protocol.data_received(request)
+        assert sink.last.startswith(b"HTTP/1.1 401"), sink.last[:40]
+        results[name] = per_call_us(partial(protocol.data_received, request))
+        protocol.connection_lost(None)
+        if queue:
+            batch = list(server.events._queue)
+            assert len(batch) >= BATCH * BATCHES, len(batch)
+            start = time.thread_time_ns()
+            server.events._rows(batch)
+            results["event_flush_us"] = (time.thread_time_ns() - start) / len(batch) / 1000
     return results
 
 

@@ -67,7 +67,10 @@ def _show_new_key(
 
 
 def _list(args: argparse.Namespace) -> int:
-    views = key_service(args).list_keys(user_email=args.user, include_inactive=args.all)
+    expiring = None if args.expiring is None else parse_period(args.expiring)
+    views = key_service(args).list_keys(
+        user_email=args.user, include_inactive=args.all, expiring=expiring
+    )
     if args.json:
         output.emit_json({"keys": [v.to_json() for v in views]})
     else:
@@ -222,6 +225,11 @@ def register(commands: Any) -> None:
     parser = sub.add_parser("list-keys", help="list keys (never their secrets)")
     parser.add_argument("--user", metavar="EMAIL", help="only this user's keys")
     parser.add_argument("--all", action="store_true", help="include revoked and expired keys")
+    parser.add_argument(
+        "--expiring",
+        metavar="DURATION",
+        help="only usable keys that expire within DURATION (e.g. 14d), soonest first",
+    )
     add_database_option(parser)
     parser.set_defaults(handler=_list)
 
@@ -253,7 +261,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--key", metavar="KEY_ID", help="only this key's entries")
     parser.add_argument("--since", metavar="DURATION|ISO-8601", help="e.g. 7d, or a time")
     parser.add_argument("--actor", help="only changes by this actor, e.g. cli:alice")
-    parser.add_argument("--action", choices=("create", "update", "revoke", "rotate", "delete"))
+    parser.add_argument(
+        "--action", choices=("create", "update", "revoke", "rotate", "delete", "policy.update")
+    )
     parser.add_argument("--limit", type=int, default=1000, help="newest N entries (default 1000)")
     parser.add_argument(
         "--verify",

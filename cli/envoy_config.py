@@ -566,6 +566,8 @@ STDOUT_LOG_FORMAT: dict[str, str] = {
     "route": "%ROUTE_NAME%",
     "upstream": "%UPSTREAM_HOST%",
     "key_id": f"%DYNAMIC_METADATA({wire.METADATA_NAMESPACE}:{wire.KEY_ID_HEADER})%",
+    # On a denial with a key id: why (authz files it beside the key id; issue 15).
+    "reason": f"%DYNAMIC_METADATA({wire.METADATA_NAMESPACE}:{wire.REASON_HEADER})%",
 }
 
 
@@ -636,9 +638,50 @@ def _status_mapper(status: int, body: str, headers: dict[str, str]) -> Json:
     }
 
 
+# Response flags of a 503 Envoy made because an upstream could not be reached: no healthy host,
+# connection failure or reset, retries exhausted, circuit breaker overflow. ext_authz's own
+# failure (authz unreachable) carries UAEX, not these: it stays "unavailable" (key verification).
+UPSTREAM_DOWN_FLAGS = ("UH", "UF", "UC", "URX", "UO", "UR")
+
+
+def _path_prefix(prefix: str) -> Json:
+    """The request was for ``prefix``: its path before any rewrite (``x-envoy-original-path``,
+    set by the router when it rewrites) or as it is."""
+    return {
+        "or_filter": {
+            "filters": [
+                {"header_filter": {"header": {"name": name, "string_match": {"prefix": prefix}}}}
+                for name in ("x-envoy-original-path", ":path")
+            ]
+        }
+    }
+
+
+def _upstream_down_mapper(reason: Reason, prefix: str) -> Json:
+    """A 503 because the upstream behind ``prefix`` is down → ``reason``'s body: the service is
+    named, the key is not blamed (issue 15)."""
+    mapper = _status_mapper(
+        503,
+        denial_body(reason).decode(),
+        {k: v for k, v in denial_headers(reason) if k in ("retry-after", "cache-control")},
+    )
+    mapper["filter"] = {
+        "and_filter": {
+            "filters": [
+                mapper["filter"],
+                {"response_flag_filter": {"flags": list(UPSTREAM_DOWN_FLAGS)}},
+                _path_prefix(prefix),
+            ]
+        }
+    }
+    return mapper
+
+
 def local_reply_config(options: EnvoyOptions) -> Json:
-    """Envoy's own replies in the gateway's one JSON shape: authz unreachable or timed out (503,
-    with retry-after), the local rate-limit shield (429), oversized headers (431)."""
+    """Envoy's own replies in the gateway's one JSON shape: MLflow or the keys API unreachable
+    (503 naming the service, ``mlflow_unavailable`` / ``keys_api_unavailable``), authz
+    unreachable or timed out (503 ``unavailable``, with retry-after), the local rate-limit shield
+    (429), oversized headers (431). The first mapper that matches answers."""
     unavailable = dict(denial_headers(Reason.UNAVAILABLE))  # authz's own 503, headers and all
     too_large = error_body(
         "request_too_large",
@@ -648,6 +691,8 @@ def local_reply_config(options: EnvoyOptions) -> Json:
     ).decode()
     return {
         "mappers": [
+            _upstream_down_mapper(Reason.MLFLOW_UNAVAILABLE, wire.MLFLOW_PREFIX),
+            _upstream_down_mapper(Reason.KEYS_API_UNAVAILABLE, wire.KEYS_API_PREFIX),
             _status_mapper(
                 503,
                 denial_body(Reason.UNAVAILABLE).decode(),

@@ -17,7 +17,14 @@ import redis.asyncio as aioredis
 from psycopg_pool import ConnectionPool
 
 from authz.check.checker import Checker
-from authz.server import build_checker, build_listener, build_store
+from authz.events.recorder import EventRecorder
+from authz.server import (
+    build_checker,
+    build_listener,
+    build_recorder,
+    build_store,
+    reload_policy,
+)
 from authz.settings import Settings, SettingsError
 from authz.storage.db import ConnectionFactory, pooled_connector
 from authz.storage.invalidation import InvalidationListener
@@ -36,6 +43,8 @@ class Runtime:
     redis: aioredis.Redis | None
     pool: ConnectionPool[Any] | None
     listener: InvalidationListener | None
+    # Denials of callers' keys, and (issue 13) sign-ins: ``events.signin(...)``.
+    events: EventRecorder
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -49,13 +58,14 @@ class Runtime:
             raise SettingsError("HOKUSAI_DATABASE_URL: required to run the keys API")
         store = store or build_store(settings)
         redis = redis_client(settings)
-        checker = build_checker(settings, store, redis)
+        events = build_recorder(settings)
+        on_denied = events.denied if settings.events_queue_size else None
+        checker = build_checker(settings, store, redis, on_denied=on_denied)
         pool = None
         if connect is None:
             pool, connect = pooled_connector(settings)
-        return cls(
-            settings, checker, connect, store, redis, pool, build_listener(settings, checker)
-        )
+        listener = build_listener(settings, checker)
+        return cls(settings, checker, connect, store, redis, pool, listener, events)
 
     async def start(self, listen_timeout: float = 10.0) -> None:
         if self.listener is not None:
@@ -66,11 +76,14 @@ class Runtime:
                 log.warning("keys API starting without cache invalidation")
         if self.pool is not None:
             self.pool.open(wait=False)
+        await reload_policy(self.settings, self.checker)
+        self._tasks.append(asyncio.get_running_loop().create_task(self.events.run()))
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.events.flush()
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
         self.checker.verifier.close()

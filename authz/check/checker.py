@@ -6,7 +6,9 @@
 2. format     — shape and CRC32 checksum, then the environment this gateway accepts (no I/O)
 3. record     — in-process cache → Redis → Postgres (``authz/storage/lookup.py``)
 4. secret     — fingerprint compare, or one bcrypt the first time (``verify.py``)
-5. status     — revoked? expired? (checked on every request: expiry fires no notification)
+5. status     — revoked? expired? (checked on every request: expiry fires no notification);
+   then the central key policy (``authz/keys/policy.py``): past the key's maximum lifetime
+   (``expired``) or unused for longer than the inactivity expiry (``inactive``)
 6. network    — the client address Envoy determined, against the key's allowlist
 7. scope      — the route and method's scope (``routes.py``)
 8. rate limit — only with ``HOKUSAI_RATE_LIMIT_ENFORCEMENT=check`` (``limits`` given): the key's
@@ -14,7 +16,9 @@
    Otherwise Envoy's global ratelimit filter does this after the Check, through
    ``authz/transports/ratelimit_service.py``.
 
-A denial is a returned ``Decision``, never an exception; ``check_safely`` turns an unexpected
+A denial is a returned ``Decision``, never an exception; every denial with a key id is reported
+to ``on_denied`` (authentication events, ``authz/events/recorder.py``: an append, no I/O).
+``check_safely`` turns an unexpected
 exception into an ``unavailable`` denial (fail closed) for every caller.
 """
 
@@ -31,6 +35,7 @@ from authz.check.reasons import Reason
 from authz.check.verify import SecretVerifier
 from authz.keys import format as key_format
 from authz.keys import scopes
+from authz.keys.policy import Deadlines, KeyPolicy
 from authz.keys.record import KeyRecord
 from authz.ratelimit.gcra import Verdict
 from authz.ratelimit.limiters import KeyLimits
@@ -53,6 +58,8 @@ class CheckInput:
 @dataclass(frozen=True, slots=True)
 class Decision:
     reason: Reason
+    # The key's record once it was found — on an admission, and on a denial after the lookup
+    # (authentication events name its user); a denial never answers from it.
     record: KeyRecord | None = None
     key_id: str | None = None  # public id, when the credential parsed: safe to log
     # Phase 8's verdict when it set numbers for the x-ratelimit-* headers (None: no headers).
@@ -79,6 +86,7 @@ class Checker:
         clock: Callable[[], float] = time.time,
         *,
         limits: KeyLimits | None = None,
+        on_denied: Callable[[Decision, CheckInput], None] | None = None,
     ) -> None:
         self._policy = policy_
         self.lookup = lookup
@@ -86,20 +94,37 @@ class Checker:
         self._on_allowed = on_allowed
         self._clock = clock
         self.limits = limits  # phase 8; None: Envoy's ratelimit filter enforces (or nobody)
+        # Every denial with a key id is reported here (authentication events: an append).
+        self._on_denied = on_denied
+        # The central key policy (authz/keys/policy.py): replaced whole when it changes.
+        self._key_policy = KeyPolicy()
+        self._enforce_policy = False  # whether it can refuse an existing key (else: skipped)
+        self._deadlines = Deadlines()
+
+    @property
+    def key_policy(self) -> KeyPolicy:
+        return self._key_policy
+
+    @key_policy.setter
+    def key_policy(self, policy: KeyPolicy) -> None:
+        self._key_policy = policy
+        self._enforce_policy = policy.enforces_at_check
 
     async def check(self, request: CheckInput) -> Decision:
         key = self._parse(request)
         if isinstance(key, Decision):
-            return key
+            return self._reported(key, request)
         found = await self.lookup.get(key.key_id)
         if isinstance(found, Missing):
-            return _missing(found, key)
+            return self._reported(_missing(found, key), request)
         if found.env != key.env or not await self.verifier.verify(key, found):
-            return Decision(Reason.INVALID_SECRET, key_id=key.key_id)
+            return self._reported(_invalid(key, found), request)
         decision = self.authorize(found, request)
-        if not decision.allowed or self.limits is None:
+        if not decision.allowed:
+            return self._reported(decision, request)
+        if self.limits is None:
             return self._admit(decision)
-        return self._admit(decision, await self.limits.decide(found))
+        return self._reported(self._admit(decision, await self.limits.decide(found)), request)
 
     async def check_safely(self, request: CheckInput) -> Decision:
         """``check``, failing closed: an unexpected error is an ``unavailable`` denial (503)."""
@@ -117,24 +142,33 @@ class Checker:
         """
         key = self._parse(request)
         if isinstance(key, Decision):
-            return key
+            return self._reported(key, request)
         found = self.lookup.cached(key.key_id)
         if found is None:
             return None
         if isinstance(found, Missing):
-            return _missing(found, key)
+            return self._reported(_missing(found, key), request)
         if found.env != key.env:
-            return Decision(Reason.INVALID_SECRET, key_id=key.key_id)
+            return self._reported(_invalid(key, found), request)
         verified = self.verifier.known(key, found)
         if verified is None:
             return None
         if not verified:
-            return Decision(Reason.INVALID_SECRET, key_id=key.key_id)
+            return self._reported(_invalid(key, found), request)
         decision = self.authorize(found, request)
-        if not decision.allowed or self.limits is None:
+        if not decision.allowed:
+            return self._reported(decision, request)
+        if self.limits is None:
             return self._admit(decision)
         verdict = self.limits.decide_now(found)
-        return None if verdict is None else self._admit(decision, verdict)
+        return None if verdict is None else self._reported(self._admit(decision, verdict), request)
+
+    def _reported(self, decision: Decision, request: CheckInput) -> Decision:
+        """A denial with a key id goes to ``on_denied`` (an append); only denial paths call this,
+        so a warm admission pays nothing for authentication events."""
+        if decision.key_id is not None and self._on_denied is not None and not decision.allowed:
+            self._on_denied(decision, request)
+        return decision
 
     def _parse(self, request: CheckInput) -> key_format.ParsedKey | Decision:
         """Phases 1 and 2: one credential, well formed, of an accepted environment."""
@@ -152,16 +186,29 @@ class Checker:
         """Phases 5–7 for a verified key: status, network, scope (``_admit`` completes it)."""
         now = self._clock()
         if record.revoked_at is not None and record.revoked_at <= now:
-            return Decision(Reason.REVOKED, key_id=record.key_id)
+            return _refused(Reason.REVOKED, record)
         if record.expired(now):
-            return Decision(Reason.EXPIRED, key_id=record.key_id)
+            return _refused(Reason.EXPIRED, record)
+        if self._enforce_policy:
+            refused = self._policy_refuses(record, now)
+            if refused is not None:
+                return refused
         if record.networks and not _address_allowed(record, request.client_address):
-            return Decision(Reason.IP_NOT_ALLOWED, key_id=record.key_id)
+            return _refused(Reason.IP_NOT_ALLOWED, record)
         if not request.any_scope:
             needed = routes.required_scope(request.method, request.path)
             if not scopes.grants(record.scopes, needed):
-                return Decision(Reason.INSUFFICIENT_SCOPE, key_id=record.key_id)
+                return _refused(Reason.INSUFFICIENT_SCOPE, record)
         return Decision(Reason.ALLOWED, record=record, key_id=record.key_id)
+
+    def _policy_refuses(self, record: KeyRecord, now: float) -> Decision | None:
+        """Phase 5, the central policy: past its maximum lifetime, or unused for too long."""
+        expiry, inactive = self._deadlines.of(self._key_policy, record)
+        if expiry is not None and now >= expiry:
+            return _refused(Reason.EXPIRED, record)
+        if inactive is not None and now >= inactive:
+            return _refused(Reason.INACTIVE, record)
+        return None
 
     def _admit(self, decision: Decision, verdict: Verdict | None = None) -> Decision:
         """Phase 8's outcome; an admission is reported (last-used, hooks) only once it stands."""
@@ -172,13 +219,21 @@ class Checker:
             self._on_allowed(record)
             return decision
         if verdict.unavailable:  # redis_down = deny: the limiter could not count
-            return Decision(Reason.UNAVAILABLE, key_id=record.key_id)
+            return _refused(Reason.UNAVAILABLE, record)
         if not verdict.allowed:
-            return Decision(Reason.RATE_LIMITED, key_id=record.key_id, limit=verdict)
+            return Decision(Reason.RATE_LIMITED, record=record, key_id=record.key_id, limit=verdict)
         self._on_allowed(record)
         if verdict.degraded or verdict.limit.unlimited:
             return decision  # no numbers are known (or none apply): no headers
         return Decision(Reason.ALLOWED, record=record, key_id=record.key_id, limit=verdict)
+
+
+def _invalid(key: key_format.ParsedKey, found: KeyRecord) -> Decision:
+    return Decision(Reason.INVALID_SECRET, record=found, key_id=key.key_id)
+
+
+def _refused(reason: Reason, record: KeyRecord) -> Decision:
+    return Decision(reason, record=record, key_id=record.key_id)
 
 
 def _missing(found: Missing, key: key_format.ParsedKey) -> Decision:

@@ -39,6 +39,11 @@ class Reason(StrEnum):
     INSUFFICIENT_SCOPE = "insufficient_scope"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
+    INACTIVE = "inactive"  # unused for longer than the policy's inactivity expiry (issue 15)
+    # Envoy's own answers when an upstream behind the gateway is down (cli/envoy_config.py's
+    # local replies): the key was never the problem.
+    MLFLOW_UNAVAILABLE = "mlflow_unavailable"
+    KEYS_API_UNAVAILABLE = "keys_api_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,22 @@ OUTCOMES: dict[Reason, Outcome] = {
     ),
     Reason.RATE_LIMITED: Outcome(429, "Too many requests for this API key: retry later.", ""),
     Reason.UNAVAILABLE: Outcome(503, "The key could not be verified right now: retry shortly.", ""),
+    Reason.INACTIVE: Outcome(
+        401,
+        "The API key was unused for longer than the gateway's inactivity limit: ask for a new one.",
+        "invalid_token",
+    ),
+    Reason.MLFLOW_UNAVAILABLE: Outcome(
+        503,
+        "MLflow is not reachable through the gateway right now; your key is fine: retry shortly.",
+        "",
+    ),
+    Reason.KEYS_API_UNAVAILABLE: Outcome(
+        503,
+        "The keys API is not reachable through the gateway right now; your key is fine: "
+        "retry shortly.",
+        "",
+    ),
 }
 
 # MLflow's error code (mlflow.protos.databricks_pb2.ErrorCode) for each status a gateway error
@@ -159,6 +180,6 @@ def denial_headers(reason: Reason) -> list[tuple[str, str]]:
     challenge = www_authenticate(reason)
     if challenge:
         headers.append(("www-authenticate", challenge))
-    if reason is Reason.UNAVAILABLE:
+    if OUTCOMES[reason].status == 503:
         headers.append(("retry-after", RETRY_AFTER_UNAVAILABLE))
     return headers

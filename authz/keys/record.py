@@ -49,6 +49,9 @@ class KeyRecord:
     rate_limit_per_hour: int | None
     burst: int | None
     version: int
+    # For the central policy's check-time rules (authz/keys/policy.py): epoch seconds; 0: unknown.
+    created_at: float = 0.0
+    last_used_at: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scopes", _shared(_SCOPE_SETS, self.scopes))
@@ -101,6 +104,8 @@ class KeyRecord:
                 "l": self.rate_limit_per_hour,
                 "b": self.burst,
                 "v": self.version,
+                "c": self.created_at,
+                "lu": self.last_used_at,
             },
             separators=(",", ":"),
         ).encode()
@@ -120,4 +125,6 @@ class KeyRecord:
             rate_limit_per_hour=data["l"],
             burst=data["b"],
             version=int(data["v"]),
+            created_at=float(data.get("c") or 0.0),
+            last_used_at=data.get("lu"),
         )

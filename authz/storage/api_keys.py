@@ -25,7 +25,8 @@ RECORD_SELECT = f"""
 SELECT k.key_id, k.user_id, k.env, k.secret_hash, k.scopes,
        extract(epoch FROM k.expires_at)::float8,
        extract(epoch FROM coalesce(k.revoked_at, u.disabled_at))::float8,
-       k.allowed_ips::text[], k.rate_limit_per_hour, k.burst, k.version
+       k.allowed_ips::text[], k.rate_limit_per_hour, k.burst, k.version,
+       extract(epoch FROM k.created_at)::float8, extract(epoch FROM k.last_used_at)::float8
   FROM {KEYS_JOIN}
  WHERE k.key_id = %s
 """
@@ -33,7 +34,10 @@ SELECT k.key_id, k.user_id, k.env, k.secret_hash, k.scopes,
 
 def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
     """A ``RECORD_SELECT`` row as the record the check path works from."""
-    key_id, user_id, env, secret_hash, scopes, expires, revoked, ips, limit, burst, version = row
+    key_id, user_id, env, secret_hash, scopes, expires, revoked, ips, limit, burst, version = row[
+        :11
+    ]
+    created, last_used = row[11:13]
     return KeyRecord(
         key_id=key_id,
         user_id=int(user_id),
@@ -46,6 +50,8 @@ def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
         rate_limit_per_hour=limit,
         burst=burst,
         version=int(version),
+        created_at=float(created or 0.0),
+        last_used_at=last_used,
     )
 
 

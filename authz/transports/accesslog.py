@@ -11,7 +11,6 @@ Check denied them, or a public route) are counted but not stored: usage is per k
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 
 import grpc
@@ -21,24 +20,12 @@ from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage, StreamAc
 
 from authz.transports import wire
 from authz.transports.grpc import preencoded
-from authz.usage.rollups import UsageAggregator, UsageEvent
+from authz.usage.rollups import UsageAggregator, UsageEvent, normalise_path
 
 log = logging.getLogger(__name__)
 
 ACCESS_LOG_SERVICE = "envoy.service.accesslog.v3.AccessLogService"
-MAX_SEGMENTS = 8
-MAX_ROUTE_LENGTH = 200
-_ID_SEGMENT = re.compile(r"\d+|[0-9a-fA-F-]{16,}|[0-9A-Za-z]{24,}")
 _EMPTY: bytes = StreamAccessLogsResponse().SerializeToString()
-
-
-def normalise_path(path: str) -> str:
-    """The path without query or fragment; id-like segments → ``:id``; bounded in depth/length."""
-    bare = path.split("?", 1)[0].split("#", 1)[0] or "/"
-    segments = [":id" if _ID_SEGMENT.fullmatch(s) else s for s in bare.split("/")[1:]]
-    if len(segments) > MAX_SEGMENTS:
-        segments = [*segments[:MAX_SEGMENTS], "…"]
-    return ("/" + "/".join(segments))[:MAX_ROUTE_LENGTH]
 
 
 def _key_id(entry: HTTPAccessLogEntry) -> str:

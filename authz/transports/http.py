@@ -6,7 +6,8 @@ transport and answers:
 
 * allow — ``200`` with the identity headers, the per-key limits (Envoy turns them into dynamic
   metadata via ``dynamic_metadata_from_headers``) and ``x-envoy-auth-headers-to-remove``;
-* deny — the reason's status, the one JSON body, ``WWW-Authenticate``;
+* deny — the reason's status, the one JSON body, ``WWW-Authenticate``; with a key id, that id and
+  the reason as headers Envoy turns into dynamic metadata for its access logs;
 * ``GET /health`` — 200 while serving, 503 while starting or draining.
 
 Envoy sends the original method and ``/check`` + the original path and query. NGINX's
@@ -31,7 +32,13 @@ from authz.keys.record import KeyRecord
 from authz.telemetry import metrics
 from authz.transports import wire
 from authz.transports.ratelimit_headers import http_with_headers
-from authz.transports.responses import Answers, EncodedResponses, identity_headers, metadata_values
+from authz.transports.responses import (
+    Answers,
+    EncodedResponses,
+    denial_metadata,
+    identity_headers,
+    metadata_values,
+)
 
 MAX_HEADER_BYTES = 16 * 1024
 IDLE_TIMEOUT = 30.0
@@ -74,6 +81,15 @@ def denial_response(reason: Reason, docs_base: str) -> bytes:
     return _response(OUTCOMES[reason].status, denial_headers(reason), body)
 
 
+def with_key(response: bytes, reason: Reason, key_id: str) -> bytes:
+    """A denial with the key id and reason as headers before the blank line: Envoy files them
+    as dynamic metadata (``dynamic_metadata_from_headers``) for its access logs and never sends
+    them to the client (they are not in ``allowed_client_headers``)."""
+    end = response.index(b"\r\n\r\n") + 2
+    extra = "".join(f"{k}: {v}\r\n" for k, v in denial_metadata(reason, key_id).items())
+    return response[:end] + extra.encode("latin-1") + response[end:]
+
+
 def allowance_response(record: KeyRecord) -> bytes:
     headers = identity_headers(record)
     headers += [
@@ -88,7 +104,10 @@ class HttpResponses(EncodedResponses):
 
     def __init__(self, docs_base: str) -> None:
         super().__init__(
-            lambda reason: denial_response(reason, docs_base), allowance_response, http_with_headers
+            lambda reason: denial_response(reason, docs_base),
+            allowance_response,
+            http_with_headers,
+            with_key,
         )
         self.health_ok = _response(
             200, [("content-type", "application/json")], b'{"status":"serving"}'

@@ -17,7 +17,10 @@ IDENTITY_HEADERS = (USER_ID_HEADER, KEY_ID_HEADER, SCOPES_HEADER)
 # into dynamic metadata) and as dynamic-metadata keys (gRPC transport) — the same names in both.
 RATE_LIMIT_HEADER = "x-hokusai-rate-limit"
 BURST_HEADER = "x-hokusai-burst"
-METADATA_HEADERS = (KEY_ID_HEADER, USER_ID_HEADER, RATE_LIMIT_HEADER, BURST_HEADER)
+# On a denial with a key id: the reason, beside the key id, for Envoy's access logs (HTTP
+# transport: check-response headers turned into metadata, never sent to the client).
+REASON_HEADER = "x-hokusai-reason"
+METADATA_HEADERS = (KEY_ID_HEADER, USER_ID_HEADER, RATE_LIMIT_HEADER, BURST_HEADER, REASON_HEADER)
 
 # Where Envoy files the Check server's dynamic metadata (the ext_authz filter's own name).
 METADATA_NAMESPACE = "envoy.filters.http.ext_authz"

@@ -112,6 +112,9 @@ class Gateway:
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.post(self.url + path, verify=self.ca, timeout=10, **kwargs)
 
+    def put(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.put(self.url + path, verify=self.ca, timeout=10, **kwargs)
+
 
 GENERATED: list[str] = []  # every key this test process made: the secrets sweep looks for them
 
@@ -173,6 +176,8 @@ def _start_gateway(
             "HOKUSAI_NEGATIVE_CACHE_TTL": "0.2",
             # usage rows within a second, for docs/getting-started.md
             "HOKUSAI_USAGE_FLUSH_INTERVAL": "0.5",
+            # authentication events within a second (tests/e2e/test_admin_e2e.py)
+            "HOKUSAI_EVENTS_FLUSH_INTERVAL": "0.2",
         },
         envoy_overrides={
             "extra_routes": (envoy_config.Route(ECHO_PREFIX, "echo"),),

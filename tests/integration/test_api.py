@@ -14,7 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from authz.api.app import create_app
+from authz.management.policy import PolicyUpdate
+from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.storage.db import connector
 from tests.support.keys_api import Caller, cloned_database, make_key
 
 API = "/api/v1/auth"
@@ -32,9 +35,12 @@ def settings(
 
     redis_url = external_test_stores().redis_url or redis_server.url
     with cloned_database(postgres_server_url, _template_database) as url:
-        yield Settings(
-            database_url=url, redis_url=redis_url, bcrypt_cost=4, max_key_lifetime=400 * 86400.0
+        settings = Settings(database_url=url, redis_url=redis_url, bcrypt_cost=4)
+        # A central maximum lifetime, as the gateway's operator would set it.
+        KeyService(connector(url), settings, "test:api").set_policy(
+            PolicyUpdate(max_lifetime="400d")
         )
+        yield settings
 
 
 @pytest.fixture(scope="module")

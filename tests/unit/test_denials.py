@@ -6,6 +6,7 @@ shape, with MLflow's ``error_code`` for its status."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
@@ -97,11 +98,19 @@ def _is_one_shape(status: int, raw: str | bytes) -> None:
     assert body["error_code"] == mlflow_error_code(status), (status, body)
 
 
+def _mapper_status(mapper: dict[str, Any]) -> int:
+    """The status a local-reply mapper matches (alone, or inside an ``and_filter``)."""
+    found = mapper["filter"]
+    for candidate in [found, *found.get("and_filter", {}).get("filters", [])]:
+        if "status_code_filter" in candidate:
+            return int(candidate["status_code_filter"]["comparison"]["value"]["default_value"])
+    raise AssertionError(f"no status filter in {mapper['filter']}")
+
+
 def test_envoy_s_own_replies_have_the_one_shape() -> None:
     options = envoy_config.EnvoyOptions()
     for mapper in envoy_config.local_reply_config(options)["mappers"]:
-        status = mapper["filter"]["status_code_filter"]["comparison"]["value"]["default_value"]
-        _is_one_shape(status, mapper["body"]["inline_string"])
+        _is_one_shape(_mapper_status(mapper), mapper["body"]["inline_string"])
     _is_one_shape(404, envoy_config.not_found_body(options))
 
 

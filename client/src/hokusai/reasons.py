@@ -1,10 +1,11 @@
 """What each reason code means to the person at the keyboard: one table, reason → what to do.
 
 The gateway names every denial by a reason code (the ``error`` field of its one JSON body; the
-server's ``Reason`` enum); Envoy adds ``not_found`` and ``request_too_large``; issue 15 adds
-``mlflow_unavailable``. The client adds three codes of its own for failures no gateway could
-answer: ``configuration`` (a setting is wrong: nothing was sent), ``unreachable`` (no
-connection) and ``tls`` (the certificate is not trusted).
+server's ``Reason`` enum, ``mlflow_unavailable`` and ``keys_api_unavailable`` included: Envoy's own
+503s name the service that is down); Envoy adds ``not_found`` and ``request_too_large``. The
+client adds three codes of its own for failures no gateway could answer: ``configuration`` (a
+setting is wrong: nothing was sent), ``unreachable`` (no connection) and ``tls`` (the certificate
+is not trusted).
 
 Each row gives the HTTP status, the error class the client raises (by name; see ``errors``), a
 one-line summary for bodies without a message, the troubleshooting steps and the documentation
@@ -120,6 +121,16 @@ TABLE: dict[str, Entry] = {
             "Set {key_var} to the new key.",
         ),
     ),
+    "inactive": Entry(
+        401,
+        "authentication",
+        "The API key was unused for longer than the gateway's inactivity limit.",
+        (
+            "{key} was unused for longer than the gateway's inactivity limit (`hokusai policy "
+            "show`) and no longer works: ask for a new key.",
+            "Set {key_var} to the new key.",
+        ),
+    ),
     "ip_not_allowed": Entry(
         403,
         "permission",
@@ -165,10 +176,19 @@ TABLE: dict[str, Entry] = {
         "mlflow",
         "The MLflow server behind the gateway does not answer.",
         (
-            "MLflow behind the gateway does not answer: retry shortly; if it persists, tell the "
-            "gateway's operator (local stack: `hokusai gateway status`).",
+            "Your key is fine: MLflow behind the gateway does not answer; retry shortly, and if it "
+            "persists tell the gateway's operator (local stack: `hokusai gateway status`).",
             "To keep working meanwhile, enable the local fallback (HOKUSAI_MLFLOW_FALLBACK=true): "
             "runs then stay on this machine until you copy them.",
+        ),
+    ),
+    "keys_api_unavailable": Entry(
+        503,
+        "gateway",
+        "The gateway's keys API does not answer.",
+        (
+            "Your key is fine: the gateway's keys API is down; retry shortly.",
+            "If it persists, tell the gateway's operator (local stack: `hokusai gateway status`).",
         ),
     ),
     "not_found": Entry(

@@ -93,6 +93,13 @@ def check_mlflow(conn: Connection, fetch: Fetch) -> Result:
         )
     if reply.status == 200:
         return ok("mlflow", f"GET {MLFLOW_HEALTH} → 200")
+    if reply.json().get("error") == "mlflow_unavailable":
+        return fail(
+            "mlflow",
+            f"GET {MLFLOW_HEALTH} → {reply.status} mlflow_unavailable: the gateway cannot "
+            "reach MLflow (your key is not the problem)",
+            " ".join(reasons.steps("mlflow_unavailable", reasons.DEFAULT_NAMES)),
+        )
     return fail(
         "mlflow",
         f"GET {MLFLOW_HEALTH} → {reply.status}: the MLflow server behind the "
