@@ -9,8 +9,9 @@ Slots. A grant of ``n`` tokens moves ``tat`` from ``start = max(tat, floor)`` to
 that on its own clock, conservatively). Slots never overlap and every grant conforms
 (``tat − B·T <= now`` after it). Those two facts give exactness (see ``leases.py``).
 
-* on-demand tokens (``want_now``): for requests waiting on this call, spent at the Redis instant:
-  plain GCRA, ``floor = now``; from idle exactly ``B`` at once.
+* on-demand tokens (``wants``, one cost per request waiting on this call, in order), spent at the
+  Redis instant: plain GCRA (``floor = now``), each request all or nothing, in order, as if they
+  had come one by one; from idle exactly ``B`` at once.
 * leased tokens (``want_lease``): ``floor = now + lifetime``, so even from a full bucket a lease
   lives at least ``lifetime``; the price is that much refill claimed early.
 * spare tokens: handed back by an instance, they keep their slots and deadlines; the next grant
@@ -95,17 +96,18 @@ def _room(start: int, now: int, t: int, burst: int) -> int:
     return max(0, (now + burst * t - start) // t)
 
 
-def grant(b: Bucket, now: int, limit: Limit, want_now: int, want_lease: int, *,
+def grant(b: Bucket, now: int, limit: Limit, wants: Sequence[int], want_lease: int, *,
           floor: int) -> Grant:
-    """Take on-demand tokens (spare first, then fresh), then leased ones (spare, then fresh
-    from ``max(tat, now + floor)``); each part is ``min(wanted, available)``."""
+    """Take on-demand tokens (each request's cost if it fits, spare first, then fresh), then
+    leased ones (spare, then fresh from ``max(tat, now + floor)``, ``min(wanted, available)``)."""
     t, burst = limit.interval_us, limit.burst
     first, spare = unexpired(b.first, b.spare if b.interval == t else 0, now, t)
-    taken = min(want_now, spare)
-    first, spare = first + taken * t, spare - taken
-    tat = max(b.tat, now)
-    fresh = min(want_now - taken, _room(tat, now, t, burst))
-    tat += fresh * t
+    tat, taken = max(b.tat, now), 0
+    for cost in wants:
+        if cost <= spare + _room(tat, now, t, burst):
+            used = min(cost, spare)
+            first, spare, tat = first + used * t, spare - used, tat + (cost - used) * t
+            taken += cost
     lease_first, lease = first, min(want_lease, spare)
     first, spare = first + lease * t, spare - lease
     start = max(tat, now + floor)
@@ -114,7 +116,7 @@ def grant(b: Bucket, now: int, limit: Limit, want_now: int, want_lease: int, *,
         tat = start + more * t
     b.tat, b.first, b.spare, b.interval = tat, first, spare, t
     wait = 0 if spare else max(0, tat + t - burst * t - now)
-    return Grant(now, taken + fresh, lease, lease_first - now if lease else 0, more,
+    return Grant(now, taken, lease, lease_first - now if lease else 0, more,
                  start - now if more else 0, tat - now, wait, spare)
 
 
@@ -171,19 +173,24 @@ local function save(tat, first, spare, t, now)
 end
 """
 
-# ARGV: interval, burst, want_now, want_lease, floor, now. Returns the Grant's fields.
+# ARGV: interval, burst, wants ("3,1,1": costs), want_lease, floor, now. Returns the Grant.
 GRANT_LUA = _LUA_PRELUDE + """
 local t, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local want_now, want_lease, floor = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local want_lease, floor = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = clock(ARGV[6])
 local function room(start) return math.max(0, fdiv(now + burst * t - start, t)) end
 local tat, first, spare = load(t)
 first, spare = unexpired(first, spare, now, t)
-local taken = math.min(want_now, spare)
-first, spare = first + taken * t, spare - taken
 tat = math.max(tat, now)
-local fresh = math.min(want_now - taken, room(tat))
-tat = tat + fresh * t
+local taken = 0
+for word in string.gmatch(ARGV[3], '%d+') do
+  local cost = tonumber(word)
+  if cost <= spare + room(tat) then
+    local used = math.min(cost, spare)
+    first, spare, tat = first + used * t, spare - used, tat + (cost - used) * t
+    taken = taken + cost
+  end
+end
 local lease_first, lease = first, math.min(want_lease, spare)
 first, spare = first + lease * t, spare - lease
 local start = math.max(tat, now + floor)
@@ -195,7 +202,7 @@ if spare == 0 then wait = math.max(0, tat + t - burst * t - now) end
 local spare_rel, fresh_rel = 0, 0
 if lease > 0 then spare_rel = lease_first - now end
 if more > 0 then fresh_rel = start - now end
-return {now, taken + fresh, lease, spare_rel, more, fresh_rel, tat - now, wait, spare}
+return {now, taken, lease, spare_rel, more, fresh_rel, tat - now, wait, spare}
 """
 
 # ARGV: interval, first, count, now. Returns how many tokens were kept as spare.
@@ -222,7 +229,7 @@ class Return:
 
 
 class LeaseStore(Protocol):
-    async def grant(self, key_id: str, limit: Limit, want_now: int, want_lease: int,
+    async def grant(self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int,
                     floor_us: int) -> Grant: ...
 
     async def give_back(self, returns: Sequence[Return]) -> list[int]: ...
@@ -244,11 +251,12 @@ class RedisLeaseStore:
     def _now(self) -> str:
         return "" if self._now_us is None else str(self._now_us())
 
-    async def grant(self, key_id: str, limit: Limit, want_now: int, want_lease: int,
+    async def grant(self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int,
                     floor_us: int) -> Grant:
         reply: list[Any] = await self._grant(
             keys=[LEASE_PREFIX + key_id],
-            args=[limit.interval_us, limit.burst, want_now, want_lease, floor_us, self._now()])
+            args=[limit.interval_us, limit.burst, ",".join(map(str, wants)), want_lease,
+                  floor_us, self._now()])
         return Grant(*(int(v) for v in reply))
 
     async def give_back(self, returns: Sequence[Return]) -> list[int]:
@@ -271,10 +279,10 @@ class MemoryLeaseStore:
         self.buckets: dict[str, Bucket] = {}
         self._now_us = now_us
 
-    async def grant(self, key_id: str, limit: Limit, want_now: int, want_lease: int,
+    async def grant(self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int,
                     floor_us: int) -> Grant:
         bucket = self.buckets.setdefault(key_id, Bucket())
-        return grant(bucket, self._now_us(), limit, want_now, want_lease, floor=floor_us)
+        return grant(bucket, self._now_us(), limit, wants, want_lease, floor=floor_us)
 
     async def give_back(self, returns: Sequence[Return]) -> list[int]:
         return [give_back(self.buckets.setdefault(r.key_id, Bucket()), self._now_us(), r.limit,

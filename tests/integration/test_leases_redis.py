@@ -36,11 +36,12 @@ def run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 # --- the scripts are the arithmetic ------------------------------------------------------------
 LIMITS = (Limit(3600, 10), Limit(36_000, 5), Limit(7200, 10))
-Op = tuple[str, int, int, int, int, int]
+Op = tuple[str, int, list[int], int, int, int]
 ops = st.lists(st.tuples(
     st.sampled_from(["grant", "grant", "give_back"]), st.integers(0, 3 * SECOND),
-    st.integers(0, 4), st.integers(0, 12), st.integers(-2 * SECOND, 12 * SECOND),
-    st.sampled_from([0, 0, 1, 2])), min_size=1, max_size=25)
+    st.lists(st.integers(1, 3), max_size=4), st.integers(0, 12),
+    st.integers(-2 * SECOND, 12 * SECOND), st.sampled_from([0, 0, 1, 2])),
+    min_size=1, max_size=25)
 
 
 def state(client: redis.Redis, key: str) -> Bucket:
@@ -61,14 +62,13 @@ def test_lua_and_python_agree(redis_url: str, steps: list[Op]) -> None:
     async def scenario() -> None:
         store = RedisLeaseStore(client(redis_url, 2.0), now_us=lambda: now[0])
         try:
-            for op, gap, want_now, want_lease, offset, which in steps:
+            for op, gap, wants, want_lease, offset, which in steps:
                 now[0] += gap
                 limit = LIMITS[which % len(LIMITS)]
                 if op == "grant":
                     floor = max(0, offset)
-                    theirs = await store.grant(key, limit, want_now, want_lease, floor)
-                    assert theirs == grant(mine, now[0], limit, want_now, want_lease,
-                                           floor=floor)
+                    theirs = await store.grant(key, limit, wants, want_lease, floor)
+                    assert theirs == grant(mine, now[0], limit, wants, want_lease, floor=floor)
                 else:
                     item = Return(key, limit, now[0] + offset, want_lease)
                     assert await store.give_back([item]) == [
