@@ -15,9 +15,10 @@ bucket's TAT — and is spent before it or never.
   for the rest, so a hot key's requests rarely wait. A lease is charged from ``max(TAT, now + Δ)``:
   it lives at least Δ even from a full bucket, paid by claiming Δ of refill early.
 * **Single flight.** At most one Redis call per key and instance. Requests that find no token
-  wait for it; the call asks for each waiter's cost on demand (plus the lease if the key is hot),
-  so B simultaneous requests from idle get exactly B and the next a 429 with Redis's
-  retry-after; latecomers take leased tokens or wait for the next call. After a reply that left
+  wait for it; the call asks for each waiter's cost on demand (and no lease: a prefetch follows
+  if the key is hot), so B simultaneous requests from idle — at one instance or several — get
+  exactly B and the next a 429 with Redis's retry-after; latecomers take leased tokens or wait
+  for the next call. After a reply that left
   no token, requests are denied locally until Redis's next-token time (for a key faster than
   ``min_gap``, until ⌈min_gap/T⌉ tokens have refilled: ~1/min_gap calls a second at most).
 * **Lapse and return.** Tokens past their deadline lapse (``leases.lapsed``); a key idle for
@@ -133,6 +134,7 @@ class LeaseLimiter:
         self._keys: dict[str, _Key] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._offset = 0.0  # Redis clock − ours, a lower bound from the last reply (seconds)
+        self._closing = False  # no more prefetches
         self.stats = LimiterStats()
         self.leases = LeaseStats()
 
@@ -186,14 +188,18 @@ class LeaseLimiter:
         self.leases.local += 1
         if not key.count and key.rest:
             self._promote(key)
-        if key.count + key.later <= key.low and key.lease and not key.busy \
-                and now >= key.next_at:
-            self._start(key)
+        if key.count + key.later <= key.low:
+            self._prefetch(key, now)
         if self._trace is not None:
             self._trace(key.id, True, now, None)
         since = now - key.seen
         remaining = min(key.limit.burst, key.count + key.avail + int(since / key.interval))
         return Verdict(True, key.limit, remaining, max(0.0, key.ahead - since))
+
+    def _prefetch(self, key: _Key, now: float) -> None:
+        if key.lease and key.count + key.later <= key.low and not key.busy \
+                and now >= key.next_at and self._breaker.closed() and not self._closing:
+            self._start(key)
 
     def _without_pool(self, key: _Key, now: float, cost: int) -> Verdict | None:
         """No usable token: wait for the call in flight or a new one (None), or deny."""
@@ -290,10 +296,13 @@ class LeaseLimiter:
         task.add_done_callback(self._tasks.discard)
 
     async def _call(self, key: _Key) -> None:
-        """One grant for the waiters present now (on demand) plus a lease if the key is hot."""
+        """One grant: for the waiters present now (on demand), or else a lease. Never both, so
+        simultaneous requests at several instances share the burst before anyone leases."""
         batch, key.waiters = [w for w in key.waiters if not w[1].done()], []
         sent = self._clock()
         wants, want_lease = [cost for cost, _ in batch], self._size_lease(key, sent)
+        if wants:
+            want_lease = 0
         grant = None
         try:
             if wants or want_lease:
@@ -363,6 +372,7 @@ class LeaseLimiter:
                     return
                 _resolve(future, verdict)
             key.waiters.pop(0)
+        self._prefetch(key, self._clock())
 
     def _failed(self, exc: Exception) -> None:
         self.stats.redis_errors += 1
@@ -386,7 +396,7 @@ class LeaseLimiter:
         await self._give_back(returns)
 
     async def _give_back(self, keys: list[_Key]) -> None:
-        if not keys:
+        if not keys or not self._breaker.closed():  # Redis away: the tokens will lapse
             return
         items = []
         for key in keys:  # Redis deadline = ours + a lower bound of the clock offset, rounded down
@@ -416,6 +426,7 @@ class LeaseLimiter:
     async def close(self) -> None:
         """Let calls in flight finish (and the ones their waiters start), then hand every pool
         back."""
+        self._closing = True
         for _ in range(3):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._give_back([k for k in self._keys.values() if k.count and not k.busy])
