@@ -242,6 +242,11 @@ def build_limiter(
         return ApproximateLimiter(None, sync_interval, redis_down)
     if mode == "approximate":
         return ApproximateLimiter(client, sync_interval, redis_down)
+    if mode == "lease":  # leases.py (it imports this module)
+        from authz.ratelimit.lease_bucket import RedisLeaseStore
+        from authz.ratelimit.leases import LeaseLimiter
+
+        return LeaseLimiter(RedisLeaseStore(client), redis_down)
     return ExactLimiter(client, redis_down)
 
 

@@ -16,9 +16,11 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from authz.keys.record import KeyRecord
 from authz.ratelimit.gcra import Limit, Verdict
 from authz.ratelimit.lease_bucket import LEASE_PREFIX, Bucket, RedisLeaseStore, Return, give_back, grant
 from authz.ratelimit.leases import LeaseLimiter, LeaseTuning, Trace
+from authz.ratelimit.limiters import KeyLimits, build_limiter
 from authz.settings import Settings
 from authz.storage.redis import redis_client
 from cli.servers import RedisServer
@@ -209,3 +211,28 @@ def test_returned_tokens_serve_the_other_instance(redis_url: str) -> None:
     spent, held, later = run(scenario)
     assert (spent, held) == (70, 10)
     assert later == held
+
+
+def test_the_settings_build_it_for_the_check(redis_url: str) -> None:
+    """HOKUSAI_RATE_LIMIT_MODE=lease: build_limiter makes a LeaseLimiter, and the Check's
+    phase 8 (KeyLimits) gets exactly the key's burst, then a denial with retry-after."""
+    settings = Settings.from_env({"HOKUSAI_RATE_LIMIT_MODE": "lease",
+                                  "HOKUSAI_REDIS_URL": redis_url})
+    record = KeyRecord(key_id="abcdefghijkl", user_id=1, env="live", secret_hash="x",
+                       scopes=frozenset(), expires_at=None, revoked_at=None, networks=(),
+                       rate_limit_per_hour=60, burst=3, version=1)
+
+    async def scenario() -> list[Verdict]:
+        limiter = build_limiter(redis_client(settings), settings.rate_limit_mode, settings.rate_limit_sync_interval,
+                                settings.rate_limit_redis_down)
+        assert isinstance(limiter, LeaseLimiter)
+        limits = KeyLimits(limiter, Limit(36_000, 500))
+        try:
+            return [limits.decide_now(record) or await limits.decide(record) for _ in range(5)]
+        finally:
+            await limiter.close()
+
+    verdicts = run(scenario)
+    assert [v.allowed for v in verdicts] == [True] * 3 + [False] * 2
+    assert [v.remaining for v in verdicts[:3]] == [2, 1, 0]
+    assert 0 < verdicts[3].retry_after <= 60
