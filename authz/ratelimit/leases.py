@@ -193,7 +193,8 @@ class LeaseLimiter:
         if self._trace is not None:
             self._trace(key.id, True, now, None)
         since = now - key.seen
-        remaining = min(key.limit.burst, key.count + key.avail + int(since / key.interval))
+        remaining = min(key.limit.burst,
+                        key.count + key.later + key.avail + int(since / key.interval))
         return Verdict(True, key.limit, remaining, max(0.0, key.ahead - since))
 
     def _prefetch(self, key: _Key, now: float) -> None:
