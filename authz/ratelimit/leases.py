@@ -237,9 +237,9 @@ class LeaseLimiter:
     def _new_key(self, key_id: str, limit: Limit) -> _Key:
         """Fresh state (a changed limit too: the old pool's spacing no longer holds; it lapses)."""
         old = self._keys.get(key_id)
-        if old is not None:
+        if old is not None:  # detached: its call in flight still answers its waiters
             self.leases.lapsed += old.count + old.later
-            old.count, old.rest, old.later = 0, [], 0
+            old.count, old.rest, old.later, old.lease = 0, [], 0, 0
         interval = limit.interval_us / 1e6
         life = min(self._tune.lifetime, limit.burst * interval / 4)
         after_floor = limit.burst - math.ceil(life / interval)  # Δ + L·T <= B·T from full
@@ -333,6 +333,9 @@ class LeaseLimiter:
         if grant.wait_us:  # over the limit: wait for a batch of refill, not for every token
             key.next_at += (key.batch - 1) * key.interval
         self.leases.leased += grant.leased
+        if self._keys.get(key.id) is not key:  # the limit changed meanwhile: nobody spends it
+            self.leases.lapsed += grant.leased
+            return
         self._expire(key, received)
         for first_us, count in ((grant.spare_first_us, grant.spare_lease),
                                 (grant.fresh_first_us, grant.fresh_lease)):
