@@ -18,9 +18,9 @@ bucket's TAT — and is spent before it or never.
   wait for it; the call asks for each waiter's cost on demand (and no lease: a prefetch follows
   if the key is hot), so B simultaneous requests from idle — at one instance or several — get
   exactly B and the next a 429 with Redis's retry-after; latecomers take leased tokens or wait
-  for the next call. After a reply that left
-  no token, requests are denied locally until Redis's next-token time (for a key faster than
-  ``min_gap``, until ⌈min_gap/T⌉ tokens have refilled: ~1/min_gap calls a second at most).
+  for the next call. After a reply that left no token, requests are denied locally until
+  Redis's next-token time (for a key faster than ``min_gap``, until ⌈min_gap/T⌉ tokens have
+  refilled: ~1/min_gap calls a second at most).
 * **Lapse and return.** Tokens past their deadline lapse (``leases.lapsed``); a key idle for
   ``idle_after`` and ``close()`` hand the pool back (one pipeline of Lua calls) as *spare*
   tokens, which the next grant to any instance takes first.
