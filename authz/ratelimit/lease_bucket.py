@@ -96,8 +96,9 @@ def _room(start: int, now: int, t: int, burst: int) -> int:
     return max(0, (now + burst * t - start) // t)
 
 
-def grant(b: Bucket, now: int, limit: Limit, wants: Sequence[int], want_lease: int, *,
-          floor: int) -> Grant:
+def grant(
+    b: Bucket, now: int, limit: Limit, wants: Sequence[int], want_lease: int, *, floor: int
+) -> Grant:
     """Take on-demand tokens (each request's cost if it fits, spare first, then fresh), then
     leased ones (spare, then fresh from ``max(tat, now + floor)``, ``min(wanted, available)``)."""
     t, burst = limit.interval_us, limit.burst
@@ -116,8 +117,17 @@ def grant(b: Bucket, now: int, limit: Limit, wants: Sequence[int], want_lease: i
         tat = start + more * t
     b.tat, b.first, b.spare, b.interval = tat, first, spare, t
     wait = 0 if spare else max(0, tat + t - burst * t - now)
-    return Grant(now, taken, lease, lease_first - now if lease else 0, more,
-                 start - now if more else 0, tat - now, wait, spare)
+    return Grant(
+        now,
+        taken,
+        lease,
+        lease_first - now if lease else 0,
+        more,
+        start - now if more else 0,
+        tat - now,
+        wait,
+        spare,
+    )
 
 
 def give_back(b: Bucket, now: int, limit: Limit, first: int, count: int) -> int:
@@ -174,7 +184,9 @@ end
 """
 
 # ARGV: interval, burst, wants ("3,1,1": costs), want_lease, floor, now. Returns the Grant.
-GRANT_LUA = _LUA_PRELUDE + """
+GRANT_LUA = (
+    _LUA_PRELUDE
+    + """
 local t, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local want_lease, floor = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = clock(ARGV[6])
@@ -204,9 +216,12 @@ if lease > 0 then spare_rel = lease_first - now end
 if more > 0 then fresh_rel = start - now end
 return {now, taken, lease, spare_rel, more, fresh_rel, tat - now, wait, spare}
 """
+)
 
 # ARGV: interval, first, count, now. Returns how many tokens were kept as spare.
-GIVE_BACK_LUA = _LUA_PRELUDE + """
+GIVE_BACK_LUA = (
+    _LUA_PRELUDE
+    + """
 local t = tonumber(ARGV[1])
 local now = clock(ARGV[4])
 local tat, spare_first, spare = load(t)
@@ -216,6 +231,7 @@ spare_first, spare = merge(spare_first, spare, first, count, t)
 save(tat, spare_first, spare, t, now)
 return count
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +245,9 @@ class Return:
 
 
 class LeaseStore(Protocol):
-    async def grant(self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int,
-                    floor_us: int) -> Grant: ...
+    async def grant(
+        self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int, floor_us: int
+    ) -> Grant: ...
 
     async def give_back(self, returns: Sequence[Return]) -> list[int]: ...
 
@@ -251,20 +268,30 @@ class RedisLeaseStore:
     def _now(self) -> str:
         return "" if self._now_us is None else str(self._now_us())
 
-    async def grant(self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int,
-                    floor_us: int) -> Grant:
+    async def grant(
+        self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int, floor_us: int
+    ) -> Grant:
         reply: list[Any] = await self._grant(
             keys=[LEASE_PREFIX + key_id],
-            args=[limit.interval_us, limit.burst, ",".join(map(str, wants)), want_lease,
-                  floor_us, self._now()])
+            args=[
+                limit.interval_us,
+                limit.burst,
+                ",".join(map(str, wants)),
+                want_lease,
+                floor_us,
+                self._now(),
+            ],
+        )
         return Grant(*(int(v) for v in reply))
 
     async def give_back(self, returns: Sequence[Return]) -> list[int]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for item in returns:
-                await self._give_back(keys=[LEASE_PREFIX + item.key_id], client=pipe,
-                                      args=[item.limit.interval_us, item.first_us, item.count,
-                                            self._now()])
+                await self._give_back(
+                    keys=[LEASE_PREFIX + item.key_id],
+                    client=pipe,
+                    args=[item.limit.interval_us, item.first_us, item.count, self._now()],
+                )
             replies: list[Any] = await pipe.execute()
         return [int(v) for v in replies]
 
@@ -279,14 +306,23 @@ class MemoryLeaseStore:
         self.buckets: dict[str, Bucket] = {}
         self._now_us = now_us
 
-    async def grant(self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int,
-                    floor_us: int) -> Grant:
+    async def grant(
+        self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int, floor_us: int
+    ) -> Grant:
         bucket = self.buckets.setdefault(key_id, Bucket())
         return grant(bucket, self._now_us(), limit, wants, want_lease, floor=floor_us)
 
     async def give_back(self, returns: Sequence[Return]) -> list[int]:
-        return [give_back(self.buckets.setdefault(r.key_id, Bucket()), self._now_us(), r.limit,
-                          r.first_us, r.count) for r in returns]
+        return [
+            give_back(
+                self.buckets.setdefault(r.key_id, Bucket()),
+                self._now_us(),
+                r.limit,
+                r.first_us,
+                r.count,
+            )
+            for r in returns
+        ]
 
     async def close(self) -> None:
         return None

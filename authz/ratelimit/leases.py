@@ -53,8 +53,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from authz.ratelimit.lease_bucket import Grant, LeaseStore, Return, merge, unexpired
 from authz.ratelimit.gcra import Limit, Verdict, unlimited_verdict
+from authz.ratelimit.lease_bucket import Grant, LeaseStore, Return, merge, unexpired
 from authz.ratelimit.limiters import Clock, LimiterStats
 from authz.resilience.breaker import Breaker
 
@@ -122,9 +122,14 @@ class _Key:
 class LeaseLimiter:
     """The ``RateLimiter`` of exact mode with leases (see the module docstring)."""
 
-    def __init__(self, store: LeaseStore, redis_down: str = "open",
-                 clock: Clock = time.monotonic, tuning: LeaseTuning | None = None,
-                 trace: Trace | None = None) -> None:
+    def __init__(
+        self,
+        store: LeaseStore,
+        redis_down: str = "open",
+        clock: Clock = time.monotonic,
+        tuning: LeaseTuning | None = None,
+        trace: Trace | None = None,
+    ) -> None:
         self._store = store
         self._deny_when_down = redis_down == "deny"
         self._clock = clock
@@ -193,13 +198,20 @@ class LeaseLimiter:
         if self._trace is not None:
             self._trace(key.id, True, now, None)
         since = now - key.seen
-        remaining = min(key.limit.burst,
-                        key.count + key.later + key.avail + int(since / key.interval))
+        remaining = min(
+            key.limit.burst, key.count + key.later + key.avail + int(since / key.interval)
+        )
         return Verdict(True, key.limit, remaining, max(0.0, key.ahead - since))
 
     def _prefetch(self, key: _Key, now: float) -> None:
-        if key.lease and key.count + key.later <= key.low and not key.busy \
-                and now >= key.next_at and self._breaker.closed() and not self._closing:
+        if (
+            key.lease
+            and key.count + key.later <= key.low
+            and not key.busy
+            and now >= key.next_at
+            and self._breaker.closed()
+            and not self._closing
+        ):
             self._start(key)
 
     def _without_pool(self, key: _Key, now: float, cost: int) -> Verdict | None:
@@ -245,8 +257,9 @@ class LeaseLimiter:
         after_floor = limit.burst - math.ceil(life / interval)  # Δ + L·T <= B·T from full
         cap = max(0, min(self._tune.lease_max, limit.burst // 8 or 1, after_floor))
         batch = max(1, math.ceil(self._tune.min_gap / interval))
-        key = self._keys[key_id] = _Key(key_id, limit, interval, life, cap, batch,
-                                        rated=self._clock())
+        key = self._keys[key_id] = _Key(
+            key_id, limit, interval, life, cap, batch, rated=self._clock()
+        )
         return key
 
     def _expire(self, key: _Key, now: float) -> None:
@@ -307,8 +320,9 @@ class LeaseLimiter:
         grant = None
         try:
             if wants or want_lease:
-                grant = await self._store.grant(key.id, key.limit, wants, want_lease,
-                                                int(key.life * 1e6))
+                grant = await self._store.grant(
+                    key.id, key.limit, wants, want_lease, int(key.life * 1e6)
+                )
         except Exception as exc:  # any Redis failure: the policy decides, never an error
             self._failed(exc)
             for _cost, future in batch:
@@ -327,8 +341,10 @@ class LeaseLimiter:
         self._offset = grant.now_us / 1e6 - received
         self.leases.calls += 1
         key.seen, key.ahead = sent, grant.ahead_us / 1e6
-        key.avail = grant.spare + (key.limit.burst * key.limit.interval_us - grant.ahead_us) \
-            // key.limit.interval_us
+        key.avail = (
+            grant.spare
+            + (key.limit.burst * key.limit.interval_us - grant.ahead_us) // key.limit.interval_us
+        )
         key.next_at = sent + grant.wait_us / 1e6
         if grant.wait_us:  # over the limit: wait for a batch of refill, not for every token
             key.next_at += (key.batch - 1) * key.interval
@@ -337,8 +353,10 @@ class LeaseLimiter:
             self.leases.lapsed += grant.leased
             return
         self._expire(key, received)
-        for first_us, count in ((grant.spare_first_us, grant.spare_lease),
-                                (grant.fresh_first_us, grant.fresh_lease)):
+        for first_us, count in (
+            (grant.spare_first_us, grant.spare_lease),
+            (grant.fresh_first_us, grant.fresh_lease),
+        ):
             if count:
                 self._pool(key, sent + first_us / 1e6, count)
 
@@ -353,8 +371,9 @@ class LeaseLimiter:
                 left -= cost
                 verdict = Verdict(True, key.limit, key.avail + left, max(0.0, key.ahead - left * t))
             else:
-                verdict = Verdict(False, key.limit, 0, key.ahead,
-                                  grant.wait_us / 1e6 + (cost - 1) * t)
+                verdict = Verdict(
+                    False, key.limit, 0, key.ahead, grant.wait_us / 1e6 + (cost - 1) * t
+                )
             if self._trace is not None and not future.done():
                 self._trace(key.id, allowed, now, grant.now_us)
             _resolve(future, verdict)

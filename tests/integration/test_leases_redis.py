@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 
 from authz.keys.record import KeyRecord
 from authz.ratelimit.gcra import Limit, Verdict
-from authz.ratelimit.lease_bucket import LEASE_PREFIX, Bucket, RedisLeaseStore, Return, give_back, grant
+from authz.ratelimit.lease_bucket import (
+    LEASE_PREFIX,
+    Bucket,
+    RedisLeaseStore,
+    Return,
+    give_back,
+    grant,
+)
 from authz.ratelimit.leases import LeaseLimiter, LeaseTuning, Trace
 from authz.ratelimit.limiters import KeyLimits, build_limiter
 from authz.settings import Settings
@@ -45,21 +52,30 @@ def run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 # --- the scripts are the arithmetic ------------------------------------------------------------
 LIMITS = (Limit(3600, 10), Limit(36_000, 5), Limit(7200, 10))
 Op = tuple[str, int, list[int], int, int, int]
-ops = st.lists(st.tuples(
-    st.sampled_from(["grant", "grant", "give_back"]), st.integers(0, 3 * SECOND),
-    st.lists(st.integers(1, 3), max_size=4), st.integers(0, 12),
-    st.integers(-2 * SECOND, 12 * SECOND), st.sampled_from([0, 0, 1, 2])),
-    min_size=1, max_size=25)
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["grant", "grant", "give_back"]),
+        st.integers(0, 3 * SECOND),
+        st.lists(st.integers(1, 3), max_size=4),
+        st.integers(0, 12),
+        st.integers(-2 * SECOND, 12 * SECOND),
+        st.sampled_from([0, 0, 1, 2]),
+    ),
+    min_size=1,
+    max_size=25,
+)
 
 
 def state(client: redis.Redis, key: str) -> Bucket:
     raw = {str(k): int(v) for k, v in client.hgetall(LEASE_PREFIX + key).items()}
-    return Bucket(raw.get("tat", 0), raw.get("first", 0), raw.get("spare", 0),
-                  raw.get("interval", 0))
+    return Bucket(
+        raw.get("tat", 0), raw.get("first", 0), raw.get("spare", 0), raw.get("interval", 0)
+    )
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops)
 def test_lua_and_python_agree(redis_url: str, steps: list[Op]) -> None:
     """The same random grants and returns (limit changes included) on Redis and in Python:
@@ -80,7 +96,8 @@ def test_lua_and_python_agree(redis_url: str, steps: list[Op]) -> None:
                 else:
                     item = Return(key, limit, now[0] + offset, want_lease)
                     assert await store.give_back([item]) == [
-                        give_back(mine, now[0], limit, item.first_us, item.count)]
+                        give_back(mine, now[0], limit, item.first_us, item.count)
+                    ]
                 assert state(sync, key) == mine
         finally:
             await store.close()
@@ -96,8 +113,12 @@ WIDE = Limit(360, 80)  # one token per 10 s: nothing refills during a test
 ONE_PER_SECOND = Limit(3600, 10)
 
 
-def leasing(url: str, redis_down: str = "open", now_us: Callable[[], int] | None = None,
-            trace: Trace | None = None) -> LeaseLimiter:
+def leasing(
+    url: str,
+    redis_down: str = "open",
+    now_us: Callable[[], int] | None = None,
+    trace: Trace | None = None,
+) -> LeaseLimiter:
     store = RedisLeaseStore(client(url, 0.5), now_us=now_us)
     return LeaseLimiter(store, redis_down, tuning=LeaseTuning(breaker=60.0), trace=trace)
 
@@ -177,6 +198,7 @@ def test_steady_overload_never_exceeds_the_limit_in_any_window(redis_url: str) -
 def test_redis_stopped_follows_the_setting(private_redis: RedisServer, policy: str) -> None:
     """Tokens already leased are still spent; after them the setting decides, and the breaker
     keeps the outage to one failed call."""
+
     async def scenario() -> tuple[list[Verdict], list[Verdict], int]:
         limiter = leasing(private_redis.url, policy)
         try:
@@ -216,15 +238,30 @@ def test_returned_tokens_serve_the_other_instance(redis_url: str) -> None:
 def test_the_settings_build_it_for_the_check(redis_url: str) -> None:
     """HOKUSAI_RATE_LIMIT_MODE=lease: build_limiter makes a LeaseLimiter, and the Check's
     phase 8 (KeyLimits) gets exactly the key's burst, then a denial with retry-after."""
-    settings = Settings.from_env({"HOKUSAI_RATE_LIMIT_MODE": "lease",
-                                  "HOKUSAI_REDIS_URL": redis_url})
-    record = KeyRecord(key_id="abcdefghijkl", user_id=1, env="live", secret_hash="x",
-                       scopes=frozenset(), expires_at=None, revoked_at=None, networks=(),
-                       rate_limit_per_hour=60, burst=3, version=1)
+    settings = Settings.from_env(
+        {"HOKUSAI_RATE_LIMIT_MODE": "lease", "HOKUSAI_REDIS_URL": redis_url}
+    )
+    record = KeyRecord(
+        key_id="abcdefghijkl",
+        user_id=1,
+        env="live",
+        secret_hash="x",
+        scopes=frozenset(),
+        expires_at=None,
+        revoked_at=None,
+        networks=(),
+        rate_limit_per_hour=60,
+        burst=3,
+        version=1,
+    )
 
     async def scenario() -> list[Verdict]:
-        limiter = build_limiter(redis_client(settings), settings.rate_limit_mode, settings.rate_limit_sync_interval,
-                                settings.rate_limit_redis_down)
+        limiter = build_limiter(
+            redis_client(settings),
+            settings.rate_limit_mode,
+            settings.rate_limit_sync_interval,
+            settings.rate_limit_redis_down,
+        )
         assert isinstance(limiter, LeaseLimiter)
         limits = KeyLimits(limiter, Limit(36_000, 500))
         try:

@@ -17,9 +17,9 @@ import selectors
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from authz.ratelimit.gcra import HOUR_US, Limit
 from authz.ratelimit.lease_bucket import Bucket, Grant, Return, give_back, grant, unexpired
 from authz.ratelimit.leases import LeaseLimiter, LeaseTuning
-from authz.ratelimit.gcra import HOUR_US, Limit
 
 KEY = "k"
 START_US = 1_000_000_000
@@ -85,8 +85,14 @@ class NetworkStore:
         spent is pooled, spare, travelling, or has lapsed since."""
         held = sum(x.held(KEY) for x in self.limiters)
         ledger = self.ledger
-        unspent = (held + self.bucket.spare + ledger.transit + ledger.returning
-                   + self.lapsed() - ledger.restart_lapsed)
+        unspent = (
+            held
+            + self.bucket.spare
+            + ledger.transit
+            + ledger.returning
+            + self.lapsed()
+            - ledger.restart_lapsed
+        )
         return unspent * interval_us + self.lifetime_us
 
     def _drop_spare(self, now: int, t: int) -> None:
@@ -94,8 +100,9 @@ class NetworkStore:
         spare = b.spare if b.interval == t else 0
         self.ledger.spare_dropped += spare - unexpired(b.first, spare, now, t)[1]
 
-    async def grant(self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int,
-                    floor_us: int) -> Grant:
+    async def grant(
+        self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int, floor_us: int
+    ) -> Grant:
         await self._travel()
         self.calls += 1
         now, t, b = self.loop.now_us, limit.interval_us, self.bucket
@@ -110,8 +117,9 @@ class NetworkStore:
         self.ledger.transit -= result.leased
         return result
 
-    def _note_restart(self, g: Grant, tat_before: int, from_spare: int, now: int, floor: int,
-                      t: int) -> None:
+    def _note_restart(
+        self, g: Grant, tat_before: int, from_spare: int, now: int, floor: int, t: int
+    ) -> None:
         """A grant restarts the TAT chain when a part's floor is at or past the TAT before it:
         older unspent tokens no longer weigh on the bucket."""
         fresh = g.taken - from_spare
@@ -185,13 +193,23 @@ async def _simulate(loop: VirtualLoop, sc: Scenario) -> Outcome:
 
     life = sc.lifetime_us / 1e6
     batch = max(1, math.ceil(LeaseTuning().min_gap * 1e6 / sc.interval_us))
-    tuning = LeaseTuning(lifetime=life, lease_max=sc.lease_max, idle_after=2 * life,
-                         forget_after=20 * life, tick=life / 2)
-    store.limiters = [LeaseLimiter(store, clock=loop.time, tuning=tuning, trace=trace)
-                      for _ in sc.arrivals]
+    tuning = LeaseTuning(
+        lifetime=life,
+        lease_max=sc.lease_max,
+        idle_after=2 * life,
+        forget_after=20 * life,
+        tick=life / 2,
+    )
+    store.limiters = [
+        LeaseLimiter(store, clock=loop.time, tuning=tuning, trace=trace) for _ in sc.arrivals
+    ]
     background = [loop.create_task(x.run()) for x in store.limiters]
-    await asyncio.gather(*(_drive(loop, x, times, sc.limit)
-                           for x, times in zip(store.limiters, sc.arrivals, strict=True)))
+    await asyncio.gather(
+        *(
+            _drive(loop, x, times, sc.limit)
+            for x, times in zip(store.limiters, sc.arrivals, strict=True)
+        )
+    )
     for task in background:
         task.cancel()
     for limiter in store.limiters:
@@ -199,8 +217,9 @@ async def _simulate(loop: VirtualLoop, sc: Scenario) -> Outcome:
     return Outcome(decisions, store, store.limiters, held[0])
 
 
-async def _drive(loop: VirtualLoop, limiter: LeaseLimiter, times: Sequence[int],
-                 limit: Limit) -> None:
+async def _drive(
+    loop: VirtualLoop, limiter: LeaseLimiter, times: Sequence[int], limit: Limit
+) -> None:
     requests = []
     for at in times:
         delay = (START_US + at - loop.now_us) / 1e6

@@ -1,6 +1,6 @@
-"""The shared bucket's arithmetic (authz/ratelimit/lease_bucket.py) with a driven clock: on-demand grants
-are plain GCRA, leases are charged from the floor, spare tokens keep their deadlines, and merged
-ranges are never later than the tokens they stand for."""
+"""The shared bucket's arithmetic (authz/ratelimit/lease_bucket.py) with a driven clock:
+on-demand grants are plain GCRA, leases are charged from the floor, spare tokens keep their
+deadlines, and merged ranges are never later than the tokens they stand for."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authz.ratelimit.lease_bucket import Bucket, give_back, grant, merge, unexpired
 from authz.ratelimit.gcra import Limit, gcra
+from authz.ratelimit.lease_bucket import Bucket, give_back, grant, merge, unexpired
 
 T0 = 1_700_000_000_000_000  # µs
 SECOND = 1_000_000
@@ -20,14 +20,20 @@ def deadlines(first: int, count: int, t: int) -> list[int]:
     return [first + k * t for k in range(count)]
 
 
-@given(st.integers(-50, 50), st.integers(0, 8), st.integers(-50, 50), st.integers(0, 8),
-       st.integers(1, 10))
+@given(
+    st.integers(-50, 50),
+    st.integers(0, 8),
+    st.integers(-50, 50),
+    st.integers(0, 8),
+    st.integers(1, 10),
+)
 def test_merge_is_never_later_than_the_union(a0: int, na: int, b0: int, nb: int, t: int) -> None:
     first, count = merge(a0, na, b0, nb, t)
     union = sorted(deadlines(a0, na, t) + deadlines(b0, nb, t))
     assert count == na + nb
-    assert all(mine <= theirs for mine, theirs in zip(deadlines(first, count, t), union,
-                                                      strict=True))
+    assert all(
+        mine <= theirs for mine, theirs in zip(deadlines(first, count, t), union, strict=True)
+    )
 
 
 @given(st.integers(0, 100), st.integers(1, 8), st.integers(0, 20), st.integers(1, 8))
@@ -47,8 +53,10 @@ def test_unexpired_drops_the_past_deadlines_only() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3 * SECOND), st.integers(1, 4)), max_size=40),
-       st.integers(1, 6))
+@given(
+    st.lists(st.tuples(st.integers(0, 3 * SECOND), st.integers(1, 4)), max_size=40),
+    st.integers(1, 6),
+)
 def test_on_demand_grants_are_plain_gcra(steps: list[tuple[int, int]], burst: int) -> None:
     """Without leases, one-token grants admit exactly when GCRA would, with GCRA's TAT and
     retry-after."""

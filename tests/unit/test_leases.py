@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from authz.ratelimit.gcra import Limit, Verdict
 from authz.ratelimit.lease_bucket import Grant, MemoryLeaseStore, Return
 from authz.ratelimit.leases import LeaseLimiter, LeaseTuning
-from authz.ratelimit.gcra import Limit, Verdict
 from tests.unit.lease_sim import (
     Scenario,
     VirtualLoop,
@@ -56,8 +56,9 @@ class Store:
         if self.down:
             raise ConnectionError("redis is down")
 
-    async def grant(self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int,
-                    floor_us: int) -> Grant:
+    async def grant(
+        self, key_id: str, limit: Limit, wants: Sequence[int], want_lease: int, floor_us: int
+    ) -> Grant:
         await self._enter()
         return await self.inner.grant(key_id, limit, wants, want_lease, floor_us)
 
@@ -69,13 +70,15 @@ class Store:
         return None
 
 
-def limiter_on(loop: VirtualLoop, store: Store, redis_down: str = "open",
-               **tuning: Any) -> LeaseLimiter:
+def limiter_on(
+    loop: VirtualLoop, store: Store, redis_down: str = "open", **tuning: Any
+) -> LeaseLimiter:
     return LeaseLimiter(store, redis_down, clock=loop.time, tuning=LeaseTuning(**tuning))
 
 
-async def together(limiter: LeaseLimiter, n: int, limit: Limit = ONE_PER_SECOND,
-                   key: str = "k", cost: int = 1) -> list[Verdict]:
+async def together(
+    limiter: LeaseLimiter, n: int, limit: Limit = ONE_PER_SECOND, key: str = "k", cost: int = 1
+) -> list[Verdict]:
     return list(await asyncio.gather(*(limiter.decide(key, limit, cost) for _ in range(n))))
 
 
@@ -148,6 +151,7 @@ def test_a_slow_key_takes_one_token_per_request_on_demand() -> None:
 def test_a_hot_key_is_decided_locally_with_about_two_calls_a_second() -> None:
     """8 requests a second under a 10/s limit for 30 s: the Check's synchronous path answers
     almost all of them; the leases are prefetched in the background."""
+
     async def body(loop: VirtualLoop) -> tuple[int, int, int, int]:
         store = Store(loop, delay=0.0005)
         limiter = limiter_on(loop, store)
@@ -228,6 +232,7 @@ def test_close_hands_every_pool_back() -> None:
 def test_unspent_tokens_lapse_at_their_deadline() -> None:
     """A lease taken from a nearly full bucket is due from now + Δ (here 8 s, behind the
     burst's own slots): past its last deadline, nothing is left locally."""
+
     async def body(loop: VirtualLoop) -> tuple[int, int, Verdict | None]:
         limiter = limiter_on(loop, Store(loop))
         limit = Limit(3600, 80)
@@ -298,7 +303,8 @@ def pattern(interval: int, idle: int) -> st.SearchStrategy[tuple[int, ...]]:
         st.tuples(st.just("burst"), st.integers(1, 40)),
         st.tuples(st.just("steady"), st.integers(1, 60), st.integers(5, 54)),
         st.tuples(st.just("idle"), st.integers(0, idle)),
-        st.tuples(st.just("mixed"), st.lists(st.integers(0, 3 * interval), max_size=40)))
+        st.tuples(st.just("mixed"), st.lists(st.integers(0, 3 * interval), max_size=40)),
+    )
 
     def build(segments: list[tuple[Any, ...]]) -> tuple[int, ...]:
         times: list[int] = []
@@ -329,9 +335,15 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     instances = draw(st.integers(1, 3))
     idle = 3 * (lifetime + burst * interval)
     arrivals = tuple(draw(pattern(interval, idle)) for _ in range(instances))
-    return Scenario(burst, interval, lifetime, draw(st.integers(1, 16)),
-                    draw(st.sampled_from([0, 100, 1_000, 5_000])), arrivals,
-                    draw(st.integers(0, 2**32)))
+    return Scenario(
+        burst,
+        interval,
+        lifetime,
+        draw(st.integers(1, 16)),
+        draw(st.sampled_from([0, 100, 1_000, 5_000])),
+        arrivals,
+        draw(st.integers(0, 2**32)),
+    )
 
 
 @settings(max_examples=150, deadline=None)
