@@ -14,13 +14,14 @@ bucket's TAT — and is spent before it or never.
 * **Prefetch.** When the pool falls to a third of its target, one call in the background asks
   for the rest, so a hot key's requests rarely wait. A lease is charged from ``max(TAT, now + Δ)``:
   it lives at least Δ even from a full bucket, paid by claiming Δ of refill early.
-* **Single flight.** At most one Redis call per key and instance. Requests that find no token
-  wait for it; the call asks for each waiter's cost on demand (and no lease: a prefetch follows
-  if the key is hot), so B simultaneous requests from idle — at one instance or several — get
-  exactly B and the next a 429 with Redis's retry-after; latecomers take leased tokens or wait
-  for the next call. After a reply that left no token, requests are denied locally until
-  Redis's next-token time (for a key faster than ``min_gap``, until ⌈min_gap/T⌉ tokens have
-  refilled: ~1/min_gap calls a second at most).
+* **Single flight** (``authz/resilience/singleflight.py``). At most one Redis operation per key
+  and instance, a grant or a return. Requests that find no token wait for it; the call asks for
+  each waiter's cost on demand (and no lease: a prefetch follows if the key is hot), so B
+  simultaneous requests from idle — at one instance or several — get exactly B and the next a
+  429 with Redis's retry-after; latecomers take leased tokens or wait for the next call. After a
+  reply that left no token, requests are denied locally until Redis's next-token time (for a key
+  faster than ``min_gap``, until ⌈min_gap/T⌉ tokens have refilled: ~1/min_gap calls a second at
+  most).
 * **Lapse and return.** Tokens past their deadline lapse (``leases.lapsed``); a key idle for
   ``idle_after`` and ``close()`` hand the pool back (one pipeline of Lua calls) as *spare*
   tokens, which the next grant to any instance takes first.
@@ -40,8 +41,9 @@ would deny it given ``U`` more tokens: ``U = Σ pools + spare + in transit + ⌈
 (+ ⌈min_gap/T⌉ − 1 for a local denial), Σ pools ≤ N·L (L the cap above), lapsed = tokens that
 expired unspent since the bucket last had room (docs/rate-limits.md, "Exact limits with leases").
 
-**Redis down**: one breaker (an outage costs one time-out per ``breaker`` seconds); tokens in the
-pool are still spent (they were granted); otherwise ``redis_down`` decides, as in exact mode.
+**Redis down**: one breaker (``authz/resilience/breaker.py``: an outage costs one time-out per
+``breaker`` seconds); tokens in the pool are still spent (they were granted); otherwise
+``redis_down`` decides, as in exact mode.
 """
 
 from __future__ import annotations
@@ -50,13 +52,14 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from authz.ratelimit.gcra import Limit, Verdict, unlimited_verdict
 from authz.ratelimit.lease_bucket import Grant, LeaseStore, Return, merge, unexpired
 from authz.ratelimit.limiters import Clock, LimiterStats
 from authz.resilience.breaker import Breaker
+from authz.resilience.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +115,6 @@ class _Key:
     hits: int = 0  # requests since rate was updated
     rated: float = 0.0
     used: float = 0.0  # last request
-    busy: bool = False  # a Redis call for this key is in flight
     waiters: list[Waiter] = field(default_factory=list)
     seen: float = 0.0  # the last reply (local clock), and what it said:
     ahead: float = 0.0  # seconds until the full burst is back
@@ -137,7 +139,9 @@ class LeaseLimiter:
         self._breaker = Breaker(self._tune.breaker, clock)
         self._trace = trace
         self._keys: dict[str, _Key] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # One Redis operation per key at a time, a grant or a return (keyed by the state, not
+        # the id: a key whose limit changed gets fresh state and its own calls).
+        self._flight: SingleFlight[_Key, None] = SingleFlight()
         self._offset = 0.0  # Redis clock − ours, a lower bound from the last reply (seconds)
         self._closing = False  # no more prefetches
         self.stats = LimiterStats()
@@ -170,7 +174,7 @@ class LeaseLimiter:
         key.waiters.append((cost, future))
         key.hits += cost
         key.used = self._clock()
-        if not key.busy:
+        if not self._flight.running(key):
             self._start(key)
         return await future
 
@@ -207,7 +211,7 @@ class LeaseLimiter:
         if (
             key.lease
             and key.count + key.later <= key.low
-            and not key.busy
+            and not self._flight.running(key)
             and now >= key.next_at
             and self._breaker.closed()
             and not self._closing
@@ -223,7 +227,7 @@ class LeaseLimiter:
             key.first, key.count = merge(key.first, key.count, first, count, key.interval)
         if key.count >= cost and now <= key.first:
             return self._take(key, now, cost)
-        if key.busy:
+        if self._flight.running(key):
             return None
         if now < key.next_at:
             return self._deny_locally(key, now, cost)
@@ -304,10 +308,12 @@ class LeaseLimiter:
 
     # --- the Redis call (single flight) -----------------------------------------------------
     def _start(self, key: _Key) -> None:
-        key.busy = True
-        task = asyncio.get_running_loop().create_task(self._call(key))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._fly(key, lambda: self._call(key))
+
+    def _fly(self, key: _Key, work: Callable[[], Awaitable[None]]) -> None:
+        """``work`` as the key's one Redis operation, in the background; when it is over, the
+        waiters that came meanwhile."""
+        self._flight.start(key, work, then=lambda: self._settle(key))
 
     async def _call(self, key: _Key) -> None:
         """One grant: for the waiters present now (on demand), or else a lease. Never both, so
@@ -327,12 +333,9 @@ class LeaseLimiter:
             self._failed(exc)
             for _cost, future in batch:
                 _resolve(future, self._fallback(key.limit))
-        finally:
-            key.busy = False
         if grant is not None:
             self._absorb(key, grant, sent)
             self._serve(key, batch, grant)
-        self._settle(key)
 
     def _absorb(self, key: _Key, grant: Grant, sent: float) -> None:
         """Pool the lease (deadlines mapped to our clock from the send time: never later than
@@ -390,7 +393,7 @@ class LeaseLimiter:
                 else:
                     verdict = self._without_pool(key, now, cost)
                 if verdict is None:
-                    if not key.busy:
+                    if not self._flight.running(key):
                         self._start(key)
                     return
                 _resolve(future, verdict)
@@ -410,7 +413,7 @@ class LeaseLimiter:
         returns: list[_Key] = []
         for key_id, key in list(self._keys.items()):
             self._expire(key, now)
-            if key.busy or key.waiters:
+            if self._flight.running(key) or key.waiters:
                 continue
             if key.count and now - key.used >= tune.idle_after:
                 returns.append(key)
@@ -421,25 +424,27 @@ class LeaseLimiter:
     async def _give_back(self, keys: list[_Key]) -> None:
         if not keys or not self._breaker.closed():  # Redis away: the tokens will lapse
             return
-        items = []
-        for key in keys:  # Redis deadline = ours + a lower bound of the clock offset, rounded down
-            key.busy = True
-            for first, count in ((key.first, key.count), *key.rest):
-                first_us = math.floor((first + self._offset) * 1e6) - 1
-                items.append(Return(key.id, key.limit, first_us, count))
-            key.count, key.rest, key.later = 0, [], 0
+        items = [item for key in keys for item in self._emptied(key)]
+        sent = asyncio.ensure_future(self._store.give_back(items))  # one pipeline for all keys
+        for key in keys:  # each key's flight: this return (no grant for it meanwhile)
+            self._fly(key, lambda: _finished(sent))
         try:
-            kept = await self._store.give_back(items)
+            kept = await sent
         except Exception as exc:
             self._failed(exc)
             kept = [0] * len(items)  # never put back: the script may have run
-        finally:
-            for key in keys:
-                key.busy = False
         self.leases.returned += sum(kept)
         self.leases.lapsed += sum(i.count for i in items) - sum(kept)
-        for key in keys:
-            self._settle(key)
+
+    def _emptied(self, key: _Key) -> list[Return]:
+        """The key's pool as returns (Redis deadline = ours + a lower bound of the clock offset,
+        rounded down); the pool is empty afterwards."""
+        items = [
+            Return(key.id, key.limit, math.floor((first + self._offset) * 1e6) - 1, count)
+            for first, count in ((key.first, key.count), *key.rest)
+        ]
+        key.count, key.rest, key.later = 0, [], 0
+        return items
 
     async def run(self) -> None:
         while True:
@@ -451,9 +456,14 @@ class LeaseLimiter:
         back."""
         self._closing = True
         for _ in range(3):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._give_back([k for k in self._keys.values() if k.count and not k.busy])
+            await self._flight.wait()
+        idle = [k for k in self._keys.values() if k.count and not self._flight.running(k)]
+        await self._give_back(idle)
         await self._store.close()
+
+
+async def _finished(call: asyncio.Future[list[int]]) -> None:
+    await asyncio.wait([call])  # its outcome is the caller's to read
 
 
 def _resolve(future: asyncio.Future[Verdict], verdict: Verdict) -> None:
