@@ -161,10 +161,10 @@ class Settings:
     )
     rate_limit_mode: str = setting(
         "exact",
-        _choice("exact", "approximate", "lease"),
-        "exact: one atomic Redis call per request; "
-        "approximate: in-process counters synced to Redis (bounded overshoot, no I/O per request); "
-        "lease: exact, hot keys spend tokens leased from Redis (no I/O per request).",
+        _choice("exact", "approximate"),
+        "exact: never exceeded across instances; a hot key spends tokens leased from Redis (no "
+        "I/O per request), a slow key makes one atomic Redis call per request. approximate: "
+        "in-process counters synced to Redis (bounded overshoot, no I/O per request).",
     )
     rate_limit_sync_interval: float = setting(
         0.1, _seconds, "approximate mode: how often local counters are added to Redis."

@@ -251,12 +251,11 @@ class LeaseStore(Protocol):
 
     async def give_back(self, returns: Sequence[Return]) -> list[int]: ...
 
-    async def close(self) -> None: ...
-
 
 class RedisLeaseStore:
     """The two scripts on a shared Redis: one call per grant, one pipeline per batch of returns.
 
+    ``client`` is the process's (``authz/storage/redis.py``), closed by whoever built it.
     ``now_us`` None: Redis's own clock (every instance shares it); tests drive it instead."""
 
     def __init__(self, client: aioredis.Redis, now_us: Callable[[], int] | None = None) -> None:
@@ -295,9 +294,6 @@ class RedisLeaseStore:
             replies: list[Any] = await pipe.execute()
         return [int(v) for v in replies]
 
-    async def close(self) -> None:
-        await self._redis.aclose()
-
 
 class MemoryLeaseStore:
     """The same arithmetic on a dict, for unit tests (``now_us`` is the injected clock)."""
@@ -323,6 +319,3 @@ class MemoryLeaseStore:
             )
             for r in returns
         ]
-
-    async def close(self) -> None:
-        return None

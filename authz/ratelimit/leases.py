@@ -7,10 +7,10 @@ bucket's TAT — and is spent before it or never.
 
 * **Sizing.** A decaying average of the key's requests here (time constant Δ, the lease
   lifetime: ``lifetime``, at most a quarter of the burst's refill time B·T) predicts the
-  requests of the next Δ. Under 2: a slow key, every request takes its one token on demand, as in
-  exact mode. Otherwise the pool's target is three quarters of that (deadlines are Δ away from a
-  full bucket; the rest is margin), capped at ``lease_max``, B/8 and B − Δ/T: what one instance
-  holds stays small beside the burst.
+  requests of the next Δ. Under 2: a slow key, every request takes its one token on demand (one
+  Lua call per request). Otherwise the pool's target is three quarters of that (deadlines are Δ
+  away from a full bucket; the rest is margin), capped at ``lease_max``, ⌊B/8⌋ and B − Δ/T: what
+  one instance holds stays small beside the burst (a burst under 8: never leased).
 * **Prefetch.** When the pool falls to a third of its target, one call in the background asks
   for the rest, so a hot key's requests rarely wait. A lease is charged from ``max(TAT, now + Δ)``:
   it lives at least Δ even from a full bucket, paid by claiming Δ of refill early.
@@ -43,7 +43,7 @@ expired unspent since the bucket last had room (docs/rate-limits.md, "Exact limi
 
 **Redis down**: one breaker (``authz/resilience/breaker.py``: an outage costs one time-out per
 ``breaker`` seconds); tokens in the pool are still spent (they were granted); otherwise
-``redis_down`` decides, as in exact mode.
+``redis_down`` decides.
 """
 
 from __future__ import annotations
@@ -55,10 +55,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from authz.ratelimit.gcra import Limit, Verdict, unlimited_verdict
+from authz.ratelimit.gcra import Limit, LimiterStats, Verdict, unlimited_verdict
 from authz.ratelimit.lease_bucket import Grant, LeaseStore, Return, merge, unexpired
-from authz.ratelimit.limiters import Clock, LimiterStats
-from authz.resilience.breaker import Breaker
+from authz.resilience.breaker import Breaker, Clock
 from authz.resilience.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ class _Key:
 
 
 class LeaseLimiter:
-    """The ``RateLimiter`` of exact mode with leases (see the module docstring)."""
+    """The ``RateLimiter`` of exact mode (see the module docstring)."""
 
     def __init__(
         self,
@@ -259,7 +258,9 @@ class LeaseLimiter:
         interval = limit.interval_us / 1e6
         life = min(self._tune.lifetime, limit.burst * interval / 4)
         after_floor = limit.burst - math.ceil(life / interval)  # Δ + L·T <= B·T from full
-        cap = max(0, min(self._tune.lease_max, limit.burst // 8 or 1, after_floor))
+        # ⌊B/8⌋: a key with a burst under 8 is never leased (each request one call), so it gets
+        # exactly its burst even from sequential requests spread over instances.
+        cap = max(0, min(self._tune.lease_max, limit.burst // 8, after_floor))
         batch = max(1, math.ceil(self._tune.min_gap / interval))
         key = self._keys[key_id] = _Key(
             key_id, limit, interval, life, cap, batch, rated=self._clock()
@@ -459,7 +460,6 @@ class LeaseLimiter:
             await self._flight.wait()
         idle = [k for k in self._keys.values() if k.count and not self._flight.running(k)]
         await self._give_back(idle)
-        await self._store.close()
 
 
 async def _finished(call: asyncio.Future[list[int]]) -> None:

@@ -39,14 +39,26 @@ T0 = 1_700_000_000_000_000  # µs
 SECOND = 1_000_000
 
 
+CLIENTS: list[aioredis.Redis] = []
+
+
 def client(url: str, timeout: float) -> aioredis.Redis:
+    """The process's Redis client as authz builds it; ``run`` closes it after the scenario."""
     made = redis_client(Settings(redis_url=url, redis_timeout=timeout))
     assert made is not None
+    CLIENTS.append(made)
     return made
 
 
 def run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return asyncio.run(factory())
+    async def scenario() -> T:
+        try:
+            return await factory()
+        finally:
+            while CLIENTS:
+                await CLIENTS.pop().aclose()
+
+    return asyncio.run(scenario())
 
 
 # --- the scripts are the arithmetic ------------------------------------------------------------
@@ -85,22 +97,19 @@ def test_lua_and_python_agree(redis_url: str, steps: list[Op]) -> None:
 
     async def scenario() -> None:
         store = RedisLeaseStore(client(redis_url, 2.0), now_us=lambda: now[0])
-        try:
-            for op, gap, wants, want_lease, offset, which in steps:
-                now[0] += gap
-                limit = LIMITS[which % len(LIMITS)]
-                if op == "grant":
-                    floor = max(0, offset)
-                    theirs = await store.grant(key, limit, wants, want_lease, floor)
-                    assert theirs == grant(mine, now[0], limit, wants, want_lease, floor=floor)
-                else:
-                    item = Return(key, limit, now[0] + offset, want_lease)
-                    assert await store.give_back([item]) == [
-                        give_back(mine, now[0], limit, item.first_us, item.count)
-                    ]
-                assert state(sync, key) == mine
-        finally:
-            await store.close()
+        for op, gap, wants, want_lease, offset, which in steps:
+            now[0] += gap
+            limit = LIMITS[which % len(LIMITS)]
+            if op == "grant":
+                floor = max(0, offset)
+                theirs = await store.grant(key, limit, wants, want_lease, floor)
+                assert theirs == grant(mine, now[0], limit, wants, want_lease, floor=floor)
+            else:
+                item = Return(key, limit, now[0] + offset, want_lease)
+                assert await store.give_back([item]) == [
+                    give_back(mine, now[0], limit, item.first_us, item.count)
+                ]
+            assert state(sync, key) == mine
 
     try:
         run(scenario)
@@ -235,12 +244,12 @@ def test_returned_tokens_serve_the_other_instance(redis_url: str) -> None:
     assert later == held
 
 
-def test_the_settings_build_it_for_the_check(redis_url: str) -> None:
-    """HOKUSAI_RATE_LIMIT_MODE=lease: build_limiter makes a LeaseLimiter, and the Check's
-    phase 8 (KeyLimits) gets exactly the key's burst, then a denial with retry-after."""
-    settings = Settings.from_env(
-        {"HOKUSAI_RATE_LIMIT_MODE": "lease", "HOKUSAI_REDIS_URL": redis_url}
-    )
+def test_the_default_settings_build_it_for_the_check(redis_url: str) -> None:
+    """Exact mode (the default) is the lease limiter: build_limiter makes a LeaseLimiter, and
+    the Check's phase 8 (KeyLimits) gets exactly the key's burst, then a denial with
+    retry-after."""
+    settings = Settings.from_env({"HOKUSAI_REDIS_URL": redis_url})
+    assert settings.rate_limit_mode == "exact"
     record = KeyRecord(
         key_id="abcdefghijkl",
         user_id=1,
@@ -257,7 +266,7 @@ def test_the_settings_build_it_for_the_check(redis_url: str) -> None:
 
     async def scenario() -> list[Verdict]:
         limiter = build_limiter(
-            redis_client(settings),
+            client(redis_url, settings.redis_timeout),
             settings.rate_limit_mode,
             settings.rate_limit_sync_interval,
             settings.rate_limit_redis_down,

@@ -140,9 +140,6 @@ class NetworkStore:
         await self._travel()
         return kept
 
-    async def close(self) -> None:
-        return None
-
 
 @dataclass(frozen=True)
 class Scenario:

@@ -66,9 +66,6 @@ class Store:
         await self._enter()
         return await self.inner.give_back(returns)
 
-    async def close(self) -> None:
-        return None
-
 
 def limiter_on(
     loop: VirtualLoop, store: Store, redis_down: str = "open", **tuning: Any
