@@ -184,11 +184,11 @@ class Settings:
 
     # --- where the per-key limit is enforced (issue 7's E; authz/check/checker.py phase 8) ------
     rate_limit_enforcement: str = setting(
-        "envoy",
-        _choice("envoy", "check"),
-        "envoy: Envoy's global ratelimit filter calls authz's "
-        "RateLimitService (a second gRPC hop per request); check: the Check itself decides "
-        "(429 from ext_authz, no second hop; with approximate mode no I/O per request).",
+        "check",
+        _choice("check", "envoy"),
+        "check: the Check itself decides (429 from ext_authz, no second hop; no I/O for a hot "
+        "key's request); envoy: Envoy's global ratelimit filter calls authz's RateLimitService "
+        "after the Check (a second gRPC hop per request; see docs/rate-limits.md).",
     )
 
     # --- telemetry ----------------------------------------------------------------------------

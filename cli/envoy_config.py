@@ -98,9 +98,12 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitOptions:
-    """Global per-key limit through authz's RateLimitService (Envoy's filter default is 20 ms)."""
+    """Envoy's global ratelimit filter → authz's RateLimitService (its default time-out is 20 ms).
 
-    enabled: bool = True
+    Off by default: with HOKUSAI_RATE_LIMIT_ENFORCEMENT=check (the default) the Check decides the
+    limit and Envoy must not ask again; on for ``enforcement=envoy``."""
+
+    enabled: bool = False
     failure_mode_deny: bool = False  # DESIGN: limits fail open by default, never authentication
     timeout: float = 0.1
 
