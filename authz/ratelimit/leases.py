@@ -151,7 +151,7 @@ class LeaseLimiter:
         if limit.unlimited:
             return unlimited_verdict(limit)
         key = self._keys.get(key_id)
-        if key is None or key.limit.per_hour != limit.per_hour or key.limit.burst != limit.burst:
+        if key is None or key.limit != limit:
             key = self._new_key(key_id, limit)
         now = self._clock()
         if key.count >= cost and now <= key.first:
