@@ -141,7 +141,7 @@ async def warm(settings: Settings) -> dict[str, float]:
     results = await warm_transports(server, key.token, "")
     results.update(await warm_metrics_on(unlimited))
     results.update(optional_parts(key.parsed.key_id))
-    # E3: the limit decided inside the Check (approximate, no Redis: the decision itself), with
+    # The limit decided inside the Check (approximate, no Redis: the decision itself), with
     # the x-ratelimit-* headers appended to the cached responses. A limit that never runs out.
     limited = key_format.generate("live")
     record = dataclasses.replace(
