@@ -204,10 +204,15 @@ class LeaseLimiter:
         if self._trace is not None:
             self._trace(key.id, True, now, None)
         since = now - key.seen
-        remaining = min(
-            key.limit.burst, key.count + key.later + key.avail + int(since / key.interval)
+        limit = key.limit
+        remaining = key.count + key.later + key.avail + int(since / key.interval)
+        reset = key.ahead - since
+        return Verdict(
+            True,
+            limit,
+            remaining if remaining < limit.burst else limit.burst,
+            reset if reset > 0 else 0.0,
         )
-        return Verdict(True, key.limit, remaining, max(0.0, key.ahead - since))
 
     def _prefetch(self, key: _Key, now: float) -> None:
         if (
