@@ -7,16 +7,13 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from authz.keys.record import KeyRecord
 from authz.ratelimit.gcra import Limit, Verdict
 from authz.ratelimit.lease_bucket import (
     LEASE_PREFIX,
@@ -29,36 +26,14 @@ from authz.ratelimit.lease_bucket import (
 from authz.ratelimit.leases import LeaseLimiter, LeaseTuning, Trace
 from authz.ratelimit.limiters import KeyLimits, build_limiter
 from authz.settings import Settings
-from authz.storage.redis import redis_client
 from cli.servers import RedisServer
+from tests.support.redis_clients import client, run
 from tests.unit.lease_sim import worst_window_us
+from tests.unit.test_ratelimit import record as key_record
 
-T = TypeVar("T")
 KEYS = itertools.count()
 T0 = 1_700_000_000_000_000  # µs
 SECOND = 1_000_000
-
-
-CLIENTS: list[aioredis.Redis] = []
-
-
-def client(url: str, timeout: float) -> aioredis.Redis:
-    """The process's Redis client as authz builds it; ``run`` closes it after the scenario."""
-    made = redis_client(Settings(redis_url=url, redis_timeout=timeout))
-    assert made is not None
-    CLIENTS.append(made)
-    return made
-
-
-def run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    async def scenario() -> T:
-        try:
-            return await factory()
-        finally:
-            while CLIENTS:
-                await CLIENTS.pop().aclose()
-
-    return asyncio.run(scenario())
 
 
 # --- the scripts are the arithmetic ------------------------------------------------------------
@@ -250,19 +225,7 @@ def test_the_default_settings_build_it_for_the_check(redis_url: str) -> None:
     retry-after."""
     settings = Settings.from_env({"HOKUSAI_REDIS_URL": redis_url})
     assert settings.rate_limit_mode == "exact"
-    record = KeyRecord(
-        key_id="abcdefghijkl",
-        user_id=1,
-        env="live",
-        secret_hash="x",
-        scopes=frozenset(),
-        expires_at=None,
-        revoked_at=None,
-        networks=(),
-        rate_limit_per_hour=60,
-        burst=3,
-        version=1,
-    )
+    record = key_record(60, 3)
 
     async def scenario() -> list[Verdict]:
         limiter = build_limiter(

@@ -2,42 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
-
-import redis.asyncio as aioredis
-
 from authz.ratelimit.gcra import Limit
 from authz.ratelimit.limiters import ApproximateLimiter
-from authz.settings import Settings
-from authz.storage.redis import redis_client
+from tests.support.redis_clients import client, run
 
-T = TypeVar("T")
 T0 = 1_700_000_000_000_000  # µs
 ONE_PER_SECOND = 3600
-
-
-CLIENTS: list[aioredis.Redis] = []
-
-
-def client(url: str) -> aioredis.Redis:
-    """The process's Redis client as authz builds it; ``run`` closes it after the scenario."""
-    made = redis_client(Settings(redis_url=url, redis_timeout=0.2))
-    assert made is not None
-    CLIENTS.append(made)
-    return made
-
-
-def run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    async def scenario() -> T:
-        try:
-            return await factory()
-        finally:
-            while CLIENTS:
-                await CLIENTS.pop().aclose()
-
-    return asyncio.run(scenario())
 
 
 def test_approximate_instances_converge_through_redis(redis_url: str) -> None:
