@@ -332,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra=memory,
         rounds_rps={c.name: [s["rps"] for s in c.samples] for c in cells},
         load=(load_start, os.getloadavg()[0]),
+        command=" ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
     )
     print(report.table(results))
     path = report.save(results, args.json, write_markdown=not args.no_results_md)

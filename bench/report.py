@@ -62,6 +62,7 @@ class Results:
     extra: dict[str, Any] = field(default_factory=dict)
     rounds_rps: dict[str, list[float]] = field(default_factory=dict)  # req/s of each round
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at the start and the end
+    command: str = "python -m bench"  # how it was run (a subset says so in RESULTS.md)
 
     def ratios(self) -> list[dict[str, Any]]:
         out = []
@@ -170,7 +171,7 @@ def save(results: Results, json_path: Path | None, *, write_markdown: bool) -> P
             path.write_text(json.dumps(data, indent=2) + "\n")
     if write_markdown:
         (BENCH_DIR / "RESULTS.md").write_text(
-            "# Latest benchmark results\n\nMade by `make bench` (`python -m bench`) on "
+            f"# Latest benchmark results\n\nMade by `{results.command}` on "
             f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(results.started))}, "
             f"{results.seconds:.0f} s in all.\n\n" + table(results) + "\n"
         )
