@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from authz.keys.durations import parse_duration, parse_rate
+from hokusai.variables import CLIENT_VARIABLES
 
 PREFIX = "HOKUSAI_"
 
@@ -280,13 +281,16 @@ class Settings:
         return new
 
 
-# Variables with the prefix that belong to the tests and tools, not to the servers.
+# Variables with the prefix that belong to the tests and tools, not to the servers — and the Python
+# client's own (HOKUSAI_API_KEY, HOKUSAI_GATEWAY_URL, …), named once in the client package: the
+# shell that runs `hokusai auth …` is often one where a data scientist configured the client.
 IGNORED = frozenset(
     {
         "HOKUSAI_TEST_DATABASE_URL",
         "HOKUSAI_TEST_REDIS_URL",
         "HOKUSAI_DATA_DIR",
         "HOKUSAI_ACTOR",
+        *CLIENT_VARIABLES,
     }
 )
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -36,7 +35,7 @@ from typing import Any, Literal
 
 import yaml
 
-from authz.check.reasons import Reason, denial_body, denial_headers
+from authz.check.reasons import Reason, denial_body, denial_headers, docs_link, error_body
 from authz.transports import wire
 
 Json = dict[str, Any]
@@ -432,10 +431,31 @@ def _public_health(name: str, path: str, target: Json) -> Json:
     }
 
 
+def old_mlflow_redirects() -> list[Json]:
+    """``/mlflow`` and ``/mlflow/…``, the path of earlier instructions, answer 308 to
+    ``/api/mlflow/…`` (query kept). 308, not 301: clients repeat the method and the body, so the
+    MLflow SDK's POSTs follow it. Decided before authentication — ext_authz off: a redirect
+    reveals nothing and forwards nothing, and a stale URL gets the same answer with or without a
+    key (else the key's absence would be a 401 and the move never seen)."""
+    moved = {"response_code": "PERMANENT_REDIRECT"}
+    return [
+        {
+            "name": "old_mlflow",
+            "match": {"path": wire.OLD_MLFLOW_PATH},
+            "redirect": {"path_redirect": wire.MLFLOW_PREFIX, **moved},
+            "typed_per_filter_config": AUTHZ_OFF,
+        },
+        {
+            "name": "old_mlflow_prefix",
+            "match": {"prefix": wire.OLD_MLFLOW_PATH + "/"},
+            "redirect": {"prefix_rewrite": wire.MLFLOW_PREFIX, **moved},
+            "typed_per_filter_config": AUTHZ_OFF,
+        },
+    ]
+
+
 def not_found_body(options: EnvoyOptions) -> str:
-    return json.dumps(
-        {"error": "not_found", "message": "No route for this path.", "docs": options.docs_url}
-    )
+    return error_body("not_found", 404, "No route for this path.", options.docs_url).decode()
 
 
 def routes(options: EnvoyOptions) -> list[Json]:
@@ -464,6 +484,7 @@ def routes(options: EnvoyOptions) -> list[Json]:
             options,
         ),
     ]
+    result += old_mlflow_redirects()
     if options.keys_api is not None:
         # The REST API authenticates callers itself (same pipeline library), so it needs the
         # Authorization header; ext_authz is off for this prefix and nothing else.
@@ -625,13 +646,12 @@ def local_reply_config(options: EnvoyOptions) -> Json:
     """Envoy's own replies in the gateway's one JSON shape: authz unreachable or timed out (503,
     with retry-after), the local rate-limit shield (429), oversized headers (431)."""
     unavailable = dict(denial_headers(Reason.UNAVAILABLE))  # authz's own 503, headers and all
-    too_large = json.dumps(
-        {
-            "error": "request_too_large",
-            "message": "The request headers are too large.",
-            "docs": options.docs_url.split("#")[0] + "#request-too-large",
-        }
-    )
+    too_large = error_body(
+        "request_too_large",
+        431,
+        "The request headers are too large.",
+        docs_link("request_too_large", options.docs_url.split("#")[0]),
+    ).decode()
     return {
         "mappers": [
             _status_mapper(

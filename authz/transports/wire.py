@@ -43,5 +43,6 @@ RATE_LIMIT_RESPONSE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-
 
 # Routes on the gateway.
 MLFLOW_PREFIX = "/api/mlflow/"
+OLD_MLFLOW_PATH = "/mlflow"  # earlier instructions' path: redirected to MLFLOW_PREFIX
 MLFLOW_HEALTH_PATH = "/api/mlflow/health/mlflow"
 KEYS_API_PREFIX = "/api/v1/auth/"

@@ -21,7 +21,7 @@ API = "/api/v1/auth"
 ADMIN = "admin@example.com"
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
-ERROR_FIELDS = {"error", "message", "docs"}
+ERROR_FIELDS = {"error", "error_code", "message", "docs"}
 
 
 @pytest.fixture(scope="module")

@@ -205,12 +205,25 @@ def test_without_tls_routes_served_on_http_port_and_no_redirect() -> None:
 
 
 def test_only_exact_health_paths_and_keys_api_skip_ext_authz(config: dict[str, Any]) -> None:
-    skipped = [r["match"] for r in _routes(config) if _authz_disabled(r)]
+    forwarding = [r for r in _routes(config) if "redirect" not in r]  # redirects: below
+    skipped = [r["match"] for r in forwarding if _authz_disabled(r)]
     assert skipped == [
         {"path": wire.MLFLOW_HEALTH_PATH},
         {"path": wire.HEALTH_PATH},
         {"prefix": wire.KEYS_API_PREFIX},
     ]
+
+
+def test_the_old_mlflow_path_redirects_before_authentication(config: dict[str, Any]) -> None:
+    redirects = [r for r in _routes(config) if "redirect" in r]
+    assert [r["match"] for r in redirects] == [{"path": "/mlflow"}, {"prefix": "/mlflow/"}]
+    for route in redirects:
+        assert _authz_disabled(route) and "route" not in route  # forwards nothing
+        assert route["redirect"]["response_code"] == "PERMANENT_REDIRECT"  # 308: POSTs follow
+    assert redirects[0]["redirect"]["path_redirect"] == wire.MLFLOW_PREFIX
+    assert redirects[1]["redirect"]["prefix_rewrite"] == wire.MLFLOW_PREFIX
+    names = [r["name"] for r in _routes(config)]
+    assert names.index("old_mlflow_prefix") < names.index("not_found")
 
 
 def test_mlflow_route_streams_and_rewrites(config: dict[str, Any]) -> None:
@@ -226,7 +239,7 @@ def test_unknown_paths_get_the_json_404(config: dict[str, Any]) -> None:
     assert fallback["match"] == {"prefix": "/"}
     assert fallback["direct_response"]["status"] == 404
     body = fallback["direct_response"]["body"]["inline_string"]
-    assert set(json.loads(body)) == {"error", "message", "docs"}
+    assert set(json.loads(body)) == {"error", "error_code", "message", "docs"}
     assert fallback["response_headers_to_add"][0]["header"] == {
         "key": "content-type",
         "value": "application/json",
