@@ -168,8 +168,9 @@ class Settings:
     rate_limit_mode: str = setting(
         "exact",
         _choice("exact", "approximate"),
-        "exact: one atomic Redis call per request; "
-        "approximate: in-process counters synced to Redis (bounded overshoot, no I/O per request).",
+        "exact: never exceeded across instances; a hot key spends tokens leased from Redis (no "
+        "I/O per request), a slow key makes one atomic Redis call per request. approximate: "
+        "in-process counters synced to Redis (bounded overshoot, no I/O per request).",
     )
     rate_limit_sync_interval: float = setting(
         0.1, _seconds, "approximate mode: how often local counters are added to Redis."
@@ -189,11 +190,11 @@ class Settings:
 
     # --- where the per-key limit is enforced (issue 7's E; authz/check/checker.py phase 8) ------
     rate_limit_enforcement: str = setting(
-        "envoy",
-        _choice("envoy", "check"),
-        "envoy: Envoy's global ratelimit filter calls authz's "
-        "RateLimitService (a second gRPC hop per request); check: the Check itself decides "
-        "(429 from ext_authz, no second hop; with approximate mode no I/O per request).",
+        "check",
+        _choice("check", "envoy"),
+        "check: the Check itself decides (429 from ext_authz, no second hop; no I/O for a hot "
+        "key's request); envoy: Envoy's global ratelimit filter calls authz's RateLimitService "
+        "after the Check (a second gRPC hop per request; see docs/rate-limits.md).",
     )
 
     # --- telemetry ----------------------------------------------------------------------------

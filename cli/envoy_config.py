@@ -97,9 +97,12 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitOptions:
-    """Global per-key limit through authz's RateLimitService (Envoy's filter default is 20 ms)."""
+    """Envoy's global ratelimit filter → authz's RateLimitService (its default time-out is 20 ms).
 
-    enabled: bool = True
+    Off by default: with HOKUSAI_RATE_LIMIT_ENFORCEMENT=check (the default) the Check decides the
+    limit and Envoy must not ask again; on for ``enforcement=envoy``."""
+
+    enabled: bool = False
     failure_mode_deny: bool = False  # DESIGN: limits fail open by default, never authentication
     timeout: float = 0.1
 
@@ -585,7 +588,11 @@ def grpc_access_log() -> Json:
     """Usage rollups in authz: the key id is in common_properties.metadata (ext_authz namespace).
 
     The ALS request path is the full ``:path``; on denied requests it may still hold ``api_key``,
-    so the AccessLogService must drop everything after ``?``.
+    so the AccessLogService must drop everything after ``?``. Cost: entries go in 256 KB messages
+    (a few hundred entries; the usage rollups need no freshness beyond the 1 s flush) and no
+    extra header is logged (usage reads none): bench, E-exact-http − L-http, 17 → 8 µs of authz
+    CPU per request against 16 KB messages with ``traceparent`` (the stream's per-message cost
+    in grpcio dominated).
     """
     return {
         "name": "envoy.access_loggers.http_grpc",
@@ -596,9 +603,8 @@ def grpc_access_log() -> Json:
                 "transport_api_version": "V3",
                 "grpc_service": {"envoy_grpc": {"cluster_name": AUTHZ_GRPC_CLUSTER}},
                 "buffer_flush_interval": "1s",
-                "buffer_size_bytes": 16384,
+                "buffer_size_bytes": 262144,
             },
-            additional_request_headers_to_log=["traceparent"],
         ),
     }
 

@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from authz.check import credentials, routes
 from authz.check.credentials import CredentialSources
@@ -44,8 +45,7 @@ from authz.storage.lookup import Missing, RecordLookup
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class CheckInput:
+class CheckInput(NamedTuple):  # named tuples: built per request at a third of a dataclass's cost
     method: str
     path: str  # as the client sent it, query string included
     sources: CredentialSources
@@ -55,8 +55,7 @@ class CheckInput:
     any_scope: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     reason: Reason
     # The key's record once it was found — on an admission, and on a denial after the lookup
     # (authentication events name its user); a denial never answers from it.

@@ -82,8 +82,7 @@ def is_error(status: int) -> bool:
     return not 100 <= status < 400
 
 
-@dataclass(frozen=True, slots=True)
-class UsageEvent:
+class UsageEvent(NamedTuple):  # one per access-log entry: a tuple is a third of a dataclass
     key_id: str
     at: float  # epoch seconds the request started
     route: str  # a normalised path without query (see accesslog.py)

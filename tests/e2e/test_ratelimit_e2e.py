@@ -1,5 +1,5 @@
-"""Per-key rate limits and usage through REAL Envoy (global ratelimit filter + gRPC access log),
-two authz instances behind it, Redis and Postgres.
+"""Per-key rate limits and usage through REAL Envoy (global ratelimit filter + gRPC access log:
+HOKUSAI_RATE_LIMIT_ENFORCEMENT=envoy), two authz instances behind it, Redis and Postgres.
 
 One module-scoped rig: a static upstream (``/t/…``; ``/t/status/NNN`` answers NNN), two in-thread
 authz servers in Envoy's ``authz_grpc`` cluster (Check, RateLimitService and ALS all round-robin
@@ -72,6 +72,7 @@ def rig(
             bcrypt_cost=4,
             pepper="p" * 32,
             usage_flush_interval=0.2,
+            rate_limit_enforcement="envoy",  # the option this module covers (the default: check)
         )
         instances = [stack.enter_context(running_authz(settings)) for _ in range(2)]
         port, admin = free_port(), free_port()

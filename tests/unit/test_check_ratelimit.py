@@ -14,8 +14,8 @@ from authz.check.reasons import Reason
 from authz.check.verify import SecretVerifier
 from authz.keys import format as keys
 from authz.keys.record import KeyRecord
-from authz.ratelimit.gcra import Limit, Verdict
-from authz.ratelimit.limiters import ApproximateLimiter, KeyLimits, LimiterStats
+from authz.ratelimit.gcra import Limit, LimiterStats, Verdict
+from authz.ratelimit.limiters import ApproximateLimiter, KeyLimits
 from authz.storage.cache import LocalCache
 from authz.storage.lookup import RecordLookup
 from authz.storage.store import MemoryKeyStore

@@ -250,17 +250,31 @@ def test_unknown_paths_get_the_json_404(config: dict[str, Any]) -> None:
 # --- rate limits ----------------------------------------------------------------------------
 
 
-def test_rate_limit_filter_timeout_and_failure_mode_explicit(config: dict[str, Any]) -> None:
-    limit = _filter(config, "envoy.filters.http.ratelimit")
+ENVOY_ENFORCES = ec.RateLimitOptions(enabled=True)
+
+
+def test_no_global_ratelimit_filter_by_default(config: dict[str, Any]) -> None:
+    """HOKUSAI_RATE_LIMIT_ENFORCEMENT=check is the default: the Check decides, Envoy asks no
+    RateLimitService and its routes carry no rate_limits."""
+    assert "envoy.filters.http.ratelimit" not in [f["name"] for f in _filters(config)]
+    assert not any("rate_limits" in r.get("route", {}) for r in _routes(config))
+
+
+def test_rate_limit_filter_timeout_and_failure_mode_explicit() -> None:
+    limit = _filter(
+        ec.render(_options("http", rate_limit=ENVOY_ENFORCES)), "envoy.filters.http.ratelimit"
+    )
     assert limit["timeout"] == "0.1s"
     assert limit["failure_mode_deny"] is False
     assert limit["domain"] == wire.RATE_LIMIT_DOMAIN
     assert limit["rate_limit_service"]["transport_api_version"] == "V3"
-    denying = ec.render(_options("grpc", rate_limit=ec.RateLimitOptions(failure_mode_deny=True)))
+    deny = ec.RateLimitOptions(enabled=True, failure_mode_deny=True)
+    denying = ec.render(_options("grpc", rate_limit=deny))
     assert _filter(denying, "envoy.filters.http.ratelimit")["failure_mode_deny"] is True
 
 
-def test_rate_limit_descriptor_is_the_key_id_metadata(config: dict[str, Any]) -> None:
+def test_rate_limit_descriptor_is_the_key_id_metadata() -> None:
+    config = ec.render(_options("grpc", rate_limit=ENVOY_ENFORCES))
     (mlflow,) = [r for r in _routes(config) if r["name"] == "mlflow"]
     (action,) = mlflow["route"]["rate_limits"][0]["actions"]
     metadata = action["metadata"]
