@@ -17,14 +17,18 @@ WORKDIR /app
 COPY requirements.lock ./
 RUN pip install --require-hashes -r requirements.lock
 
+COPY client ./client
 COPY pyproject.toml README.md ./
 COPY authz ./authz
 COPY cli ./cli
 COPY migrations ./migrations
 # The documentation: the keys API serves it at /docs/ (every denial body links /docs/errors#…).
 COPY docs ./docs
-# Editable: the code stays in /app, beside migrations/ (authz.storage.migrations reads it from there).
-RUN pip install --no-deps --no-build-isolation -e .
+# The client distribution first (hokusai-client: the server imports it; its one dependency,
+# requests, is in the lock), then the server. The server is editable: the code stays in /app,
+# beside migrations/ (authz.storage.migrations reads it from there).
+RUN pip install --no-deps --no-build-isolation ./client \
+    && pip install --no-deps --no-build-isolation -e .
 
 USER 10001:10001
 

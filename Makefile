@@ -10,7 +10,7 @@ STAMP = $(VENV)/.installed
 
 .PHONY: setup check test unit integration e2e up bench bench-smoke lock clean system-packages
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml client/pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
 	uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)
 	uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
@@ -18,6 +18,8 @@ $(STAMP): requirements.lock pyproject.toml
 	@# (MLflow needs TracesData), whatever order the installer used.
 	uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock \
 		--reinstall-package opentelemetry-proto
+	@# The client first: the server depends on it (hokusai-client, not on any package index).
+	uv pip install --quiet --python $(BIN)/python --no-deps -e ./client
 	uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
@@ -66,9 +68,11 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench --smoke
 
+# hokusai-client is this repository's ./client (pyproject's tool.uv.sources): a path cannot be
+# hash-locked, so the lock holds its dependencies and the install step installs it.
 lock:
 	uv pip compile pyproject.toml --extra stack --extra dev --generate-hashes \
-		--python-version 3.11 --no-header -o requirements.lock
+		--python-version 3.11 --no-header --no-emit-package hokusai-client -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -26,14 +26,19 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from authz.check.checker import Checker, CheckPolicy
+from authz.check.checker import Checker, CheckInput, CheckPolicy, Decision
 from authz.check.sessions import SessionCheck
 from authz.check.verify import SecretVerifier
+from authz.errors import StoreUnavailable
+from authz.events.recorder import EventRecorder
+from authz.events.webhook import INTERVAL as WEBHOOK_INTERVAL
+from authz.events.webhook import ExpiryNotifier
 from authz.keys.record import KeyRecord
 from authz.ratelimit.gcra import Limit
 from authz.ratelimit.limiters import KeyLimits, build_limiter
 from authz.sessions.record import SessionRecord
 from authz.settings import Settings, SettingsError
+from authz.storage import policy as policy_sql
 from authz.storage.cache import KEY_CODEC, SESSION_CODEC, Codec, LocalCache, R, RedisCache
 from authz.storage.invalidation import CHANNEL, SESSIONS_CHANNEL, InvalidationListener
 from authz.storage.lastused import LastUsedRecorder
@@ -69,10 +74,12 @@ def build_checker(
     on_allowed: Callable[[KeyRecord], None] = lambda _r: None,
     limits: KeyLimits | None = None,
     last_seen: LastUsedRecorder | None = None,
+    on_denied: Callable[[Decision, CheckInput], None] | None = None,
 ) -> Checker:
     """The check pipeline: local cache → Redis → store for key records and for session records,
     bcrypt verifier, check policy, and the in-Check rate limit (phase 8) when ``limits`` is
-    given."""
+    given; denials with a key id (a key's, or a session's key) go to ``on_denied`` (the events
+    recorder)."""
     lookup = build_lookup(settings, store, redis, KEY_CODEC)
     # Without a configured pepper, fingerprints are only meaningful inside this process.
     pepper = settings.pepper.encode() if settings.pepper else os.urandom(32)
@@ -83,7 +90,13 @@ def build_checker(
         last_seen or session_activity(settings, store),
     )
     return Checker(
-        policy, lookup, verifier, on_allowed=on_allowed, limits=limits, sessions=sessions
+        policy,
+        lookup,
+        verifier,
+        on_allowed=on_allowed,
+        limits=limits,
+        sessions=sessions,
+        on_denied=on_denied,
     )
 
 
@@ -111,20 +124,45 @@ def session_lookup(checker: Checker) -> RecordLookup[SessionRecord]:
     return checker.sessions.lookup
 
 
+def build_recorder(settings: Settings) -> EventRecorder:
+    """Authentication events of this process (``HOKUSAI_EVENTS_*``)."""
+    return EventRecorder(
+        settings.database_url,
+        settings.events_queue_size,
+        settings.events_flush_interval,
+        settings.events_retention,
+        instance=settings.events_instance,
+    )
+
+
+async def reload_policy(settings: Settings, checker: Checker) -> None:
+    """Load the central key policy into ``checker`` (kept as it was when Postgres is away)."""
+    try:
+        checker.key_policy = await policy_sql.load(
+            settings.database_url, settings.database_timeout * 4
+        )
+    except StoreUnavailable:
+        log.warning("key policy not reloaded: database unavailable")
+
+
 def build_listener(settings: Settings, checker: Checker) -> InvalidationListener | None:
-    """``LISTEN`` for key and session changes and drop the checker's cached copies (None
-    without a database)."""
+    """``LISTEN`` for key, policy and session changes: drop the checker's cached copy of a
+    changed key or session, reload the policy on ``:policy`` (None without a database)."""
     if not settings.database_url:
         return None
     sessions = session_lookup(checker)
 
     async def invalidate(key_id: str) -> None:
+        if key_id == policy_sql.NOTIFY_PAYLOAD:
+            await reload_policy(settings, checker)
+            return
         checker.verifier.forget(key_id)
         await checker.lookup.invalidate(key_id)
 
-    async def reset() -> None:
+    async def reset() -> None:  # (re)connected: anything may have changed, the policy too
         await checker.lookup.invalidate_all()
         await sessions.invalidate_all()
+        await reload_policy(settings, checker)
 
     channels = {CHANNEL: invalidate, SESSIONS_CHANNEL: sessions.invalidate}
     return InvalidationListener(settings.database_url, channels, reset)
@@ -163,6 +201,7 @@ class AuthzServer:
         in_check = settings.rate_limit_enforcement == "check"
         self.last_used = LastUsedRecorder(self.store.touch, settings.last_used_interval)
         self.last_seen = session_activity(settings, self.store)  # sessions' last_seen_at
+        self.events = build_recorder(settings)
         self.checker = build_checker(
             settings,
             self.store,
@@ -170,6 +209,17 @@ class AuthzServer:
             on_allowed=self.last_used.seen,
             limits=KeyLimits(self.limiter, default_limit(settings)) if in_check else None,
             last_seen=self.last_seen,
+            on_denied=self.events.denied if settings.events_queue_size else None,
+        )
+        self.notifier = (
+            ExpiryNotifier(
+                settings.database_url,
+                settings.expiry_webhook_url,
+                settings.expiry_webhook_secret,
+                settings.expiry_warning_thresholds,
+            )
+            if settings.expiry_webhook_url and settings.database_url
+            else None
         )
         self.lookup, self.verifier = self.checker.lookup, self.checker.verifier
         self.check_service = CheckService(
@@ -205,8 +255,13 @@ class AuthzServer:
                 await asyncio.wait_for(self.listener.connected.wait(), listen_timeout)
             except TimeoutError:
                 log.warning("starting without cache invalidation: database not reachable")
+        if self.settings.database_url:
+            await reload_policy(self.settings, self.checker)  # before serving: rules hold at once
         self._tasks.append(loop.create_task(self.last_used.run()))
         self._tasks.append(loop.create_task(self.last_seen.run()))
+        self._tasks.append(loop.create_task(self.events.run()))
+        if self.notifier is not None:
+            self._tasks.append(loop.create_task(self._notify_forever()))
         self._tasks.append(loop.create_task(self.limiter.run()))
         self._tasks.append(loop.create_task(self.usage.run(self.settings.usage_flush_interval)))
         self.telemetry = metrics.start(self.settings)
@@ -217,6 +272,16 @@ class AuthzServer:
         self.serving = True
         await self.grpc.set_serving(True)
         return Ports(grpc_port, http_port)
+
+    async def _notify_forever(self, interval: float = WEBHOOK_INTERVAL) -> None:
+        """Expiry warnings (``authz/events/webhook.py``), one pass per interval, in a thread."""
+        assert self.notifier is not None
+        while True:
+            try:
+                await asyncio.to_thread(self.notifier.run_once)
+            except Exception as exc:  # the database may be away: the next pass retries
+                log.warning("expiry warnings failed", extra={"error": type(exc).__name__})
+            await asyncio.sleep(interval)
 
     async def stop(self, grace: float = 5.0) -> None:
         self.serving = False
@@ -229,6 +294,7 @@ class AuthzServer:
         await self.last_used.flush()
         await self.last_seen.flush()
         await self.usage.flush()  # the access-log streams have ended: nothing more arrives
+        await self.events.flush()  # the transports have stopped: no more denials arrive
         await self.limiter.close()
         if self.telemetry is not None:
             await self.telemetry.stop()

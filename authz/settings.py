@@ -13,9 +13,11 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from authz.keys.durations import parse_duration, parse_rate
+from authz.keys.durations import format_duration, parse_duration, parse_rate
+from hokusai.variables import CLIENT_VARIABLES
 
 PREFIX = "HOKUSAI_"
 
@@ -54,6 +56,13 @@ def _envs(raw: str) -> frozenset[str]:
 
 def _cidrs(raw: str) -> tuple[str, ...]:
     return tuple(str(ipaddress.ip_network(v.strip())) for v in raw.split(",") if v.strip())
+
+
+def _durations(raw: str) -> tuple[float, ...]:
+    values = tuple(sorted({_seconds(v) for v in raw.split(",") if v.strip()}, reverse=True))
+    if not values or min(values) <= 0:
+        raise ValueError("expected a comma-separated list of positive durations, e.g. 14d,3d,1d")
+    return values
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -111,9 +120,6 @@ class Settings:
     accepted_envs: frozenset[str] = setting(
         frozenset({"live", "test"}), _envs, "Key environments this gateway accepts: live,test."
     )
-    max_key_lifetime: float = setting(
-        0.0, _seconds, "Longest lifetime a new key may have (e.g. 365d); 0 means no limit."
-    )
     default_rotation_grace: float = setting(
         86400.0, _seconds, "How long the old key keeps working after a rotation."
     )
@@ -162,8 +168,9 @@ class Settings:
     rate_limit_mode: str = setting(
         "exact",
         _choice("exact", "approximate"),
-        "exact: one atomic Redis call per request; "
-        "approximate: in-process counters synced to Redis (bounded overshoot, no I/O per request).",
+        "exact: never exceeded across instances; a hot key spends tokens leased from Redis (no "
+        "I/O per request), a slow key makes one atomic Redis call per request. approximate: "
+        "in-process counters synced to Redis (bounded overshoot, no I/O per request).",
     )
     rate_limit_sync_interval: float = setting(
         0.1, _seconds, "approximate mode: how often local counters are added to Redis."
@@ -183,11 +190,11 @@ class Settings:
 
     # --- where the per-key limit is enforced (issue 7's E; authz/check/checker.py phase 8) ------
     rate_limit_enforcement: str = setting(
-        "envoy",
-        _choice("envoy", "check"),
-        "envoy: Envoy's global ratelimit filter calls authz's "
-        "RateLimitService (a second gRPC hop per request); check: the Check itself decides "
-        "(429 from ext_authz, no second hop; with approximate mode no I/O per request).",
+        "check",
+        _choice("check", "envoy"),
+        "check: the Check itself decides (429 from ext_authz, no second hop; no I/O for a hot "
+        "key's request); envoy: Envoy's global ratelimit filter calls authz's RateLimitService "
+        "after the Check (a second gRPC hop per request; see docs/rate-limits.md).",
     )
 
     # --- telemetry ----------------------------------------------------------------------------
@@ -244,12 +251,48 @@ class Settings:
         "hokusai db prune-sessions).",
     )
 
+    # --- authentication events and expiry warnings (issue 15; authz/events/) -------------------
+    events_queue_size: int = setting(
+        100_000,
+        _int,
+        "Authentication events held in memory between flushes; beyond it new events are "
+        "dropped and counted (never blocking a check). 0 turns recording off.",
+    )
+    events_flush_interval: float = setting(
+        1.0, _seconds, "How often authentication events are written to Postgres (one batch)."
+    )
+    events_retention: float = setting(
+        90 * 86400.0,
+        _seconds,
+        "How long authentication events are kept (pruned hourly; hokusai db prune-events).",
+    )
+    events_instance: str = setting("", _str, "The instance name events carry. Empty: hostname:pid.")
+    expiry_webhook_url: str = setting(
+        "",
+        _str,
+        "URL that receives expiry warnings (POST, JSON, signed). Empty: no webhook.",
+    )
+    expiry_webhook_secret: str = setting(
+        "",
+        _str,
+        "Secret of the X-Hokusai-Signature HMAC-SHA256 over 'timestamp.body' of each warning.",
+        secret=True,
+    )
+    expiry_warning_thresholds: tuple[float, ...] = setting(
+        (14 * 86400.0, 3 * 86400.0, 86400.0),
+        _durations,
+        "How long before a key expires the webhook warns, once per key and threshold.",
+    )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every ``HOKUSAI_*`` variable; unknown ``HOKUSAI_*`` names are an error too."""
         source = os.environ if env is None else env
         values: dict[str, Any] = {}
         known = {PREFIX + f.name.upper() for f in dataclasses.fields(cls)}
+        retired = sorted(name for name in source if name in RETIRED)
+        if retired:
+            raise SettingsError(f"{retired[0]}: {RETIRED[retired[0]]}")
         unknown = sorted(
             name
             for name in source
@@ -299,6 +342,20 @@ class Settings:
             ("signin_rate_limit", self.signin_rate_limit >= 1, "must be at least 1/h"),
             ("signin_burst", self.signin_burst >= 1, "must be at least 1"),
             ("session_prune_interval", self.session_prune_interval > 0, "must be positive"),
+            ("events_queue_size", self.events_queue_size >= 0, "must not be negative"),
+            ("events_flush_interval", self.events_flush_interval > 0, "must be positive"),
+            ("events_retention", self.events_retention > 0, "must be positive"),
+            (
+                "expiry_webhook_url",
+                self.expiry_webhook_url == ""
+                or self.expiry_webhook_url.startswith(("http://", "https://")),
+                "must start with http:// or https://",
+            ),
+            (
+                "expiry_webhook_secret",
+                not self.expiry_webhook_url or bool(self.expiry_webhook_secret),
+                "required with HOKUSAI_EXPIRY_WEBHOOK_URL (receivers verify the signature)",
+            ),
         ]
         for name, ok, message in checks:
             if not ok:
@@ -310,15 +367,26 @@ class Settings:
         return new
 
 
-# Variables with the prefix that belong to the tests and tools, not to the servers.
+# Variables with the prefix that belong to the tests and tools, not to the servers — and the Python
+# client's own (HOKUSAI_API_KEY, HOKUSAI_GATEWAY_URL, …), named once in the client package: the
+# shell that runs `hokusai auth …` is often one where a data scientist configured the client.
 IGNORED = frozenset(
     {
         "HOKUSAI_TEST_DATABASE_URL",
         "HOKUSAI_TEST_REDIS_URL",
         "HOKUSAI_DATA_DIR",
         "HOKUSAI_ACTOR",
+        *CLIENT_VARIABLES,
     }
 )
+
+
+# Variables that once were settings: naming one is an error that says where its job went.
+RETIRED = {
+    "HOKUSAI_MAX_KEY_LIFETIME": "retired: the maximum key lifetime is central policy now, held "
+    "to by every process and every existing key: `hokusai policy set --max-lifetime 365d` "
+    "(docs/policy.md)",
+}
 
 
 def reference_markdown() -> str:
@@ -328,6 +396,8 @@ def reference_markdown() -> str:
         default = f.default
         if isinstance(default, frozenset):
             default = ",".join(sorted(default))
+        elif isinstance(default, tuple):
+            default = ",".join(format_duration(timedelta(seconds=v)) for v in default)
         shown = "(empty)" if default == "" else str(default)
         lines.append(f"| `{PREFIX}{f.name.upper()}` | `{shown}` | {f.metadata['doc']} |")
     return "\n".join(lines) + "\n"

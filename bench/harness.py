@@ -1,14 +1,17 @@
 """``python -m bench``: every configuration under the same wrk load, interleaved, medians of rounds.
 
-Round r runs A, B, C-grpc, C-http, D-grpc, D-http, E1/E2/E3 (gRPC, HTTP), F-grpc, F-http, G-ours,
-G-basic-auth in that order (``--cells`` picks a subset), so slow drift of a noisy machine spreads
-over every cell alike. CPU per request is read from /proc (utime + stime) of the process that
-answers Check (the floor or authz) and of Envoy.
+Round r runs A, B, C-grpc, C-http, D-grpc, D-http, L-http, E-exact/E-approx (gRPC, HTTP),
+E-envoy-http, S-http, F-grpc, F-http, G-ours, G-basic-auth in that order (``--cells`` picks a
+subset), so slow drift of a noisy machine spreads over every cell alike; each ratio is taken
+within a round and reported as the median of the rounds with their spread (min–max). CPU per
+request is read from /proc (utime + stime) of the process that answers Check (the floor or authz)
+and of Envoy.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import statistics
 import sys
@@ -22,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from bench import report, wrk
-from bench.stack import BASIC_AUTH_USER, E_VARIANTS, BenchStack, basic_header
+from bench.stack import BASIC_AUTH_USER, LIMIT_ENVOYS, BenchStack, basic_header
 
 CHECK_PATH = "/api/mlflow/api/2.0/mlflow/experiments/get?experiment_id=0"
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=10"
@@ -128,7 +131,15 @@ def build_cells(stack: BenchStack) -> list[Cell]:
             checker("authz"),
             envoy("D-http"),
         ),
-        *e_cells(url, envoy, checker, bearer),
+        *limit_cells(url, envoy, checker, bearer),
+        Cell(
+            "S-http",
+            "ours, default settings (make up: in-Check exact limits, access logs, shield)",
+            url("S-http"),
+            [bearer],
+            checker("authz-default"),
+            envoy("S-http"),
+        ),
         Cell(
             "F-grpc",
             "denials (unknown, wrong secret, revoked) gRPC",
@@ -171,31 +182,26 @@ def build_cells(stack: BenchStack) -> list[Cell]:
 
 
 NATIVE_PICK = 500
-E_WHAT = {
-    "E1": "+ Envoy global rate limit (exact) + gRPC access log",
-    "E2": "+ Envoy global rate limit (approximate) + gRPC access log",
-    "E3": "+ in-Check rate limit (approximate) + gRPC access log",
+LIMIT_WHAT = {
+    "L-http": "authz http, + in-Check exact (lease) rate limit, no usage log",
+    "E-exact-grpc": "authz grpc, + in-Check exact (lease) rate limit + gRPC access log",
+    "E-exact-http": "authz http, + in-Check exact (lease) rate limit + gRPC access log",
+    "E-approx-grpc": "authz grpc, + in-Check approximate rate limit + gRPC access log",
+    "E-approx-http": "authz http, + in-Check approximate rate limit + gRPC access log",
+    "E-envoy-http": "authz http, + Envoy global rate limit (exact) + gRPC access log",
 }
 
 
-def e_cells(
+def limit_cells(
     url: Callable[[str], str],
     envoy: Callable[[str], Callable[[], int | None]],
     checker: Callable[[str], Callable[[], int | None]],
     bearer: Headers,
 ) -> list[Cell]:
-    """Issue 7's E: D plus per-key limits and usage, each enforcement mode on both transports."""
+    """D plus per-key limits (and usage): the limiters and where they are enforced."""
     return [
-        Cell(
-            f"{name}-{transport}",
-            f"authz {transport}, {E_WHAT[name]}",
-            url(f"{name}-{transport}"),
-            [bearer],
-            checker(f"authz-{name}"),
-            envoy(f"{name}-{transport}"),
-        )
-        for name in E_VARIANTS
-        for transport in ("grpc", "http")
+        Cell(name, LIMIT_WHAT[name], url(name), [bearer], checker(f"authz-{variant}"), envoy(name))
+        for name, variant, _transport, _log in LIMIT_ENVOYS
     ]
 
 
@@ -247,7 +253,7 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell and round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
         "--smoke",
@@ -293,8 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     wrk.ensure_wrk()
-    started = time.time()
-    e_built = True
+    started, load_start = time.time(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="hokusai-bench-") as tmp:
         work = Path(tmp)
         print(
@@ -324,8 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rounds=args.rounds,
         connections=args.connections,
         cells={c.name: {"what": c.what, **medians(c)} for c in cells},
-        e_built=e_built,
         extra=memory,
+        rounds_rps={c.name: [s["rps"] for s in c.samples] for c in cells},
+        load=(load_start, os.getloadavg()[0]),
+        command=" ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
     )
     print(report.table(results))
     path = report.save(results, args.json, write_markdown=not args.no_results_md)

@@ -1,7 +1,15 @@
 """Every server one benchmark run needs, started once from the main thread and stopped in reverse
-(process groups, also on Ctrl-C): Postgres, Redis, the real authz, the two Python floors, one
-Envoy per configuration (each with its own direct-response upstream listener) and, unless skipped,
-two MLflow servers (one behind the full gateway, one with MLflow's own basic-auth app).
+(process groups, also on Ctrl-C): Postgres, Redis, the real authz (one process per rate-limit
+configuration), the two Python floors, one Envoy per configuration (each with its own
+direct-response upstream listener) and, unless skipped, two MLflow servers (one behind the full
+gateway, one with MLflow's own basic-auth app).
+
+The default cell ("ours, default settings") is built by the local stack's own builders
+(``cli.stack.LocalStack.authz_env`` and ``envoy_options`` with ``Settings()`` and
+``StackOptions()``: what ``make up`` runs); only what belongs to this machine differs — the
+bench's Postgres and Redis, free ports, plain HTTP like every other cell, the upstream in MLflow's
+place, no keys API — and the local shield's bucket is widened so that it never answers (the
+shipped 1000 requests/s per Envoy would turn the measurement into local 429s; its cost stays in).
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import os
 import secrets
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +40,32 @@ from cli.servers import (
     RedisServer,
     free_port,
 )
-from cli.stack import AuthzProcess, service_env
+from cli.stack import AuthzProcess, LocalStack, StackOptions, service_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NATIVE_KEYS = 1000
 ALLOWED_IPS = ("127.0.0.0/8", "192.0.2.0/24")  # Envoy appends its host address for loopback
 BASIC_AUTH_USER = "admin"
-# Issue 7's E: D plus per-key rate limiting and the gRPC access log, one authz process each.
-# E1/E2: Envoy's global ratelimit filter → RateLimitService (exact / approximate limiter);
-# E3: the limit decided inside Check (approximate), no second gRPC hop.
-E_VARIANTS: dict[str, dict[str, str]] = {
-    "E1": {"HOKUSAI_RATE_LIMIT_ENFORCEMENT": "envoy", "HOKUSAI_RATE_LIMIT_MODE": "exact"},
-    "E2": {"HOKUSAI_RATE_LIMIT_ENFORCEMENT": "envoy", "HOKUSAI_RATE_LIMIT_MODE": "approximate"},
-    "E3": {"HOKUSAI_RATE_LIMIT_ENFORCEMENT": "check", "HOKUSAI_RATE_LIMIT_MODE": "approximate"},
+# D: no per-key limit (enforcement=envoy, and D's Envoy has no ratelimit filter: nobody asks).
+NO_LIMITS = {"HOKUSAI_RATE_LIMIT_ENFORCEMENT": "envoy"}
+# One authz process per rate-limit configuration (bench/harness.py names the cells):
+# exact / approx: the limit decided inside the Check (the default enforcement) with the exact
+# (lease) or the approximate limiter; envoy: Envoy's global ratelimit filter → RateLimitService.
+LIMIT_VARIANTS: dict[str, dict[str, str]] = {
+    "exact": {"HOKUSAI_RATE_LIMIT_ENFORCEMENT": "check", "HOKUSAI_RATE_LIMIT_MODE": "exact"},
+    "approx": {"HOKUSAI_RATE_LIMIT_ENFORCEMENT": "check", "HOKUSAI_RATE_LIMIT_MODE": "approximate"},
+    "envoy": {"HOKUSAI_RATE_LIMIT_ENFORCEMENT": "envoy", "HOKUSAI_RATE_LIMIT_MODE": "exact"},
 }
+# Envoys in front of them: (name, variant, transport, gRPC access log on).
+LIMIT_ENVOYS: tuple[tuple[str, str, str, bool], ...] = (
+    ("L-http", "exact", "http", False),
+    ("E-exact-grpc", "exact", "grpc", True),
+    ("E-exact-http", "exact", "http", True),
+    ("E-approx-grpc", "approx", "grpc", True),
+    ("E-approx-http", "approx", "http", True),
+    ("E-envoy-http", "envoy", "http", True),
+)
+WIDE_OPEN = envoy_config.LocalRateLimit(10_000_000, 10_000_000, 1.0)  # the shield, never binding
 
 
 def _port_open(port: int) -> bool:
@@ -135,6 +155,7 @@ class BenchStack:
         self.envoys: dict[str, Envoy] = {}
         self.authz: AuthzProcess | None = None
         self.e_authz: dict[str, tuple[AuthzProcess, int, int]] = {}  # name → (process, gRPC, HTTP)
+        self.default_authz: AuthzProcess | None = None
         self.floors: dict[str, FloorProcess] = {}
         self.grpc_port = self.http_port = 0
         self.basic_auth_url = ""
@@ -182,6 +203,7 @@ class BenchStack:
             )
         self._start_authz(postgres.url, redis.url, logs)
         self._start_envoys(logs)
+        self._start_default(postgres.url, redis.url, logs)
         if self.with_mlflow:
             self._start_mlflow(logs)
 
@@ -192,8 +214,10 @@ class BenchStack:
             user_email="bench@example.com",
             name="bench",
             scopes=["mlflow:read", "mlflow:write"],
-            rate_limit_per_hour=10_000_000,
-            burst=100_000,
+            # Limited, but never binding: the limit cells measure deciding, not 429s (10M/h,
+            # 2800/s, ran out within a minute of interleaved cells at 5000+ requests/s).
+            rate_limit_per_hour=1_000_000_000,
+            burst=10_000_000,
             allowed_ips=ALLOWED_IPS,
             metadata={"team": "bench"},
         )
@@ -228,9 +252,9 @@ class BenchStack:
 
     def _start_authz(self, database_url: str, redis_url: str, logs: Path) -> None:
         self.authz, self.grpc_port, self.http_port = self._authz_process(
-            database_url, redis_url, logs, {}
+            database_url, redis_url, logs, NO_LIMITS
         )
-        for name, extra in E_VARIANTS.items():
+        for name, extra in LIMIT_VARIANTS.items():
             self.e_authz[name] = self._authz_process(
                 database_url, redis_url, logs / f"authz-{name}", extra
             )
@@ -275,17 +299,43 @@ class BenchStack:
         )
         self._bench_envoy("D-grpc", "ext_authz_grpc", Endpoint(local, self.grpc_port), logs)
         self._bench_envoy("D-http", "ext_authz_http", Endpoint(local, self.http_port), logs)
-        for name, (_process, grpc_port, http_port) in self.e_authz.items():
+        for name, variant, transport, access_log in LIMIT_ENVOYS:
+            _process, grpc_port, http_port = self.e_authz[variant]
             services = Endpoint(local, grpc_port)  # RateLimitService and the access log
-            extras = {
-                "rate_limit": E_VARIANTS[name]["HOKUSAI_RATE_LIMIT_ENFORCEMENT"] == "envoy",
-                "access_log_grpc": True,
-                "authz_grpc": services,
-            }
-            self._bench_envoy(f"{name}-grpc", "ext_authz_grpc", services, logs, **extras)
+            check = services if transport == "grpc" else Endpoint(local, http_port)
             self._bench_envoy(
-                f"{name}-http", "ext_authz_http", Endpoint(local, http_port), logs, **extras
+                name,
+                "ext_authz_grpc" if transport == "grpc" else "ext_authz_http",
+                check,
+                logs,
+                rate_limit=LIMIT_VARIANTS[variant]["HOKUSAI_RATE_LIMIT_ENFORCEMENT"] == "envoy",
+                access_log_grpc=access_log,
+                authz_grpc=services,
             )
+
+    def _start_default(self, database_url: str, redis_url: str, logs: Path) -> None:
+        """ "Ours, default settings": ``make up``'s authz environment and Envoy options, from the
+        local stack's builders (see the module docstring for what differs, and why)."""
+        port, upstream = free_port(), free_port()
+        data_dir = self.work / "default-stack"
+        data_dir.mkdir()
+        local = LocalStack(StackOptions(data_dir, http_port=port), Settings())
+        record = local.record
+        record.database_url, record.redis_url = database_url, redis_url
+        record.mlflow_url = f"http://127.0.0.1:{upstream}"
+        record.authz_grpc_port, record.authz_http_port = free_port(), free_port()
+        record.https_port, record.http_port, record.envoy_admin_port = 0, port, free_port()
+        env = local.authz_env()
+        self.default_authz = self._run(  # type: ignore[assignment]
+            AuthzProcess(logs / "authz-default", env, record.authz_http_port)
+        )
+        options = replace(
+            local.envoy_options(),
+            tls_cert_path=None,
+            tls_key_path=None,
+            local_rate_limit=WIDE_OPEN,
+        )
+        self._envoy("S-http", with_upstream(envoy_config.render(options), upstream), port, logs)
 
     def _start_mlflow(self, logs: Path) -> None:
         plain = self._run(MlflowServer(self.work / "mlflow"))
@@ -315,6 +365,7 @@ class BenchStack:
             "floor-grpc": self.floors["grpc"].pid,
             "floor-http": self.floors["http"].pid,
             **{f"authz-{name}": e[0].pid for name, e in self.e_authz.items()},
+            "authz-default": self.default_authz.pid if self.default_authz else None,
         }
 
 

@@ -21,13 +21,14 @@ from authz.management.views import KeyChanges, KeyView
 from cli import output
 from cli.db_commands import add_database_option, key_service
 
-# Actions the triggers write (migrations/): key changes, browser sessions, users.
+# Actions the triggers write (migrations/): key changes, the key policy, browser sessions, users.
 AUDIT_ACTIONS = (
     "create",
     "update",
     "revoke",
     "rotate",
     "delete",
+    "policy.update",
     "session.signin",
     "session.signin_refused",
     "session.signout",
@@ -82,7 +83,10 @@ def _show_new_key(
 
 
 def _list(args: argparse.Namespace) -> int:
-    views = key_service(args).list_keys(user_email=args.user, include_inactive=args.all)
+    expiring = None if args.expiring is None else parse_period(args.expiring)
+    views = key_service(args).list_keys(
+        user_email=args.user, include_inactive=args.all, expiring=expiring
+    )
     if args.json:
         output.emit_json({"keys": [v.to_json() for v in views]})
     else:
@@ -258,6 +262,11 @@ def register(commands: Any) -> None:
     parser = sub.add_parser("list-keys", help="list keys (never their secrets)")
     parser.add_argument("--user", metavar="EMAIL", help="only this user's keys")
     parser.add_argument("--all", action="store_true", help="include revoked and expired keys")
+    parser.add_argument(
+        "--expiring",
+        metavar="DURATION",
+        help="only usable keys that expire within DURATION (e.g. 14d), soonest first",
+    )
     add_database_option(parser)
     parser.set_defaults(handler=_list)
 

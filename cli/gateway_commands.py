@@ -19,6 +19,7 @@ from authz.storage import db
 from cli.db_commands import actor
 from cli.servers import http_ok
 from cli.stack import BOOTSTRAP_USER, LocalStack, StackOptions, StackRecord
+from hokusai import variables
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -128,10 +129,15 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def env_lines(record: StackRecord) -> list[str]:
+    """The Python client's two settings (hokusai.setup() adds /api/mlflow itself), then the stock
+    MLflow client's; the key is the reader's own."""
     return [
+        f"export {variables.GATEWAY_URL}={record.gateway_url}",
+        f"export {variables.CA_CERT}={record.ca_cert}",
         f"export MLFLOW_TRACKING_URI={record.gateway_url}/api/mlflow",
         f"export MLFLOW_TRACKING_SERVER_CERT_PATH={record.ca_cert}",
-        "# and your key, e.g.: export MLFLOW_TRACKING_TOKEN=hk_live_...",
+        f"# and your key, e.g.: export {variables.API_KEY}=hk_live_... "
+        "(MLflow alone: MLFLOW_TRACKING_TOKEN)",
     ]
 
 
@@ -162,7 +168,7 @@ def register(commands: Any) -> None:
     up.set_defaults(handler=_up)
     for name, handler, text in (
         ("status", _status, "exit 0 only if every part is healthy"),
-        ("env", _env, "print the exports an MLflow user needs"),
+        ("env", _env, "print the exports the Python client and MLflow need"),
     ):
         parser = sub.add_parser(name, help=text)
         parser.add_argument("--data-dir", help="state directory of the stack")

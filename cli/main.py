@@ -24,6 +24,7 @@ from authz.errors import HokusaiError
 from authz.settings import Settings, SettingsError
 from authz.telemetry import logs
 from cli import (
+    admin_commands,
     auth_commands,
     db_commands,
     doctor_commands,
@@ -39,6 +40,7 @@ REGISTRARS: list[Registrar] = [
     db_commands.register,
     gateway_commands.register,
     usage_commands.register,  # after auth and db: it adds to their groups
+    admin_commands.register,  # after auth and db too: events, prune-events, policy
     doctor_commands.register,
     settings_commands.register,
 ]

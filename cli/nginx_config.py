@@ -36,14 +36,20 @@ How the pieces map onto authz's HTTP check (authz/transports/http.py):
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from authz.check.reasons import DOCS_PATH, Reason, denial_body, denial_headers
+from authz.check.reasons import (
+    DOCS_PATH,
+    Reason,
+    denial_body,
+    denial_headers,
+    docs_link,
+    error_body,
+)
 from authz.transports import wire
 from cli.envoy_config import Endpoint
 
@@ -148,14 +154,8 @@ def encoded_name_pattern(name: str) -> str:
     return "".join(parts)
 
 
-def generic_body(error: str, message: str, options: NginxOptions) -> str:
-    return json.dumps(
-        {
-            "error": error,
-            "message": message,
-            "docs": f"{options.docs_url}#{error.replace('_', '-')}",
-        }
-    )
+def generic_body(error: str, status: int, message: str, options: NginxOptions) -> str:
+    return error_body(error, status, message, docs_link(error, options.docs_url)).decode()
 
 
 def reason_body(reason: Reason, options: NginxOptions) -> str:
@@ -167,21 +167,24 @@ def denial_bodies(options: NginxOptions) -> dict[int, str]:
     return {
         400: generic_body(
             "multiple_credentials",
+            400,
             "More than one api_key query parameter was sent: send exactly one.",
             options,
         ),
         401: generic_body(
             "unauthorized",
+            401,
             "The API key is missing or not valid: see the WWW-Authenticate header for the reason.",
             options,
         ),
         403: generic_body(
             "forbidden",
+            403,
             "The API key may not make this request (scope or IP "
             "allowlist): see the WWW-Authenticate header.",
             options,
         ),
-        404: generic_body("not_found", "No route for this path.", options),
+        404: generic_body("not_found", 404, "No route for this path.", options),
         429: reason_body(Reason.RATE_LIMITED, options),
         503: reason_body(Reason.UNAVAILABLE, options),
     }
@@ -224,6 +227,18 @@ def query_maps() -> list[str]:
     ]
 
 
+def old_mlflow_map() -> list[str]:
+    """``$hk_moved``: where a request for ``/mlflow/…`` (earlier instructions' path) belongs, from
+    the raw ``$request_uri`` so its escapes and query travel unchanged."""
+    old = wire.OLD_MLFLOW_PATH
+    return [
+        "    map $request_uri $hk_moved {",
+        f'        "~^{old}/(?<hk_moved_rest>.*)$" {wire.MLFLOW_PREFIX}$hk_moved_rest;',
+        f"        default {wire.MLFLOW_PREFIX};",
+        "    }",
+    ]
+
+
 def http_settings(options: NginxOptions) -> list[str]:
     run = options.runtime_dir
     temp = [
@@ -256,6 +271,7 @@ def http_settings(options: NginxOptions) -> list[str]:
         "    }",
         "",
         *query_maps(),
+        *old_mlflow_map(),
         "",
     ]
 
@@ -338,6 +354,20 @@ def public_locations(options: NginxOptions) -> list[str]:
     ]
 
 
+def old_mlflow_locations() -> list[str]:
+    """The old ``/mlflow`` path answers 308 to ``/api/mlflow/…`` (method and body kept) in the
+    rewrite phase, before ``auth_request`` runs: as Envoy's ``old_mlflow`` routes."""
+    old = wire.OLD_MLFLOW_PATH
+    return [
+        f"        location = {old} {{",
+        f"            return 308 {wire.MLFLOW_PREFIX}$is_args$args;",
+        "        }",
+        f"        location ^~ {old}/ {{",
+        "            return 308 $hk_moved;",
+        "        }",
+    ]
+
+
 def denial_locations(options: NginxOptions) -> list[str]:
     bodies = {status: quoted(body) for status, body in denial_bodies(options).items()}
     unavailable = dict(denial_headers(Reason.UNAVAILABLE))  # the one denial-header builder
@@ -388,6 +418,7 @@ def gateway_server(options: NginxOptions) -> list[str]:
         *check_location(options),
         *mlflow_location(options),
         *public_locations(options),
+        *old_mlflow_locations(),
         *denial_locations(options),
         "    }",
     ]

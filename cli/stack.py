@@ -136,7 +136,7 @@ class StackOptions:
     https_port: int = 8443
     http_port: int = 8080
     mlflow_url: str | None = None
-    transport: str = "grpc"
+    transport: str = "http"  # hokusai gateway up's default (the measured fast path)
     extra_authz_env: dict[str, str] = field(default_factory=dict)
     # EnvoyOptions fields to override (tests add recording routes this way).
     envoy_overrides: dict[str, Any] = field(default_factory=dict)

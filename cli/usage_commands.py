@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,9 +25,10 @@ from authz.keys.durations import parse_since
 from authz.management.service import utcnow
 from authz.management.validation import parse_key_ref
 from authz.settings import Settings
+from authz.storage import events
 from authz.storage.db import connector
 from authz.storage.usage import prune
-from authz.usage.reports import UsageRow, key_report, report
+from authz.usage.reports import UsageRow, key_report, report, with_denials
 from cli import output
 from cli.db_commands import add_database_option, resolve_database_url
 
@@ -75,10 +77,15 @@ def _key_report(args: argparse.Namespace) -> int:
     since = parse_since(args.since, utcnow())
     with _connect(args) as conn:
         found = key_report(conn, key_id, since, utcnow())
+        refused = {reason: n for _k, reason, n in events.denials(conn, key_id, since)}
+    found = with_denials(found, refused)
     if args.json:
         output.emit_json(found.to_json())
         return 0
     print(_summary(key_id, args.since, found.total, found.status_classes))
+    if found.denials:
+        shown = " · ".join(f"{reason} {n}" for reason, n in found.denials.items())
+        print(f"refused  {shown}")
     if args.by is None:
         print(_chart(found.series, found.interval_seconds))
         print("\ntop endpoints")
@@ -133,23 +140,40 @@ def _usage(args: argparse.Namespace) -> int:
     return _top(args) if args.top is not None else _key_report(args)
 
 
-def _prune(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    older = (
-        timedelta(seconds=settings.usage_retention)
-        if args.older_than is None
-        else durations.parse_duration(args.older_than)
+Prune = Callable[[psycopg.Connection[Any], timedelta], int]
+
+
+def add_prune_command(
+    commands: Any, name: str, what: str, retention: Callable[[Settings], float], prune: Prune
+) -> None:
+    """``hokusai db <name> [--older-than D]``: delete ``what`` older than ``D`` (default: the
+    ``retention`` setting). ``prune-usage`` and ``prune-events`` are both made here."""
+
+    def handler(args: argparse.Namespace) -> int:
+        older = (
+            timedelta(seconds=retention(Settings.from_env()))
+            if args.older_than is None
+            else durations.parse_duration(args.older_than)
+        )
+        with _connect(args) as conn:
+            deleted = prune(conn, older)
+        if args.json:
+            output.emit_json({"deleted": deleted, "older_than_seconds": older.total_seconds()})
+        else:
+            print(f"deleted {deleted} {what} older than {durations.format_duration(older)}")
+        return 0
+
+    parser = subcommands(commands, "db").add_parser(
+        name, help=f"delete {what} older than the retention"
     )
-    with _connect(args) as conn:
-        deleted = prune(conn, older)
-    if args.json:
-        output.emit_json({"deleted": deleted, "older_than_seconds": older.total_seconds()})
-    else:
-        print(f"deleted {deleted} usage rows older than {durations.format_duration(older)}")
-    return 0
+    parser.add_argument(
+        "--older-than", metavar="DURATION", help="e.g. 30d (default: the retention)"
+    )
+    add_database_option(parser)
+    parser.set_defaults(handler=handler)
 
 
-def _subcommands(commands: Any, group: str) -> Any:
+def subcommands(commands: Any, group: str) -> Any:
     """The sub-parsers action of an existing group (``auth``, ``db``)."""
     parser = commands.choices[group]
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -157,7 +181,7 @@ def _subcommands(commands: Any, group: str) -> Any:
 
 def register(commands: Any) -> None:
     """Add ``auth usage`` and ``db prune-usage`` (after auth_commands and db_commands)."""
-    parser = _subcommands(commands, "auth").add_parser(
+    parser = subcommands(commands, "auth").add_parser(
         "usage", help="a key's requests, errors, latency and endpoints, or the busiest keys"
     )
     parser.add_argument("key_id", nargs="?", metavar="KEY_ID", help="key id or hk_<env>_<id>")
@@ -168,11 +192,6 @@ def register(commands: Any) -> None:
     parser.add_argument("--top", type=int, metavar="N", help="the N busiest keys instead")
     add_database_option(parser)
     parser.set_defaults(handler=_usage)
-    parser = _subcommands(commands, "db").add_parser(
-        "prune-usage", help="delete usage rollups older than the retention"
+    add_prune_command(
+        commands, "prune-usage", "usage rows", lambda settings: settings.usage_retention, prune
     )
-    parser.add_argument(
-        "--older-than", metavar="DURATION", help="e.g. 30d (default: HOKUSAI_USAGE_RETENTION)"
-    )
-    add_database_option(parser)
-    parser.set_defaults(handler=_prune)

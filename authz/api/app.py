@@ -2,8 +2,9 @@
 
 Nothing is built at import time: the pipeline and pools are made in the lifespan, from the
 settings passed in. Every error — a refused key, a service failure, a malformed request, an
-unknown route, a bug — answers in the gateway's one JSON shape ``{"error", "message", "docs"}``,
-never with a stack trace or an echo of the input.
+unknown route, a bug — answers in the gateway's one JSON shape ``{"error", "error_code",
+"message", "docs"}`` (``authz.check.reasons.error_body``), never with a stack trace or an echo of
+the input.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from authz.api import routes
 from authz.api.auth import Denied, denial_response
 from authz.api.runtime import Runtime
-from authz.check.reasons import RETRY_AFTER_UNAVAILABLE
+from authz.check.reasons import RETRY_AFTER_UNAVAILABLE, docs_link, error_body
 from authz.errors import HokusaiError
 from authz.pages import routes as pages
 from authz.settings import Settings
@@ -42,11 +43,9 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str, docs_base: str) -> JSONResponse:
-    docs = f"{docs_base}#{code.replace('_', '-')}"
-    response = JSONResponse(
-        status_code=status, content={"error": code, "message": message, "docs": docs}
-    )
+def error_response(status: int, code: str, message: str, docs_base: str) -> Response:
+    body = error_body(code, status, message, docs_link(code, docs_base))
+    response = Response(body, status_code=status, media_type="application/json")
     if status == 503:
         response.headers["retry-after"] = RETRY_AFTER_UNAVAILABLE
     return response
@@ -64,19 +63,19 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
 
 
 def install_error_handlers(app: FastAPI, docs_base: str) -> None:
-    async def denied(_request: Request, exc: Exception) -> JSONResponse:
+    async def denied(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Denied)
         return denial_response(exc.reason, docs_base)
 
-    async def service_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def service_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HokusaiError)
         return error_response(exc.http_status, exc.code, exc.message, docs_base)
 
-    async def invalid(_request: Request, exc: Exception) -> JSONResponse:
+    async def invalid(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         return error_response(*_validation_message(exc), docs_base)
 
-    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
@@ -84,7 +83,7 @@ def install_error_handlers(app: FastAPI, docs_base: str) -> None:
         response.headers.update(exc.headers or {})
         return response
 
-    async def crashed(_request: Request, exc: Exception) -> JSONResponse:
+    async def crashed(_request: Request, exc: Exception) -> Response:
         log.error("keys API request failed", extra={"error": type(exc).__name__})
         return error_response(500, "internal", "the request failed; it has been logged", docs_base)
 

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from authz.management.events import DeliveryView, EventView
 from authz.management.validation import MAX_LIMIT
 from authz.management.views import AuditEntry, KeyView, Rotation, UserView
 from authz.usage.reports import KeyReport
@@ -141,6 +142,9 @@ class UsageOut(BaseModel):
     endpoints: list[UsageGroupOut]
     status_classes: list[UsageGroupOut]
     series: list[UsagePointOut]
+    denials: dict[str, int] = Field(
+        default_factory=dict, description="refused checks by reason (authentication events)"
+    )
 
     @classmethod
     def of(cls, report: KeyReport) -> UsageOut:
@@ -180,3 +184,53 @@ class ErrorBody(BaseModel):
     error: str = Field(examples=["insufficient_scope"])
     message: str
     docs: str
+
+
+# An authentication event as the REST API returns it: ``EventView``'s fields.
+class EventOut(EventView):
+    @classmethod
+    def of(cls, event: EventView) -> EventOut:
+        return cls.model_validate(event.model_dump())
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="pass as offset for the next page; null: last")
+
+
+# One expiry-warning delivery as the REST API returns it.
+class DeliveryOut(DeliveryView):
+    @classmethod
+    def of(cls, delivery: DeliveryView) -> DeliveryOut:
+        return cls.model_validate(delivery.model_dump())
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+
+
+class PolicyOut(BaseModel):
+    """The central key policy; lifetimes in seconds (null: no rule)."""
+
+    max_lifetime: float | None
+    max_lifetime_scope: dict[str, float]
+    max_lifetime_env: dict[str, float]
+    inactivity_expiry: float | None
+    require_expiry_live: bool
+    version: int
+
+
+class PolicyUpdateIn(_Request):
+    """Rules to change; omitted fields stay. Durations such as ``90d``, or ``off`` to remove."""
+
+    max_lifetime: Duration | None = None
+    max_lifetime_scope: Annotated[dict[Text, Duration], Field(max_length=16)] = Field(
+        default_factory=dict, examples=[{"admin": "7d"}]
+    )
+    max_lifetime_env: Annotated[dict[Text, Duration], Field(max_length=2)] = Field(
+        default_factory=dict, examples=[{"live": "30d"}]
+    )
+    inactivity_expiry: Duration | None = None
+    require_expiry_live: bool | None = None

@@ -16,8 +16,12 @@ from authz.api.auth import API_KEY_HEADER, BEARER, identify
 from authz.api.models import (
     AuditEntryOut,
     AuditPage,
+    DeliveryOut,
+    DeliveryPage,
     DisableRequest,
     ErrorBody,
+    EventOut,
+    EventPage,
     Health,
     KeyCreate,
     KeyCreated,
@@ -25,6 +29,8 @@ from authz.api.models import (
     KeyPage,
     KeyRotated,
     KeyUpdate,
+    PolicyOut,
+    PolicyUpdateIn,
     RotateRequest,
     Text,
     UsageOut,
@@ -42,6 +48,7 @@ from authz.management.delegation import (
     require_manager,
     require_scope,
 )
+from authz.management.policy import PolicyUpdate
 from authz.management.service import KeyService
 from authz.management.views import KeyChanges
 
@@ -113,12 +120,18 @@ def list_keys(
     include_inactive: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    expiring: Annotated[Text | None, Query(max_length=32, examples=["14d"])] = None,
 ) -> KeyPage:
-    """The caller's keys, newest first (admin keys: ``?user=`` any user's)."""
+    """The caller's keys, newest first (admin keys: ``?user=`` any user's); ``?expiring=14d``:
+    usable keys that expire within 14 days, soonest first."""
     require_manager(principal)
     owner = owner_for(principal, service.get_key(principal.key_id).user_email, user)
     views = service.list_keys(
-        user_email=owner, include_inactive=include_inactive, limit=limit + 1, offset=offset
+        user_email=owner,
+        include_inactive=include_inactive,
+        limit=limit + 1,
+        offset=offset,
+        expiring=None if expiring is None else parse_period(expiring),
     )
     more = len(views) > limit
     return KeyPage(
@@ -190,6 +203,99 @@ def key_usage(
     return UsageOut.of(service.key_usage(key_id, parse_period(since)))
 
 
+# --- authentication events, expiry warnings, central policy -------------------------------
+
+EventLimit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+Since = Annotated[Text | None, Query(max_length=40, examples=["24h"])]
+ReasonFilter = Annotated[Text | None, Query(max_length=64, examples=["revoked"])]
+
+
+def _event_page(
+    service: KeyService, since: str | None, limit: int, offset: int, **filters: str | None
+) -> EventPage:
+    """One page of events (one more is asked for, to know whether another page follows)."""
+    found = service.events(**filters, since=_since(since), limit=limit + 1, offset=offset)
+    return EventPage(
+        items=[EventOut.of(e) for e in found[:limit]],
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if len(found) > limit else None,
+    )
+
+
+def _since(since: str | None) -> datetime | None:
+    return None if since is None else parse_since(since, datetime.now(UTC))
+
+
+@router.get("/keys/{key_id}/events", response_model=EventPage)
+def key_events(
+    key_id: str,
+    principal: Caller,
+    service: Service,
+    *,
+    reason: ReasonFilter = None,
+    since: Since = None,
+    limit: EventLimit = 100,
+    offset: Offset = 0,
+) -> EventPage:
+    """Refused checks with this key, newest first (owner with keys:manage, or admin)."""
+    require_manager(principal, service.get_key(key_id).user_id)
+    return _event_page(service, since, limit, offset, key_id=key_id, reason=reason)
+
+
+@router.get("/events", response_model=EventPage)
+def events(
+    principal: Caller,
+    service: Service,
+    *,
+    key: Annotated[Text | None, Query(max_length=64)] = None,
+    user: Annotated[Text | None, Query(max_length=320)] = None,
+    reason: ReasonFilter = None,
+    since: Since = None,
+    limit: EventLimit = 100,
+    offset: Offset = 0,
+) -> EventPage:
+    """Every authentication event, newest first, filtered. Admin keys only."""
+    require_scope(principal, scopes.ADMIN)
+    return _event_page(service, since, limit, offset, key_id=key, user_email=user, reason=reason)
+
+
+@router.get("/webhook-deliveries", response_model=DeliveryPage)
+def webhook_deliveries(
+    principal: Caller,
+    service: Service,
+    *,
+    key: Annotated[Text | None, Query(max_length=64)] = None,
+    limit: EventLimit = 100,
+) -> DeliveryPage:
+    """The expiry-warning delivery log, newest first. Admin keys only."""
+    require_scope(principal, scopes.ADMIN)
+    return DeliveryPage(items=[DeliveryOut.of(d) for d in service.deliveries(key, limit)])
+
+
+@router.get("/policy", response_model=PolicyOut)
+def policy(principal: Caller, service: Service) -> PolicyOut:
+    """The central key policy (any key with keys:manage may read it)."""
+    require_manager(principal)
+    return PolicyOut.model_validate(service.policy().to_json())
+
+
+@router.put("/policy", response_model=PolicyOut)
+def set_policy(body: PolicyUpdateIn, principal: Caller, service: Service) -> PolicyOut:
+    """Change rules (omitted fields stay); audited, and every gateway holds keys to it within a
+    second. Admin keys only."""
+    require_scope(principal, scopes.ADMIN)
+    update = PolicyUpdate(
+        max_lifetime=body.max_lifetime,
+        max_lifetime_scope=body.max_lifetime_scope,
+        max_lifetime_env=body.max_lifetime_env,
+        inactivity_expiry=body.inactivity_expiry,
+        require_expiry_live=body.require_expiry_live,
+    )
+    return PolicyOut.model_validate(service.set_policy(update).to_json())
+
+
 # --- caller, audit, health -------------------------------------------------------------------
 
 
@@ -227,7 +333,7 @@ def audit(
         key_id=key,
         actor=actor,
         action=action,
-        since=None if since is None else parse_since(since, datetime.now(UTC)),
+        since=_since(since),
         limit=limit,
     )
     return AuditPage(items=[AuditEntryOut.of(e) for e in entries])

@@ -1,11 +1,12 @@
-"""What the keys API keeps for its lifetime: the check pipeline, a Postgres connection pool, and
-the gateway's pages (sign-in, sessions, docs; ``authz.pages``) with the limiter that slows a loop
-of wrong sign-ins.
+"""What the keys API keeps for its lifetime: the check pipeline, a Postgres connection pool, the
+gateway's pages (sign-in, sessions, docs; ``authz.pages``) with the limiter that slows a loop of
+wrong sign-ins, and the authentication events of this process (denials, sign-ins, sign-outs).
 
 Built in the application's lifespan (never at import time), on the server's event loop: the
 pipeline's async clients belong to that loop. Start mirrors ``authz.server``: the invalidation
-listener first (a revocation must reach this process's cache too), then the pools, then the
-periodic pruning of ended sessions (one instance at a time: an advisory lock).
+listener first (a revocation must reach this process's cache too), then the pools, the central
+key policy, the events' flushes and the periodic pruning of ended sessions (one instance at a
+time: an advisory lock).
 """
 
 from __future__ import annotations
@@ -20,12 +21,19 @@ import redis.asyncio as aioredis
 from psycopg_pool import ConnectionPool
 
 from authz.check.checker import Checker
+from authz.events.recorder import EventRecorder
 from authz.management.service import KeyService
 from authz.management.sessions import SessionService
 from authz.pages.routes import Pages
-from authz.pages.signin import SignIn
+from authz.pages.signin import SignIn, outside_signin
 from authz.ratelimit.limiters import RateLimiter, build_limiter
-from authz.server import build_checker, build_listener, build_store
+from authz.server import (
+    build_checker,
+    build_listener,
+    build_recorder,
+    build_store,
+    reload_policy,
+)
 from authz.settings import Settings, SettingsError
 from authz.storage.db import ConnectionFactory, pooled_connector
 from authz.storage.invalidation import InvalidationListener
@@ -46,6 +54,9 @@ class Runtime:
     listener: InvalidationListener | None
     limiter: RateLimiter
     pages: Pages
+    # Denials of callers' keys and of browser sessions' keys, and the pages' sign-ins, refused
+    # sign-ins and sign-outs (``events.signin``, from ``authz.pages.signin``).
+    events: EventRecorder
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -59,7 +70,11 @@ class Runtime:
             raise SettingsError("HOKUSAI_DATABASE_URL: required to run the keys API")
         store = store or build_store(settings)
         redis = redis_client(settings)
-        checker = build_checker(settings, store, redis)
+        events = build_recorder(settings)
+        recording = settings.events_queue_size > 0
+        # A refused sign-in is one event, ``signin_refused``, recorded by the sign-in itself.
+        on_denied = outside_signin(events.denied) if recording else None
+        checker = build_checker(settings, store, redis, on_denied=on_denied)
         pool = None
         if connect is None:
             pool, connect = pooled_connector(settings)
@@ -69,12 +84,12 @@ class Runtime:
         pages = Pages(
             settings,
             checker,
-            SignIn(checker, sessions, limiter, settings),
+            SignIn(checker, sessions, limiter, settings, events if recording else None),
             sessions,
             users.user_email,
         )
         listener = build_listener(settings, checker)
-        return cls(settings, checker, connect, store, redis, pool, listener, limiter, pages)
+        return cls(settings, checker, connect, store, redis, pool, listener, limiter, pages, events)
 
     async def start(self, listen_timeout: float = 10.0) -> None:
         if self.listener is not None:
@@ -85,7 +100,10 @@ class Runtime:
                 log.warning("keys API starting without cache invalidation")
         if self.pool is not None:
             self.pool.open(wait=False)
-        self._tasks.append(asyncio.get_running_loop().create_task(self._prune_sessions()))
+        await reload_policy(self.settings, self.checker)
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self.events.run()))
+        self._tasks.append(loop.create_task(self._prune_sessions()))
 
     async def _prune_sessions(self) -> None:
         """Delete ended sessions every ``HOKUSAI_SESSION_PRUNE_INTERVAL`` (one instance does)."""
@@ -100,6 +118,7 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.events.flush()
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
         self.checker.verifier.close()

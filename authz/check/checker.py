@@ -9,7 +9,9 @@
 2. format     — shape and CRC32 checksum, then the environment this gateway accepts (no I/O)
 3. record     — in-process cache → Redis → Postgres (``authz/storage/lookup.py``)
 4. secret     — fingerprint compare, or one bcrypt the first time (``verify.py``)
-5. status     — revoked? expired? (checked on every request: expiry fires no notification)
+5. status     — revoked? expired? (checked on every request: expiry fires no notification);
+   then the central key policy (``authz/keys/policy.py``): past the key's maximum lifetime
+   (``expired``) or unused for longer than the inactivity expiry (``inactive``)
 6. network    — the client address Envoy determined, against the key's allowlist
 7. scope      — the route and method's scope (``routes.py``; GraphQL by its operations,
    ``graphql.py``)
@@ -18,10 +20,12 @@
    Otherwise Envoy's global ratelimit filter does this after the Check, through
    ``authz/transports/ratelimit_service.py``.
 
-A denial is a returned ``Decision``, never an exception; ``check_safely`` turns an unexpected
-exception into an ``unavailable`` denial (fail closed) for every caller. A 401 for a browser's page
-load (a request without a key whose ``Sec-Fetch-*`` headers say it is a navigation to a page of
-MLflow's UI) carries ``location``: the sign-in page with the way back
+A denial is a returned ``Decision``, never an exception; every denial with a key id — a key's,
+or a browser session's key — is reported to ``on_denied`` (authentication events,
+``authz/events/recorder.py``: an append, no I/O). ``check_safely`` turns an unexpected exception
+into an ``unavailable`` denial (fail closed) for every caller. A 401 for a browser's page load (a
+request without a key whose ``Sec-Fetch-*`` headers say it is a navigation to a page of MLflow's
+UI) carries ``location``: the sign-in page with the way back
 (``authz.sessions.browser.signin_location``); the transports answer it with a 302.
 """
 
@@ -37,11 +41,12 @@ from authz.check import credentials, routes, sessions
 from authz.check.credentials import CredentialSources
 from authz.check.graphql import RequestBody
 from authz.check.reasons import OUTCOMES, Reason
-from authz.check.sessions import SessionCheck, SessionCredential
+from authz.check.sessions import SessionCheck, SessionCredential, SessionRefusal
 from authz.check.verify import SecretVerifier
 from authz.keys import format as key_format
 from authz.keys import scopes
 from authz.keys.format import ParsedKey
+from authz.keys.policy import Deadlines, KeyPolicy
 from authz.keys.record import KeyRecord
 from authz.ratelimit.gcra import Verdict
 from authz.ratelimit.limiters import KeyLimits
@@ -72,6 +77,8 @@ class CheckInput(NamedTuple):
 
 class Decision(NamedTuple):
     reason: Reason
+    # The key's record once it was found — on an admission, and on a denial after the lookup
+    # (authentication events name its user); a denial never answers from it.
     record: KeyRecord | None = None
     key_id: str | None = None  # public id, when the credential parsed: safe to log
     # Phase 8's verdict when it set numbers for the x-ratelimit-* headers (None: no headers).
@@ -100,6 +107,7 @@ class Checker:
         *,
         limits: KeyLimits | None = None,
         sessions: SessionCheck | None = None,
+        on_denied: Callable[[Decision, CheckInput], None] | None = None,
     ) -> None:
         self._policy = policy_
         self.lookup = lookup
@@ -108,6 +116,21 @@ class Checker:
         self._clock = clock
         self.limits = limits  # phase 8; None: Envoy's ratelimit filter enforces (or nobody)
         self.sessions = sessions  # phases 1–5 of a browser session; None: keys only
+        # Every denial with a key id is reported here (authentication events: an append).
+        self._on_denied = on_denied
+        # The central key policy (authz/keys/policy.py): replaced whole when it changes.
+        self._key_policy = KeyPolicy()
+        self._enforce_policy = False  # whether it can refuse an existing key (else: skipped)
+        self._deadlines = Deadlines()
+
+    @property
+    def key_policy(self) -> KeyPolicy:
+        return self._key_policy
+
+    @key_policy.setter
+    def key_policy(self, policy: KeyPolicy) -> None:
+        self._key_policy = policy
+        self._enforce_policy = policy.enforces_at_check
 
     async def check(self, request: CheckInput) -> Decision:
         key = self._parse(request)
@@ -115,13 +138,15 @@ class Checker:
             return await self._check_other(key, request)
         found = await self.lookup.get(key.key_id)
         if isinstance(found, Missing):
-            return _missing(found, key)
+            return self._reported(_missing(found, key), request)
         if found.env != key.env or not await self.verifier.verify(key, found):
-            return Decision(Reason.INVALID_SECRET, key_id=key.key_id)
+            return self._reported(_invalid(key, found), request)
         decision = self.authorize(found, request)
-        if not decision.allowed or self.limits is None:
+        if not decision.allowed:
+            return self._reported(decision, request)
+        if self.limits is None:
             return self._admit(decision)
-        return self._admit(decision, await self.limits.decide(found))
+        return self._reported(self._admit(decision, await self.limits.decide(found)), request)
 
     async def check_safely(self, request: CheckInput) -> Decision:
         """``check``, failing closed: an unexpected error is an ``unavailable`` denial (503)."""
@@ -144,19 +169,28 @@ class Checker:
         if found is None:
             return None
         if isinstance(found, Missing):
-            return _missing(found, key)
+            return self._reported(_missing(found, key), request)
         if found.env != key.env:
-            return Decision(Reason.INVALID_SECRET, key_id=key.key_id)
+            return self._reported(_invalid(key, found), request)
         verified = self.verifier.known(key, found)
         if verified is None:
             return None
         if not verified:
-            return Decision(Reason.INVALID_SECRET, key_id=key.key_id)
+            return self._reported(_invalid(key, found), request)
         decision = self.authorize(found, request)
-        if not decision.allowed or self.limits is None:
+        if not decision.allowed:
+            return self._reported(decision, request)
+        if self.limits is None:
             return self._admit(decision)
         verdict = self.limits.decide_now(found)
-        return None if verdict is None else self._admit(decision, verdict)
+        return None if verdict is None else self._reported(self._admit(decision, verdict), request)
+
+    def _reported(self, decision: Decision, request: CheckInput) -> Decision:
+        """A denial with a key id goes to ``on_denied`` (an append); only denial paths call this,
+        so a warm admission pays nothing for authentication events."""
+        if decision.key_id is not None and self._on_denied is not None and not decision.allowed:
+            self._on_denied(decision, request)
+        return decision
 
     def _parse(self, request: CheckInput) -> ParsedKey | SessionCredential | Decision:
         """Phases 1 and 2: one credential, well formed, of an accepted environment."""
@@ -186,13 +220,13 @@ class Checker:
         self, credential: SessionCredential | Decision, request: CheckInput
     ) -> Decision | None:
         if isinstance(credential, Decision):
-            return self._refused(credential, request)
+            return self._denied(credential, request)
         assert self.sessions is not None  # _session_credential returns none without it
         session = self.sessions.now(credential)
         if session is None:
             return None
-        if isinstance(session, Reason):
-            return self._refused(Decision(session), request)
+        if isinstance(session, SessionRefusal):
+            return self._denied(Decision(session.reason, key_id=session.key_id), request)
         found = self.lookup.cached(session.key_id or "")
         if found is None:
             return None
@@ -200,39 +234,43 @@ class Checker:
         if not decision.allowed or self.limits is None or decision.record is None:
             return self._admit(decision)
         verdict = self.limits.decide_now(decision.record)
-        return None if verdict is None else self._admit(decision, verdict)
+        return None if verdict is None else self._reported(self._admit(decision, verdict), request)
 
     async def _check_other(
         self, credential: SessionCredential | Decision, request: CheckInput
     ) -> Decision:
         if isinstance(credential, Decision):
-            return self._refused(credential, request)
+            return self._denied(credential, request)
         assert self.sessions is not None
         session = await self.sessions.get(credential)
-        if isinstance(session, Reason):
-            return self._refused(Decision(session), request)
+        if isinstance(session, SessionRefusal):
+            return self._denied(Decision(session.reason, key_id=session.key_id), request)
         found = await self.lookup.get(session.key_id or "")
         decision = self._authorize_session(session, found, request)
         if not decision.allowed or self.limits is None or decision.record is None:
             return self._admit(decision)
-        return self._admit(decision, await self.limits.decide(decision.record))
+        verdict = await self.limits.decide(decision.record)
+        return self._reported(self._admit(decision, verdict), request)
 
     def _authorize_session(
         self, session: SessionRecord, found: KeyRecord | Missing, request: CheckInput
     ) -> Decision:
-        """Phases 5–7 of a session: those of its key (the key's record, read live)."""
+        """Phases 5–7 of a session: those of its key (the key's record, read live), the central
+        key policy included."""
         if isinstance(found, Missing):  # the key is gone: the session with it
             reason = Reason.UNAVAILABLE if found is Missing.UNAVAILABLE else Reason.INVALID_SESSION
-            return self._refused(Decision(reason, key_id=session.key_id), request)
+            return self._denied(Decision(reason, key_id=session.key_id), request)
         decision = self.authorize(found, request)
         if decision.allowed:
             assert self.sessions is not None
             self.sessions.seen(session)
             return decision
-        return self._refused(decision, request)
+        return self._denied(decision, request)
 
-    def _refused(self, decision: Decision, request: CheckInput) -> Decision:
-        """A 401 for a browser's page load of MLflow's UI becomes a way to the sign-in page."""
+    def _denied(self, decision: Decision, request: CheckInput) -> Decision:
+        """A refusal of a request without a key: reported (when a key id is known, the session's
+        key), and a 401 for a browser's page load of MLflow's UI becomes a way to sign in."""
+        self._reported(decision, request)
         if OUTCOMES[decision.reason].status != 401 or not is_navigation(
             request.method, request.browser
         ):
@@ -240,7 +278,7 @@ class Checker:
         if not routes.is_browser_route(request.path):
             return decision
         location = signin_location(request.path, decision.reason.value)
-        return Decision(decision.reason, key_id=decision.key_id, location=location)
+        return decision._replace(location=location)
 
     # --- phases 5–8 -----------------------------------------------------------------------------
 
@@ -248,18 +286,31 @@ class Checker:
         """Phases 5–7 for a verified key: status, network, scope (``_admit`` completes it)."""
         now = self._clock()
         if record.revoked_at is not None and record.revoked_at <= now:
-            return Decision(Reason.REVOKED, key_id=record.key_id)
+            return _refused(Reason.REVOKED, record)
         if record.disabled_at is not None and record.disabled_at <= now:
-            return Decision(Reason.USER_DISABLED, key_id=record.key_id)
+            return _refused(Reason.USER_DISABLED, record)
         if record.expired(now):
-            return Decision(Reason.EXPIRED, key_id=record.key_id)
+            return _refused(Reason.EXPIRED, record)
+        if self._enforce_policy:
+            refused = self._policy_refuses(record, now)
+            if refused is not None:
+                return refused
         if record.networks and not _address_allowed(record, request.client_address):
-            return Decision(Reason.IP_NOT_ALLOWED, key_id=record.key_id)
+            return _refused(Reason.IP_NOT_ALLOWED, record)
         if not request.any_scope:
             needed = routes.required_scope(request.method, request.path, request.body)
             if not scopes.grants(record.scopes, needed):
-                return Decision(Reason.INSUFFICIENT_SCOPE, key_id=record.key_id)
+                return _refused(Reason.INSUFFICIENT_SCOPE, record)
         return Decision(Reason.ALLOWED, record=record, key_id=record.key_id)
+
+    def _policy_refuses(self, record: KeyRecord, now: float) -> Decision | None:
+        """Phase 5, the central policy: past its maximum lifetime, or unused for too long."""
+        expiry, inactive = self._deadlines.of(self._key_policy, record)
+        if expiry is not None and now >= expiry:
+            return _refused(Reason.EXPIRED, record)
+        if inactive is not None and now >= inactive:
+            return _refused(Reason.INACTIVE, record)
+        return None
 
     def _admit(self, decision: Decision, verdict: Verdict | None = None) -> Decision:
         """Phase 8's outcome; an admission is reported (last-used, hooks) only once it stands."""
@@ -270,16 +321,24 @@ class Checker:
             self._on_allowed(record)
             return decision
         if verdict.unavailable:  # redis_down = deny: the limiter could not count
-            return Decision(Reason.UNAVAILABLE, key_id=record.key_id)
+            return _refused(Reason.UNAVAILABLE, record)
         if not verdict.allowed:
-            return Decision(Reason.RATE_LIMITED, key_id=record.key_id, limit=verdict)
+            return Decision(Reason.RATE_LIMITED, record=record, key_id=record.key_id, limit=verdict)
         self._on_allowed(record)
         if verdict.degraded or verdict.limit.unlimited:
             return decision  # no numbers are known (or none apply): no headers
         return Decision(Reason.ALLOWED, record=record, key_id=record.key_id, limit=verdict)
 
 
-def _missing(found: Missing, key: key_format.ParsedKey) -> Decision:
+def _invalid(key: ParsedKey, found: KeyRecord) -> Decision:
+    return Decision(Reason.INVALID_SECRET, record=found, key_id=key.key_id)
+
+
+def _refused(reason: Reason, record: KeyRecord) -> Decision:
+    return Decision(reason, record=record, key_id=record.key_id)
+
+
+def _missing(found: Missing, key: ParsedKey) -> Decision:
     reason = Reason.UNKNOWN_KEY if found is Missing.UNKNOWN else Reason.UNAVAILABLE
     return Decision(reason, key_id=key.key_id)
 

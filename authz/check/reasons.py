@@ -5,6 +5,17 @@ operators, dashboards and users all speak of an outcome by one name. A denial's 
 here once — its body (``denial_body``) and its headers (``denial_headers``) — and every place that
 answers for a refused key uses them: the gRPC and HTTP transports, the keys REST API, and the
 Envoy and NGINX configuration generators.
+
+Every error body the gateway sends, denial or not (Envoy's own 404/429/431/503, the keys REST
+API's errors), has one shape, built only by ``error_body``::
+
+    {"error": "revoked", "error_code": "UNAUTHENTICATED",
+     "message": "The API key has been revoked: ask for a new one.", "docs": "/docs/errors#revoked"}
+
+``error`` is the gateway's own code; ``error_code`` is MLflow's for the status
+(``MLFLOW_ERROR_CODES``), because the stock MLflow client raises ``RestException`` with the body's
+``error_code`` (``INTERNAL_ERROR`` when there is none) and the MLflow UI shows
+``error_code: message``.
 """
 
 from __future__ import annotations
@@ -28,6 +39,11 @@ class Reason(StrEnum):
     INSUFFICIENT_SCOPE = "insufficient_scope"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
+    INACTIVE = "inactive"  # unused for longer than the policy's inactivity expiry (issue 15)
+    # Envoy's own answers when an upstream behind the gateway is down (cli/envoy_config.py's
+    # local replies): the key was never the problem.
+    MLFLOW_UNAVAILABLE = "mlflow_unavailable"
+    KEYS_API_UNAVAILABLE = "keys_api_unavailable"
     # browser sessions (issue 13)
     INVALID_SESSION = "invalid_session"
     SESSION_EXPIRED = "session_expired"
@@ -41,6 +57,11 @@ class Outcome:
     message: str
     # RFC 6750 error code for WWW-Authenticate ("" = none: the request carried no credential).
     bearer_error: str
+
+    @property
+    def mlflow_code(self) -> str:
+        """MLflow's error code for this outcome (``MLFLOW_ERROR_CODES``, by its status)."""
+        return mlflow_error_code(self.status)
 
 
 OUTCOMES: dict[Reason, Outcome] = {
@@ -81,6 +102,22 @@ OUTCOMES: dict[Reason, Outcome] = {
     ),
     Reason.RATE_LIMITED: Outcome(429, "Too many requests for this API key: retry later.", ""),
     Reason.UNAVAILABLE: Outcome(503, "The key could not be verified right now: retry shortly.", ""),
+    Reason.INACTIVE: Outcome(
+        401,
+        "The API key was unused for longer than the gateway's inactivity limit: ask for a new one.",
+        "invalid_token",
+    ),
+    Reason.MLFLOW_UNAVAILABLE: Outcome(
+        503,
+        "MLflow is not reachable through the gateway right now; your key is fine: retry shortly.",
+        "",
+    ),
+    Reason.KEYS_API_UNAVAILABLE: Outcome(
+        503,
+        "The keys API is not reachable through the gateway right now; your key is fine: "
+        "retry shortly.",
+        "",
+    ),
     Reason.INVALID_SESSION: Outcome(
         401, "The session is not valid: sign in again at /login.", "invalid_token"
     ),
@@ -100,19 +137,52 @@ OUTCOMES: dict[Reason, Outcome] = {
     ),
 }
 
+# MLflow's error code (mlflow.protos.databricks_pb2.ErrorCode) for each status a gateway error
+# carries: the code MLflow's own server answers that status with (mlflow/exceptions.py,
+# ERROR_CODE_TO_HTTP_STATUS), except 422, which MLflow never sends (INVALID_PARAMETER_VALUE is its
+# code for a bad value). One code per status, so every reason — including any added later — has
+# its MLflow code: the 401s are UNAUTHENTICATED, the 403s PERMISSION_DENIED, the 429
+# RESOURCE_EXHAUSTED (what MLflow itself derives from a 429; its UI treats no 429 code specially)
+# and the 503s TEMPORARILY_UNAVAILABLE.
+MLFLOW_ERROR_CODES: dict[int, str] = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "ENDPOINT_NOT_FOUND",
+    409: "RESOURCE_CONFLICT",
+    422: "INVALID_PARAMETER_VALUE",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+
 DOCS_PATH = "/docs/errors"
 RETRY_AFTER_UNAVAILABLE = "1"  # seconds: a 503 is a momentary state (database or cache away)
 
 
-def denial_body(reason: Reason, docs_base: str = DOCS_PATH) -> bytes:
-    """The one JSON shape of every denial: error code, one helpful sentence, docs link."""
+def mlflow_error_code(status: int) -> str:
+    """MLflow's code for ``status``: the table's, else BAD_REQUEST (4xx) or INTERNAL_ERROR."""
+    return MLFLOW_ERROR_CODES.get(status) or ("BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
+
+
+def docs_link(error: str, docs_base: str = DOCS_PATH) -> str:
+    """The anchor of ``error``'s section in the errors guide (``revoked`` → ``…#revoked``)."""
+    return f"{docs_base}#{error.replace('_', '-')}"
+
+
+def error_body(error: str, status: int, message: str, docs: str) -> bytes:
+    """The one JSON shape of every error the gateway answers with (see the module docstring)."""
     return json.dumps(
-        {
-            "error": reason.value,
-            "message": OUTCOMES[reason].message,
-            "docs": f"{docs_base}#{reason.value.replace('_', '-')}",
-        }
+        {"error": error, "error_code": mlflow_error_code(status), "message": message, "docs": docs}
     ).encode()
+
+
+def denial_body(reason: Reason, docs_base: str = DOCS_PATH) -> bytes:
+    """A denial's body: the reason, MLflow's code, one helpful sentence, the docs link."""
+    outcome = OUTCOMES[reason]
+    return error_body(
+        reason.value, outcome.status, outcome.message, docs_link(reason.value, docs_base)
+    )
 
 
 def www_authenticate(reason: Reason) -> str | None:
@@ -132,7 +202,7 @@ def denial_headers(reason: Reason) -> list[tuple[str, str]]:
     challenge = www_authenticate(reason)
     if challenge:
         headers.append(("www-authenticate", challenge))
-    if reason is Reason.UNAVAILABLE:
+    if OUTCOMES[reason].status == 503:
         headers.append(("retry-after", RETRY_AFTER_UNAVAILABLE))
     return headers
 

@@ -39,6 +39,14 @@ class SessionCredential(NamedTuple):
     id_hash: str
 
 
+class SessionRefusal(NamedTuple):
+    """Why a session does not work; ``key_id`` is its key's when the record was found (the
+    authentication event names it)."""
+
+    reason: Reason
+    key_id: str | None = None
+
+
 class Activity(Protocol):
     """Sessions seen in use by this instance (``authz.storage.lastused.LastUsedRecorder``,
     on the epoch clock): marked on every admission, written in batches."""
@@ -66,6 +74,10 @@ def credential(
     return SessionCredential(cookie.id_hash(found))
 
 
+_UNAVAILABLE = SessionRefusal(Reason.UNAVAILABLE)
+_UNKNOWN = SessionRefusal(Reason.INVALID_SESSION)
+
+
 class SessionCheck:
     """Phases 3–5 of a session credential; ``activity`` remembers sessions seen in use."""
 
@@ -77,12 +89,12 @@ class SessionCheck:
     ) -> None:
         self.lookup, self.activity, self._clock = lookup, activity, clock
 
-    def now(self, session: SessionCredential) -> SessionRecord | Reason | None:
+    def now(self, session: SessionCredential) -> SessionRecord | SessionRefusal | None:
         """The usable session or the reason it is not, without I/O; None when I/O must tell."""
         found = self.lookup.cached(session.id_hash)
         return None if found is None else self._judge(found)
 
-    async def get(self, session: SessionCredential) -> SessionRecord | Reason:
+    async def get(self, session: SessionCredential) -> SessionRecord | SessionRefusal:
         judged = self._judge(await self.lookup.get(session.id_hash))
         if judged is not None:
             return judged
@@ -92,17 +104,19 @@ class SessionCheck:
             return judged
         assert isinstance(found, SessionRecord)
         self.lookup.remember(found.ended(self._clock()))
-        return Reason.SESSION_EXPIRED
+        return SessionRefusal(Reason.SESSION_EXPIRED, found.key_id)
 
-    def _judge(self, found: SessionRecord | Missing) -> SessionRecord | Reason | None:
-        """The usable session, the reason it is not, or None: it looks idle (re-read it)."""
+    def _judge(self, found: SessionRecord | Missing) -> SessionRecord | SessionRefusal | None:
+        """The usable session, why it is not, or None: it looks idle (re-read it)."""
         if found is Missing.UNAVAILABLE:
-            return Reason.UNAVAILABLE
-        if found is Missing.UNKNOWN or found.kind != KIND_KEY:  # OIDC sessions: next round
-            return Reason.INVALID_SESSION
+            return _UNAVAILABLE
+        if found is Missing.UNKNOWN:
+            return _UNKNOWN
+        if found.kind != KIND_KEY:  # OIDC sessions: next round
+            return SessionRefusal(Reason.INVALID_SESSION, found.key_id)
         state = found.state(self._clock(), self.activity.last(found.id_hash))
         if state is SessionState.ENDED:
-            return Reason.SESSION_EXPIRED
+            return SessionRefusal(Reason.SESSION_EXPIRED, found.key_id)
         return None if state is SessionState.IDLE else found
 
     def seen(self, session: SessionRecord) -> None:

@@ -51,6 +51,9 @@ class KeyRecord:
     burst: int | None
     version: int
     disabled_at: float | None = None  # the key's user was disabled (``hokusai auth disable-user``)
+    # For the central policy's check-time rules (authz/keys/policy.py): epoch seconds; 0: unknown.
+    created_at: float = 0.0
+    last_used_at: float | None = None
 
     @property
     def cache_id(self) -> str:
@@ -108,6 +111,8 @@ class KeyRecord:
                 "b": self.burst,
                 "v": self.version,
                 "d": self.disabled_at,
+                "c": self.created_at,
+                "lu": self.last_used_at,
             },
             separators=(",", ":"),
         ).encode()
@@ -127,5 +132,7 @@ class KeyRecord:
             rate_limit_per_hour=data["l"],
             burst=data["b"],
             version=int(data["v"]),
-            disabled_at=data["d"],
+            disabled_at=data.get("d"),
+            created_at=float(data.get("c") or 0.0),
+            last_used_at=data.get("lu"),
         )

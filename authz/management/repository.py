@@ -21,6 +21,10 @@ from psycopg.types.json import Jsonb
 
 from authz.errors import Conflict, StoreUnavailable
 from authz.keys.format import ParsedKey
+from authz.keys.policy import KeyPolicy
+from authz.storage import events as events_sql
+from authz.storage import policy as policy_sql
+from authz.storage import webhooks as webhooks_sql
 from authz.storage.api_keys import ACTIVE, PUBLIC_SELECT, public_fields
 from authz.storage.db import Connection, ConnectionFactory
 from authz.usage import reports
@@ -69,20 +73,31 @@ class KeyRepository:
         return None if row is None else public_fields(row)
 
     def keys(
-        self, user_email: str | None, include_inactive: bool, limit: int, offset: int
+        self,
+        user_email: str | None,
+        include_inactive: bool,
+        limit: int,
+        offset: int,
+        expiring_before: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest first; by default only usable keys."""
-        where, params = ["TRUE"], []
+        """Newest first; by default only usable keys; ``expiring_before``: usable keys that
+        expire before then, soonest first."""
+        where, params = ["TRUE"], list[Any]()
         if user_email is not None:
             where.append("lower(u.email) = %s")
             params.append(user_email)
-        if not include_inactive:
+        if not include_inactive or expiring_before is not None:
             where.append(ACTIVE)
+        order = "k.created_at DESC, k.key_id"
+        if expiring_before is not None:
+            where.append("k.expires_at <= %s")
+            params.append(expiring_before)
+            order = "k.expires_at, k.key_id"
         sql = (
             PUBLIC_SELECT
             + " WHERE "
             + " AND ".join(where)
-            + " ORDER BY k.created_at DESC, k.key_id LIMIT %s OFFSET %s"
+            + f" ORDER BY {order} LIMIT %s OFFSET %s"
         )
         rows = self._conn.execute(sql, [*params, limit, offset]).fetchall()
         return [public_fields(row) for row in rows]
@@ -163,7 +178,25 @@ class KeyRepository:
         )
 
     def usage(self, key_id: str, since: datetime, now: datetime) -> reports.KeyReport:
-        return reports.key_report(self._conn, key_id, since, now)
+        report = reports.key_report(self._conn, key_id, since, now)
+        denied = {reason: n for _k, reason, n in events_sql.denials(self._conn, key_id, since)}
+        return reports.with_denials(report, denied)
+
+    # --- policy, events, expiry-warning deliveries ---------------------------------------------
+
+    def policy(self) -> KeyPolicy:
+        return policy_sql.read(self._conn)
+
+    def set_policy(self, columns: Mapping[str, Any]) -> None:
+        policy_sql.write(self._conn, columns)
+
+    def events(
+        self, filters: Mapping[str, Any], since: datetime | None, limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        return events_sql.query(self._conn, filters, since, limit, offset)
+
+    def deliveries(self, key_id: str | None, limit: int) -> list[dict[str, Any]]:
+        return webhooks_sql.deliveries(self._conn, key_id, limit)
 
     # --- audit ------------------------------------------------------------------------------
 

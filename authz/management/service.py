@@ -19,8 +19,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from authz.errors import Conflict, InvalidInput, NotFound
+from authz.keys import durations
 from authz.keys import format as key_format
 from authz.keys import scopes as scope_rules
+from authz.keys.policy import KeyPolicy
+from authz.management import policy as policy_rules
+from authz.management.events import DeliveryView, EventView
 from authz.management.expiry import ExpiryPolicy
 from authz.management.repository import KeyRepository, transaction
 from authz.management.validation import (
@@ -68,7 +72,10 @@ class KeyService:
         self._settings = settings
         self._actor = actor
         self._clock = clock
-        self.expiry = ExpiryPolicy(settings, clock)
+
+    def _expiry(self, repo: KeyRepository) -> ExpiryPolicy:
+        """The expiry rules of the central policy, read in the operation's transaction."""
+        return ExpiryPolicy(repo.policy(), self._clock)
 
     def _transaction(self) -> AbstractContextManager[KeyRepository]:
         return transaction(self._connect, self._actor)
@@ -101,11 +108,12 @@ class KeyService:
     ) -> tuple[KeyView, key_format.NewKey]:
         """A new key (its user is created on first use); the ``NewKey`` token is shown once."""
         email = validate_email(user_email)
-        fields = {
+        if expires_at is not None and expires_in is not None:
+            raise InvalidInput("give an expiry time or a lifetime, not both")
+        fields: dict[str, Any] = {
             "name": validate_name(name),
             "env": validate_env(env),
             "scopes": list(scope_rules.normalize(scopes)),
-            "expires_at": self.expiry.resolve(expires_at, expires_in),
             "rate_limit_per_hour": validate_limit(rate_limit_per_hour, "the rate limit"),
             "burst": validate_limit(burst, "the burst"),
             "allowed_ips": list(validate_cidrs(allowed_ips)),
@@ -113,6 +121,9 @@ class KeyService:
         }
         new = key_format.generate(validate_env(env))
         with self._transaction() as repo:
+            fields["expires_at"] = self._expiry(repo).resolve(
+                expires_at, expires_in, scopes=fields["scopes"], env=env
+            )
             user_id, disabled = repo.user(email)
             if disabled:
                 raise Conflict(f"user {email} is disabled")
@@ -144,13 +155,18 @@ class KeyService:
         include_inactive: bool = False,
         limit: int = 1000,
         offset: int = 0,
+        expiring: timedelta | None = None,
     ) -> list[KeyView]:
-        """Keys newest first; by default only usable ones (not revoked, not expired)."""
+        """Keys newest first; by default only usable ones (not revoked, not expired);
+        ``expiring``: usable keys that expire within it, soonest first."""
         if not 1 <= limit <= 10_000 or offset < 0:
             raise InvalidInput("limit must be 1-10000 and offset not negative")
+        if expiring is not None and expiring <= timedelta(0):
+            raise InvalidInput("the expiring period must be positive")
         email = None if user_email is None else validate_email(user_email)
+        before = None if expiring is None else self._clock() + expiring
         with self._transaction() as repo:
-            rows = repo.keys(email, include_inactive, limit, offset)
+            rows = repo.keys(email, include_inactive, limit, offset, before)
         return [self._view(fields) for fields in rows]
 
     # --- change -------------------------------------------------------------------------------
@@ -163,7 +179,7 @@ class KeyService:
             current = self._fetch(repo, key_id, lock=True)
             if current.status == "revoked":
                 raise Conflict(f"key {key_id} is revoked; a revoked key cannot be changed")
-            expiry = self._changed_expiry(changes, current)
+            expiry = self._changed_expiry(repo, changes, current, columns.get("scopes"))
             if expiry is not None:
                 columns["expires_at"] = expiry[0]
             repo.update(key_id, columns)
@@ -188,18 +204,41 @@ class KeyService:
         return columns
 
     def _changed_expiry(
-        self, changes: KeyChanges, current: KeyView
+        self,
+        repo: KeyRepository,
+        changes: KeyChanges,
+        current: KeyView,
+        new_scopes: Sequence[str] | None,
     ) -> tuple[datetime | None] | None:
-        """``(new expiry,)`` when the update touches it, else None."""
+        """``(new expiry,)`` when the update touches it (or new scopes shorten the maximum
+        lifetime below the current expiry: then an error), else None."""
         wants = changes.expires_at is not None or changes.expires_in is not None
+        expiry = self._expiry(repo)
+        scopes = current.scopes if new_scopes is None else new_scopes
         if changes.clear_expiry:
             if wants:
                 raise InvalidInput("give a new expiry or remove it, not both")
-            self.expiry.require_expiry()
+            expiry.require_expiry(current.env, scopes)
             return (None,)
-        if not wants:
-            return None
-        return (self.expiry.resolve(changes.expires_at, changes.expires_in, current.created_at),)
+        if wants:
+            return (
+                expiry.resolve(
+                    changes.expires_at,
+                    changes.expires_in,
+                    scopes=scopes,
+                    env=current.env,
+                    born=current.created_at,
+                ),
+            )
+        most = expiry.maximum(scopes, current.env)
+        if new_scopes is not None and most is not None:
+            latest = current.created_at + most
+            if current.expires_at is None or current.expires_at > latest:
+                raise InvalidInput(
+                    "with these scopes the key may live at most "
+                    f"{durations.format_duration(most)}: give an expiry within it too"
+                )
+        return None
 
     def revoke_key(self, key_id: str, reason: str | None = None) -> tuple[KeyView, bool]:
         """Revoke now; idempotent. Returns the key and whether it was already revoked."""
@@ -231,6 +270,7 @@ class KeyService:
             if old.status in {"revoked", "expired"}:
                 raise Conflict(f"key {key_id} is {old.status}; create a new key instead")
             lifetime = None if old.expires_at is None else old.expires_at - old.created_at
+            expiry = self._expiry(repo)
             fields = {
                 "name": old.name,
                 "scopes": old.scopes,
@@ -238,7 +278,12 @@ class KeyService:
                 "burst": old.burst,
                 "allowed_ips": old.allowed_ips,
                 "metadata": old.metadata,
-                "expires_at": self.expiry.resolve(None, self.expiry.capped(lifetime)),
+                "expires_at": expiry.resolve(
+                    None,
+                    expiry.capped(lifetime, old.scopes, old.env),
+                    scopes=old.scopes,
+                    env=old.env,
+                ),
             }
             new = key_format.generate(old.env)
             self._insert(repo, new, old.user_id, fields, rotated_from=key_id)
@@ -290,6 +335,48 @@ class KeyService:
             self._fetch(repo, key_id)
             now = self._clock()
             return repo.usage(key_id, now - since, now)
+
+    # --- central policy, authentication events, expiry-warning deliveries ---------------------
+
+    def policy(self) -> KeyPolicy:
+        with self._transaction() as repo:
+            return repo.policy()
+
+    def set_policy(self, update: policy_rules.PolicyUpdate) -> KeyPolicy:
+        """Change the policy (audited as ``policy.update``; every instance reloads it)."""
+        with self._transaction() as repo:
+            repo.set_policy(policy_rules.columns(update, repo.policy()))
+            return repo.policy()
+
+    def events(
+        self,
+        *,
+        key_id: str | None = None,
+        user_email: str | None = None,
+        reason: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[EventView]:
+        """Authentication events newest first (``hokusai auth events``, the REST API)."""
+        if not 1 <= limit <= 10_000 or not 0 <= offset <= 1_000_000:
+            raise InvalidInput("limit must be 1-10000 and offset 0-1000000")
+        filters = {
+            "key_id": None if key_id is None else parse_key_ref(key_id),
+            "user_email": None if user_email is None else validate_email(user_email),
+            "reason": reason,
+        }
+        with self._transaction() as repo:
+            rows = repo.events(filters, since, limit, offset)
+        return [EventView(**row) for row in rows]
+
+    def deliveries(self, key_id: str | None = None, limit: int = 100) -> list[DeliveryView]:
+        """The expiry-warning delivery log, newest first."""
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput("limit must be 1-10000")
+        key = None if key_id is None else parse_key_ref(key_id)
+        with self._transaction() as repo:
+            return [DeliveryView(**row) for row in repo.deliveries(key, limit)]
 
     # --- audit --------------------------------------------------------------------------------
 

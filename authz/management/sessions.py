@@ -14,7 +14,7 @@ from authz.management.repository import transaction_of
 from authz.sessions import cookie
 from authz.settings import Settings
 from authz.storage.db import ConnectionFactory
-from authz.storage.sessions import NewSession, SessionRepository
+from authz.storage.sessions import NewSession, SessionOwner, SessionRepository
 
 MAX_USER_AGENT = 200
 SIGNED_OUT = "signed_out"
@@ -50,12 +50,11 @@ class SessionService:
             repo.insert(session)
         return StartedSession(session_id, int(lifetime))
 
-    def end(self, session_id: str, reason: str = SIGNED_OUT) -> str | None:
-        """End a session (idempotent); the key id it belonged to, or None."""
+    def end(self, session_id: str, reason: str = SIGNED_OUT) -> SessionOwner | None:
+        """End a session (idempotent); whose it was (key id, user), or None when none was live."""
         id_hash = cookie.id_hash(session_id)
         with transaction_of(self._connect, "web:session", SessionRepository) as repo:
-            key_id = repo.revoke(id_hash, reason)
-        return key_id
+            return repo.revoke(id_hash, reason)
 
     def refused(self, key_id: str, reason: str, client: str | None) -> None:
         """Audit a refused sign-in whose key parsed to ``key_id`` (never the key itself)."""

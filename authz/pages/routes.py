@@ -187,7 +187,7 @@ async def logout(request: Request) -> Response:
         return page("logout.html", status=403, title="Sign out")
     session_id = session_of(request)
     if session_id is not None:
-        await pages.signin.end(session_id)
+        await pages.signin.end(session_id, client=client_of(request, pages.settings.trusted_hops))
     response = RedirectResponse(f"{SIGNIN_PATH}?reason=signed_out", status_code=303)
     response.headers["cache-control"] = "no-store"
     response.headers["set-cookie"] = cookie.clear_cookie()

@@ -12,16 +12,23 @@
    (``session.signin_refused``); a success starts a session with a fresh id (the browser's old
    one, if any, is ended: no fixation) and returns the cookie and where to go
    (``return_location``: ``next`` and the fragment, both re-checked).
+
+Each outcome with a key id is also an authentication event (``authz.events.recorder``, kinds
+``signin``, ``signin_refused`` and ``signout``; an append, written in batches), beside the audit
+rows the triggers write. The Check the sign-in runs reports nothing itself (``outside_signin``):
+a refused sign-in is one event, with the reason the page gave.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from authz.check.checker import Checker, CheckInput
+from authz.check.checker import Checker, CheckInput, Decision
 from authz.check.credentials import CredentialSources
 from authz.check.reasons import OUTCOMES, Reason
+from authz.events.recorder import EventRecorder
 from authz.keys import scopes
 from authz.management.sessions import REPLACED, SIGNED_OUT, SessionService
 from authz.ratelimit.gcra import Limit, ceil_seconds
@@ -29,9 +36,11 @@ from authz.ratelimit.limiters import RateLimiter
 from authz.sessions import cookie
 from authz.sessions.browser import BrowserSignals, return_location, same_origin
 from authz.settings import Settings
+from authz.transports import wire
 
 MAX_KEY = 200  # characters: far above a key's 86, far below anything costly
 LIMIT_PREFIX = "signin:"
+CHECK_PATH = wire.SIGNIN_PATH  # the path of the Check a sign-in runs, and its events' route
 # One message whatever a key's existence: these refusals all read the same.
 NOT_ACCEPTED = frozenset(
     {
@@ -71,12 +80,31 @@ class Outcome:
     retry_after: int | None = None
 
 
+def outside_signin(
+    denied: Callable[[Decision, CheckInput], None],
+) -> Callable[[Decision, CheckInput], None]:
+    """The keys API's ``on_denied``: every refused check but a sign-in's (``SignIn`` records
+    those as ``signin_refused``)."""
+
+    def report(decision: Decision, request: CheckInput) -> None:
+        if request.path != CHECK_PATH:
+            denied(decision, request)
+
+    return report
+
+
 class SignIn:
     def __init__(
-        self, checker: Checker, sessions: SessionService, limiter: RateLimiter, settings: Settings
+        self,
+        checker: Checker,
+        sessions: SessionService,
+        limiter: RateLimiter,
+        settings: Settings,
+        events: EventRecorder | None = None,
     ) -> None:
         self._checker, self._sessions, self._limiter = checker, sessions, limiter
         self._limit = Limit(settings.signin_rate_limit, settings.signin_burst)
+        self._events = events  # None: recording is off (HOKUSAI_EVENTS_QUEUE_SIZE=0)
 
     async def attempt(self, attempt: Attempt) -> Outcome:
         if attempt.browser is None or not same_origin(attempt.browser):
@@ -94,7 +122,7 @@ class SignIn:
         key = attempt.key.strip()[:MAX_KEY]
         request = CheckInput(
             "GET",
-            "/login",
+            CHECK_PATH,
             CredentialSources(f"Bearer {key}" if key else None, None, ""),
             attempt.client,
             any_scope=True,
@@ -111,6 +139,8 @@ class SignIn:
             await verifier.spend()
         if decision.key_id is not None:
             reason = decision.reason.value if not decision.allowed else "insufficient_scope"
+            user_id = None if record is None else record.user_id
+            self._event("signin_refused", reason, decision.key_id, user_id, attempt.client)
             await asyncio.to_thread(self._sessions.refused, decision.key_id, reason, attempt.client)
         if decision.allowed:
             return Outcome(403, message=NO_READ_MESSAGE)
@@ -118,21 +148,46 @@ class SignIn:
 
     async def _start(self, attempt: Attempt, key_id: str, user_id: int) -> Outcome:
         if attempt.old_session is not None:
-            await self.end(attempt.old_session, REPLACED)
+            await self.end(attempt.old_session, REPLACED, attempt.client)
         started = await asyncio.to_thread(
             self._sessions.start, key_id, user_id, attempt.client, attempt.user_agent
         )
+        self._event("signin", Reason.ALLOWED.value, key_id, user_id, attempt.client)
         return Outcome(
             303,
             location=return_location(attempt.next, attempt.fragment),
             set_cookie=cookie.set_cookie(started.session_id, started.max_age),
         )
 
-    async def end(self, session_id: str, reason: str = SIGNED_OUT) -> None:
+    async def end(self, session_id: str, reason: str = SIGNED_OUT, client: str = "") -> None:
         """End a session, and forget it in this process at once (elsewhere: the NOTIFY)."""
-        await asyncio.to_thread(self._sessions.end, session_id, reason)
+        owner = await asyncio.to_thread(self._sessions.end, session_id, reason)
+        if owner is not None:
+            route = wire.SIGNOUT_PATH if reason == SIGNED_OUT else CHECK_PATH
+            self._event("signout", reason, owner.key_id, owner.user_id, client, route=route)
         if self._checker.sessions is not None:
             await self._checker.sessions.lookup.invalidate(cookie.id_hash(session_id))
+
+    def _event(
+        self,
+        kind: str,
+        reason: str,
+        key_id: str | None,
+        user_id: int | None,
+        client: str,
+        *,
+        route: str = CHECK_PATH,
+    ) -> None:
+        if self._events is not None:
+            self._events.signin(
+                kind,
+                reason=reason,
+                key_id=key_id,
+                user_id=user_id,
+                client_address=client,
+                route=route,
+                method="POST",
+            )
 
 
 def message_for(reason: Reason) -> str:

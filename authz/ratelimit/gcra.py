@@ -5,24 +5,27 @@ with burst ``B`` has emission interval ``T = 3600 s / R``; a request of cost ``n
 allowed when ``max(TAT, now) + n·T − B·T <= now`` and then moves TAT there. From idle, exactly
 ``B`` requests pass at once, then one per ``T``: no fixed window, so no 2× at a boundary.
 
-``gcra`` is the in-process decision; ``GCRA_LUA`` is the same arithmetic as one atomic Redis
-script (and ``ADD_LUA`` the approximate mode's sync). The limiters that apply them are
-``limiters.py``.
+``gcra`` is the in-process decision (the approximate limiter's) and ``ADD_LUA`` the approximate
+mode's sync; the exact limiter's bucket is GCRA whose tokens carry deadlines
+(``lease_bucket.py``). ``Limit``, ``Verdict`` and ``LimiterStats`` are what every limiter
+(``limiters.py``, ``leases.py``) takes, answers and counts.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
 from authz.keys.record import KeyRecord
 
 HOUR_US = 3_600_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Limit:
+class Limit(NamedTuple):
+    """A key's limit. ``Limit`` and ``Verdict`` are named tuples: built on every limited Check,
+    a tuple costs a third of a frozen dataclass (0.16 against 0.46 µs, measured here)."""
+
     per_hour: int  # 0: unlimited (only ever when written explicitly)
     burst: int
 
@@ -47,8 +50,7 @@ def limit_for(record: KeyRecord, default: Limit) -> Limit:
     return Limit(per_hour, max(1, burst))
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     allowed: bool
     limit: Limit
     remaining: int = 0
@@ -60,6 +62,16 @@ class Verdict:
     def unavailable(self) -> bool:
         """Denied because the limiter could not count (``redis_down = deny``)."""
         return self.degraded and not self.allowed
+
+
+@dataclass(slots=True)
+class LimiterStats:
+    """Counters for telemetry: decisions the redis_down policy made, and Redis failures."""
+
+    redis_errors: int = 0
+    fail_open: int = 0
+    fail_closed: int = 0
+    syncs: int = 0
 
 
 def unlimited_verdict(limit: Limit) -> Verdict:
@@ -80,42 +92,6 @@ def gcra(tat_us: int, now_us: int, limit: Limit, cost: int = 1) -> tuple[int, Ve
     remaining = (limit.burst * interval - (new_tat - now_us)) // interval
     return new_tat, Verdict(True, limit, int(remaining), (new_tat - now_us) / 1e6)
 
-
-def verdict_from_script(reply: list[Any], limit: Limit) -> Verdict:
-    """The Lua script's reply {allowed, tat - now, allow_at - now} as a verdict."""
-    allowed, ahead_us, wait_us = (int(v) for v in reply)
-    interval = limit.interval_us
-    if not allowed:
-        return Verdict(False, limit, 0, ahead_us / 1e6, wait_us / 1e6)
-    remaining = (limit.burst * interval - ahead_us) // interval
-    return Verdict(True, limit, int(remaining), ahead_us / 1e6)
-
-
-# KEYS[1]: the key's TAT. ARGV: interval µs, burst, cost, now µs ("" = Redis's own clock, so
-# every instance shares one clock). Returns {allowed, tat - now, allow_at - now} in µs.
-GCRA_LUA = """
-redis.replicate_commands()
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local now
-if ARGV[4] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[4])
-end
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + cost * interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then
-  return {0, tat - now, allow_at - now}
-end
-local ttl = math.floor((new_tat - now) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl)
-return {1, new_tat - now, 0}
-"""
 
 # The approximate mode's sync: add n hits without deciding, return the shared TAT - now (µs).
 ADD_LUA = """

@@ -1,8 +1,9 @@
-"""Per-key rate limiters: GCRA (``gcra.py``) applied exactly in Redis or approximately in process.
+"""Per-key rate limiters: exact across instances with leases, or approximate in process.
 
-* ``ExactLimiter``: the whole decision is one Lua script in Redis (atomic, shared by every
-  instance, Redis's clock): one round trip per request.
-* ``ApproximateLimiter``: the same GCRA on an in-process TAT (no I/O per request); every
+* ``LeaseLimiter`` (``leases.py``), ``HOKUSAI_RATE_LIMIT_MODE=exact``: never exceeded across
+  instances. A slow key's request is one atomic Lua call in Redis (Redis's clock), as before; a
+  hot key's requests spend tokens leased from the same bucket, with no I/O.
+* ``ApproximateLimiter`` (here): the same GCRA on an in-process TAT (no I/O per request); every
   ``sync_interval`` the hits of each active key are added to the shared TAT in one pipeline and
   the local TAT jumps to the shared one. Overshoot is bounded: with ``N`` instances, a key can get
   at most ``(N−1)·(B + sync_interval/T)`` requests more than its limit over any stretch of time
@@ -10,7 +11,8 @@
 * Redis unreachable (or no Redis configured): ``redis_down = "open"`` (default) allows and counts
   (``stats.fail_open``); ``"deny"`` answers ``unavailable`` (the service turns it into an error,
   which Envoy maps to 503 with ``failure_mode_deny``). The approximate limiter keeps enforcing
-  per instance while Redis is away. Authentication never depends on any of this.
+  per instance while Redis is away, the exact one spends the tokens it holds. Authentication
+  never depends on any of this.
 """
 
 from __future__ import annotations
@@ -27,30 +29,20 @@ import redis.asyncio as aioredis
 from authz.keys.record import KeyRecord
 from authz.ratelimit.gcra import (
     ADD_LUA,
-    GCRA_LUA,
     Limit,
+    LimiterStats,
     Verdict,
     gcra,
     limit_for,
     unlimited_verdict,
-    verdict_from_script,
 )
-from authz.resilience.breaker import Breaker
+from authz.ratelimit.lease_bucket import RedisLeaseStore
+from authz.ratelimit.leases import LeaseLimiter
 
 log = logging.getLogger(__name__)
 
 REDIS_PREFIX = "hokusai:rl:"
 Clock = Callable[[], float]  # epoch seconds
-
-
-@dataclass(slots=True)
-class LimiterStats:
-    """Counters for telemetry: decisions the redis_down policy made, and Redis failures."""
-
-    redis_errors: int = 0
-    fail_open: int = 0
-    fail_closed: int = 0
-    syncs: int = 0
 
 
 class RateLimiter(Protocol):
@@ -64,59 +56,6 @@ class RateLimiter(Protocol):
     async def run(self) -> None: ...
 
     async def close(self) -> None: ...
-
-
-class ExactLimiter:
-    """One atomic Lua call per decision; the fallback policy while Redis is unreachable."""
-
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        redis_down: str = "open",
-        clock: Clock = time.monotonic,
-        breaker: float = 1.0,
-        now_us: Callable[[], int] | None = None,
-    ) -> None:
-        self._redis = client
-        self._script = client.register_script(GCRA_LUA)
-        self._deny_when_down = redis_down == "deny"
-        self._breaker = Breaker(breaker, clock)
-        self._now_us = now_us  # tests drive the clock; None: Redis's own TIME
-        self.stats = LimiterStats()
-
-    def decide_now(self, key_id: str, limit: Limit, cost: int = 1) -> Verdict | None:
-        if limit.unlimited:
-            return unlimited_verdict(limit)
-        return None if self._breaker.closed() else self._fallback(limit)
-
-    async def decide(self, key_id: str, limit: Limit, cost: int = 1) -> Verdict:
-        known = self.decide_now(key_id, limit, cost)
-        if known is not None:
-            return known
-        now = "" if self._now_us is None else str(self._now_us())
-        try:
-            reply = await self._script(
-                keys=[REDIS_PREFIX + key_id], args=[limit.interval_us, limit.burst, cost, now]
-            )
-        except Exception as exc:  # any Redis failure: the policy decides, never an error
-            self.stats.redis_errors += 1
-            self._breaker.trip()
-            log.warning("rate limit redis unavailable", extra={"error": type(exc).__name__})
-            return self._fallback(limit)
-        return verdict_from_script(reply, limit)
-
-    def _fallback(self, limit: Limit) -> Verdict:
-        if self._deny_when_down:
-            self.stats.fail_closed += 1
-            return Verdict(False, limit, 0, 0.0, 1.0, degraded=True)
-        self.stats.fail_open += 1
-        return Verdict(True, limit, degraded=True)
-
-    async def run(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None  # the Redis client is the process's (``authz.storage.redis``): closed there
 
 
 @dataclass(slots=True)
@@ -242,21 +181,36 @@ def build_limiter(
         return ApproximateLimiter(None, sync_interval, redis_down)
     if mode == "approximate":
         return ApproximateLimiter(client, sync_interval, redis_down)
-    return ExactLimiter(client, redis_down)
+    return LeaseLimiter(RedisLeaseStore(client), redis_down)
 
 
 class KeyLimits:
     """The Check's rate-limit phase (``HOKUSAI_RATE_LIMIT_ENFORCEMENT=check``): a verified
     record's limit, decided by the limiter. ``decide_now`` answers without I/O whenever the
-    limiter can (always in approximate mode, for unlimited keys, and while exact mode's Redis
-    breaker is open); otherwise the Check awaits ``decide``."""
+    limiter can (always in approximate mode; in exact mode from the key's leased tokens, for a
+    key known to be over its limit, and while the Redis breaker is open; for unlimited keys);
+    otherwise the Check awaits ``decide``."""
+
+    KEPT = 1024  # distinct (limit, burst) pairs remembered; keys share a handful
 
     def __init__(self, limiter: RateLimiter, default: Limit) -> None:
         self.limiter = limiter
         self._default = default
+        self._limits: dict[tuple[int | None, int | None], Limit] = {}
 
     def decide_now(self, record: KeyRecord) -> Verdict | None:
-        return self.limiter.decide_now(record.key_id, limit_for(record, self._default))
+        return self.limiter.decide_now(record.key_id, self.limit_of(record))
 
     async def decide(self, record: KeyRecord) -> Verdict:
-        return await self.limiter.decide(record.key_id, limit_for(record, self._default))
+        return await self.limiter.decide(record.key_id, self.limit_of(record))
+
+    def limit_of(self, record: KeyRecord) -> Limit:
+        """``limit_for``, remembered per (own limit, own burst): one dict hit per request instead
+        of building the ``Limit`` (0.1 against 0.33 µs)."""
+        own = (record.rate_limit_per_hour, record.burst)
+        limit = self._limits.get(own)
+        if limit is None:
+            if len(self._limits) >= self.KEPT:
+                self._limits.clear()
+            limit = self._limits[own] = limit_for(record, self._default)
+        return limit

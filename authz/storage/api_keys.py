@@ -27,7 +27,8 @@ SELECT k.key_id, k.user_id, k.env, k.secret_hash, k.scopes,
        extract(epoch FROM k.expires_at)::float8,
        extract(epoch FROM k.revoked_at)::float8,
        k.allowed_ips::text[], k.rate_limit_per_hour, k.burst, k.version,
-       extract(epoch FROM u.disabled_at)::float8
+       extract(epoch FROM u.disabled_at)::float8,
+       extract(epoch FROM k.created_at)::float8, extract(epoch FROM k.last_used_at)::float8
   FROM {KEYS_JOIN}
  WHERE k.key_id = %s
 """
@@ -35,20 +36,10 @@ SELECT k.key_id, k.user_id, k.env, k.secret_hash, k.scopes,
 
 def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
     """A ``RECORD_SELECT`` row as the record the check path works from."""
-    (
-        key_id,
-        user_id,
-        env,
-        secret_hash,
-        scopes,
-        expires,
-        revoked,
-        ips,
-        limit,
-        burst,
-        version,
-        disabled,
-    ) = row
+    key_id, user_id, env, secret_hash, scopes, expires, revoked, ips, limit, burst, version = row[
+        :11
+    ]
+    disabled, created, last_used = row[11:14]
     return KeyRecord(
         key_id=key_id,
         user_id=int(user_id),
@@ -62,6 +53,8 @@ def record_from_row(row: tuple[Any, ...]) -> KeyRecord:
         burst=burst,
         version=int(version),
         disabled_at=disabled,
+        created_at=float(created or 0.0),
+        last_used_at=last_used,
     )
 
 

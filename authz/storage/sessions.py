@@ -13,7 +13,7 @@ Triggers audit sign-ins, sign-outs and revocations and ``NOTIFY hokusai_sessions
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg.types.json import Jsonb
 
@@ -55,6 +55,13 @@ class NewSession:
     user_agent: str | None
 
 
+class SessionOwner(NamedTuple):
+    """Whose a session was: its key (kind ``key``) and user."""
+
+    key_id: str | None
+    user_id: int
+
+
 class SessionRepository:
     """Session writes on one connection (inside ``management.repository.transaction``)."""
 
@@ -78,15 +85,18 @@ class SessionRepository:
             ],
         )
 
-    def revoke(self, id_hash: str, reason: str) -> str | None:
-        """End a live session; the key id it belonged to, or None when there was none."""
+    def revoke(self, id_hash: str, reason: str) -> SessionOwner | None:
+        """End a live session; whose it was, or None when there was none."""
         row = self._conn.execute(
             """UPDATE sessions SET revoked_at = now(), revoked_reason = %s, version = version + 1
                 WHERE id_hash = decode(%s, 'hex') AND revoked_at IS NULL
-            RETURNING key_id""",
+            RETURNING key_id, user_id""",
             [reason, id_hash],
         ).fetchone()
-        return None if row is None else str(_first(row))
+        if row is None:
+            return None
+        key_id, user_id = row if isinstance(row, tuple) else tuple(row.values())
+        return SessionOwner(key_id, int(user_id))
 
     def try_lock(self) -> bool:
         """The pruning lock for this transaction (one instance prunes at a time)."""

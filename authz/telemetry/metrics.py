@@ -12,6 +12,7 @@ Metrics (OpenTelemetry, exported on a Prometheus scrape endpoint and/or over OTL
 | ``hokusai_store_errors`` (counter) | ``store`` postgres/redis |
 | ``hokusai_rate_limit_decisions`` (counter) | ``outcome`` (``RATE_LIMIT_OUTCOMES``) |
 | ``hokusai_access_log_batches`` (counter) | ``result`` flushed/dropped |
+| ``hokusai_auth_events`` (counter) | ``result`` written/dropped (``authz/events/recorder.py``) |
 
 Labels only ever come from closed sets — never a key id, path or address — so cardinality is
 bounded and no key material can reach a metric.
@@ -63,6 +64,7 @@ class Counts:
         default_factory=lambda: dict.fromkeys(RATE_LIMIT_OUTCOMES, 0)
     )
     access_log: dict[str, int] = field(default_factory=lambda: {"flushed": 0, "dropped": 0})
+    auth_events: dict[str, int] = field(default_factory=lambda: {"written": 0, "dropped": 0})
     bcrypt_sources: list[Callable[[], int]] = field(default_factory=list)
 
 
@@ -117,6 +119,12 @@ def accesslog_batch(flushed: int, dropped: int) -> None:
     """One access-log batch: entries written to Postgres and entries dropped."""
     COUNTS.access_log["flushed"] += flushed
     COUNTS.access_log["dropped"] += dropped
+
+
+def auth_events(written: int = 0, dropped: int = 0) -> None:
+    """Authentication events written to Postgres, or dropped (queue full, failed flush)."""
+    COUNTS.auth_events["written"] += written
+    COUNTS.auth_events["dropped"] += dropped
 
 
 def observe_bcrypt(source: Callable[[], int]) -> Callable[[], None]:
@@ -262,6 +270,11 @@ def _declare_observables(meter: Any) -> None:
             "hokusai_access_log_batches",
             table(COUNTS.access_log, "result"),
             "Access-log entries flushed to Postgres or dropped",
+        ),
+        (
+            "hokusai_auth_events",
+            table(COUNTS.auth_events, "result"),
+            "Authentication events written to Postgres or dropped",
         ),
     ]
     for name, callback, description in declared:

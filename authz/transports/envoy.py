@@ -34,7 +34,12 @@ from authz.keys.record import KeyRecord
 from authz.sessions.browser import BrowserSignals
 from authz.transports import wire
 from authz.transports.ratelimit_headers import grpc_tail
-from authz.transports.responses import EncodedResponses, identity_headers, metadata_values
+from authz.transports.responses import (
+    EncodedResponses,
+    denial_metadata,
+    identity_headers,
+    metadata_values,
+)
 
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _RPC_CODES = {
@@ -122,6 +127,15 @@ def allowance_bytes(record: KeyRecord) -> bytes:
     return encoded
 
 
+def with_key(encoded: bytes, reason: Reason, key_id: str) -> bytes:
+    """A cached denial followed by a CheckResponse holding only ``dynamic_metadata`` (protobuf
+    merges concatenated messages): Envoy files the key id and reason for its access logs."""
+    metadata = Struct()
+    metadata.update(denial_metadata(reason, key_id))
+    tail: bytes = CheckResponse(dynamic_metadata=metadata).SerializeToString()
+    return encoded + tail
+
+
 class ResponseCache(EncodedResponses):
     """Serialised CheckResponses (see ``authz.responses``)."""
 
@@ -130,5 +144,6 @@ class ResponseCache(EncodedResponses):
             lambda reason: denial_bytes(reason, docs_base),
             allowance_bytes,
             lambda encoded, limit: encoded + grpc_tail(limit),
+            with_key,
             redirect_bytes,
         )

@@ -6,8 +6,9 @@ transport and answers:
 
 * allow — ``200`` with the identity headers, the per-key limits (Envoy turns them into dynamic
   metadata via ``dynamic_metadata_from_headers``) and ``x-envoy-auth-headers-to-remove``;
-* deny — the reason's status, the one JSON body, ``WWW-Authenticate``; a browser's refused page
-  load — 302 to the sign-in page (Envoy passes ``location`` on);
+* deny — the reason's status, the one JSON body, ``WWW-Authenticate``; with a key id, that id and
+  the reason as headers Envoy turns into dynamic metadata for its access logs; a browser's refused
+  page load — 302 to the sign-in page (Envoy passes ``location`` on);
 * ``GET /health`` — 200 while serving, 503 while starting or draining.
 
 Envoy sends the original method and ``/check`` + the original path and query. NGINX's
@@ -47,7 +48,13 @@ from authz.sessions.browser import BrowserSignals
 from authz.telemetry import metrics
 from authz.transports import wire
 from authz.transports.ratelimit_headers import http_with_headers
-from authz.transports.responses import Answers, EncodedResponses, identity_headers, metadata_values
+from authz.transports.responses import (
+    Answers,
+    EncodedResponses,
+    denial_metadata,
+    identity_headers,
+    metadata_values,
+)
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024  # Envoy sends at most this much (the GraphQL route's max_request_bytes)
@@ -99,6 +106,15 @@ def redirect_response(location: str) -> bytes:
     return _response(SIGNIN_REDIRECT_STATUS, signin_redirect_headers(location))
 
 
+def with_key(response: bytes, reason: Reason, key_id: str) -> bytes:
+    """A denial with the key id and reason as headers before the blank line: Envoy files them
+    as dynamic metadata (``dynamic_metadata_from_headers``) for its access logs and never sends
+    them to the client (they are not in ``allowed_client_headers``)."""
+    end = response.index(b"\r\n\r\n") + 2
+    extra = "".join(f"{k}: {v}\r\n" for k, v in denial_metadata(reason, key_id).items())
+    return response[:end] + extra.encode("latin-1") + response[end:]
+
+
 def allowance_response(record: KeyRecord) -> bytes:
     headers = identity_headers(record)
     headers += [
@@ -116,6 +132,7 @@ class HttpResponses(EncodedResponses):
             lambda reason: denial_response(reason, docs_base),
             allowance_response,
             http_with_headers,
+            with_key,
             redirect_response,
         )
         self.health_ok = _response(

@@ -5,8 +5,10 @@ an allowance tells the upstream.
   unexpected error is an ``unavailable`` denial: fail closed); then the outcome is counted and
   the response encoded. Written once; the gRPC and HTTP transports differ only in how they read a
   request and how they wait.
-* ``EncodedResponses``: a denial depends only on its reason and an allowance only on the key
-  record (id, version), so the hot path re-encodes nothing. Allowances are kept for the most
+* ``EncodedResponses``: a denial depends only on its reason (and, when the credential parsed,
+  its key id: Envoy files the key id and reason of a denial in its access logs, so usage and
+  ``hokusai auth events`` can name the key) and an allowance only on the key record (id,
+  version), so the hot path re-encodes nothing. Allowances are kept for the most
   recently used keys only: a miss re-encodes in a few microseconds, while keeping one per key
   costs ~0.4 KB per transport (measured: 100 000 cached keys stay under the memory budget only
   with this bound). Per-request rate-limit numbers (in-Check limiting) are appended to the cached
@@ -30,6 +32,7 @@ from authz.telemetry import metrics
 from authz.transports import wire
 
 ALLOWANCES_KEPT = 10_000
+KEYED_DENIALS_KEPT = 10_000  # (reason, key id) denials kept encoded; cleared whole when full
 
 
 def identity_headers(record: KeyRecord) -> list[tuple[str, str]]:
@@ -38,6 +41,11 @@ def identity_headers(record: KeyRecord) -> list[tuple[str, str]]:
         (wire.KEY_ID_HEADER, record.key_id),
         (wire.SCOPES_HEADER, ",".join(sorted(record.scopes))),
     ]
+
+
+def denial_metadata(reason: Reason, key_id: str) -> dict[str, str]:
+    """What a denial tells Envoy's access logs (never the client): the key id and the reason."""
+    return {wire.KEY_ID_HEADER: key_id, wire.REASON_HEADER: reason.value}
 
 
 def metadata_values(record: KeyRecord) -> dict[str, str]:
@@ -58,10 +66,14 @@ class EncodedResponses:
         deny: Callable[[Reason], bytes],
         allow: Callable[[KeyRecord], bytes],
         with_limit: Callable[[bytes, Verdict], bytes],
+        with_key: Callable[[bytes, Reason, str], bytes],
         redirect: Callable[[str], bytes],
+        *,
         size: int = ALLOWANCES_KEPT,
     ) -> None:
         self._denials = {reason: deny(reason) for reason in Reason}
+        self._with_key = with_key
+        self._keyed: dict[tuple[Reason, str], bytes] = {}
         self._allow = allow
         self._with_limit = with_limit
         self._redirect = redirect
@@ -72,11 +84,29 @@ class EncodedResponses:
         record = decision.record
         if record is None or not decision.allowed:
             if decision.location is not None:
-                return self._redirect(decision.location)
-            encoded = self._denials[decision.reason]
+                encoded = self._redirected(decision.location, decision.reason, decision.key_id)
+            elif decision.key_id is None:
+                encoded = self._denials[decision.reason]
+            else:
+                encoded = self._keyed_denial(decision.reason, decision.key_id)
         else:
             encoded = self._allowance(record)
         return encoded if decision.limit is None else self._with_limit(encoded, decision.limit)
+
+    def _redirected(self, location: str, reason: Reason, key_id: str | None) -> bytes:
+        """A browser's way to the sign-in page (never cached: the way back is per request); with
+        the session's key id for the access logs when it is known."""
+        encoded = self._redirect(location)
+        return encoded if key_id is None else self._with_key(encoded, reason, key_id)
+
+    def _keyed_denial(self, reason: Reason, key_id: str) -> bytes:
+        encoded = self._keyed.get((reason, key_id))
+        if encoded is None:
+            encoded = self._with_key(self._denials[reason], reason, key_id)
+            if len(self._keyed) >= KEYED_DENIALS_KEPT:
+                self._keyed.clear()
+            self._keyed[(reason, key_id)] = encoded
+        return encoded
 
     def _allowance(self, record: KeyRecord) -> bytes:
         cache_key = (record.key_id, record.version)

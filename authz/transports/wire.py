@@ -17,7 +17,10 @@ IDENTITY_HEADERS = (USER_ID_HEADER, KEY_ID_HEADER, SCOPES_HEADER)
 # into dynamic metadata) and as dynamic-metadata keys (gRPC transport) — the same names in both.
 RATE_LIMIT_HEADER = "x-hokusai-rate-limit"
 BURST_HEADER = "x-hokusai-burst"
-METADATA_HEADERS = (KEY_ID_HEADER, USER_ID_HEADER, RATE_LIMIT_HEADER, BURST_HEADER)
+# On a denial with a key id: the reason, beside the key id, for Envoy's access logs (HTTP
+# transport: check-response headers turned into metadata, never sent to the client).
+REASON_HEADER = "x-hokusai-reason"
+METADATA_HEADERS = (KEY_ID_HEADER, USER_ID_HEADER, RATE_LIMIT_HEADER, BURST_HEADER, REASON_HEADER)
 
 # Where Envoy files the Check server's dynamic metadata (the ext_authz filter's own name).
 METADATA_NAMESPACE = "envoy.filters.http.ext_authz"
@@ -43,6 +46,7 @@ RATE_LIMIT_RESPONSE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-
 
 # Routes on the gateway.
 MLFLOW_PREFIX = "/api/mlflow/"
+OLD_MLFLOW_PATH = "/mlflow"  # earlier instructions' path: redirected to MLFLOW_PREFIX
 MLFLOW_HEALTH_PATH = "/api/mlflow/health/mlflow"
 KEYS_API_PREFIX = "/api/v1/auth/"
 # Browser sessions (issue 13): what a browser sends that the Check reads (besides the host), and

@@ -6,7 +6,7 @@ arrays add element-wise); p50/p95 come from the summed histogram (``authz.usage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -106,6 +106,8 @@ class KeyReport:
     endpoints: list[UsageRow]
     status_classes: list[UsageRow]
     series: list[tuple[int, int]]  # (interval start, epoch seconds; requests), gaps as 0
+    # Refused checks by reason (authentication events, authz/events/), beside the admissions.
+    denials: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,7 +121,13 @@ class KeyReport:
                 {"start": datetime.fromtimestamp(t).astimezone().isoformat(), "requests": n}
                 for t, n in self.series
             ],
+            "denials": dict(self.denials),
         }
+
+
+def with_denials(report: KeyReport, denials: dict[str, int]) -> KeyReport:
+    """The report with the key's refused checks by reason."""
+    return replace(report, denials=dict(denials))
 
 
 def key_report(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -52,6 +53,20 @@ BUCKET_BOUNDS_MS: tuple[float, ...] = (
 )
 BUCKETS = len(BUCKET_BOUNDS_MS) + 1
 MAX_PENDING_ROWS = 200_000  # beyond this (database away for long), new rollups are dropped
+MAX_SEGMENTS = 8
+MAX_ROUTE_LENGTH = 200
+_ID_SEGMENT = re.compile(r"\d+|[0-9a-fA-F-]{16,}|[0-9A-Za-z]{24,}")
+
+
+def normalise_path(path: str) -> str:
+    """The route of a request as usage and authentication events keep it: the path without query
+    or fragment (``api_key`` may be in the query); id-like segments → ``:id``; bounded in depth
+    and length, so routes stay a small set."""
+    bare = path.split("?", 1)[0].split("#", 1)[0] or "/"
+    segments = [":id" if _ID_SEGMENT.fullmatch(s) else s for s in bare.split("/")[1:]]
+    if len(segments) > MAX_SEGMENTS:
+        segments = [*segments[:MAX_SEGMENTS], "…"]
+    return ("/" + "/".join(segments))[:MAX_ROUTE_LENGTH]
 
 
 def bucket_index(latency_ms: float) -> int:
@@ -67,8 +82,7 @@ def is_error(status: int) -> bool:
     return not 100 <= status < 400
 
 
-@dataclass(frozen=True, slots=True)
-class UsageEvent:
+class UsageEvent(NamedTuple):  # one per access-log entry: a tuple is a third of a dataclass
     key_id: str
     at: float  # epoch seconds the request started
     route: str  # a normalised path without query (see accesslog.py)

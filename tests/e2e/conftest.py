@@ -114,6 +114,9 @@ class Gateway:
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.post(self.url + path, verify=self.ca, timeout=10, **kwargs)
 
+    def put(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.put(self.url + path, verify=self.ca, timeout=10, **kwargs)
+
 
 GENERATED: list[str] = []  # every key this test process made: the secrets sweep looks for them
 
@@ -178,6 +181,8 @@ def _start_gateway(
             # every browser test signs in from 127.0.0.1: the limit is tested with its own bucket
             "HOKUSAI_SIGNIN_RATE_LIMIT": "600/min",
             "HOKUSAI_SIGNIN_BURST": "30",
+            # authentication events within a second (tests/e2e/test_admin_e2e.py)
+            "HOKUSAI_EVENTS_FLUSH_INTERVAL": "0.2",
         },
         envoy_overrides={
             "extra_routes": (

@@ -78,7 +78,7 @@ def test_authorization_matrix_on_list(
     assert response.status_code == status, response.text
     if error:
         assert response.json()["error"] == error
-        assert set(response.json()) == {"error", "message", "docs"}
+        assert set(response.json()) == {"error", "error_code", "message", "docs"}
 
 
 def test_query_string_key_is_stripped_by_envoy(gw: Gateway, tokens: dict[str, str]) -> None:

@@ -55,7 +55,9 @@ def test_losing_one_authz_instance_opens_no_door(
 ) -> None:
     settings = Settings(database_url=database_url, redis_url=redis_url, bcrypt_cost=4)
     _, key = KeyService(connector(database_url), settings, "test:faults").create_key(
-        user_email="lost@example.com", name="k"
+        user_email="lost@example.com",
+        name="k",
+        rate_limit_per_hour=0,  # limits are not the point
     )
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), RecordingUpstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()

@@ -1,4 +1,5 @@
-"""``hokusai doctor`` against the real gateway (Envoy, authz, Postgres, Redis, MLflow).
+"""``hokusai doctor`` — the Python client's doctor (``hokusai.doctor``) in the ops CLI — against
+the real gateway (Envoy, authz, Postgres, Redis, MLflow).
 
 Every case also asserts that the key's secret appears nowhere in stdout or stderr. The examples of
 docs/troubleshooting.md are executed here too.
@@ -17,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from authz.keys import format as keys
-from cli import doctor
 from cli.main import main
 from cli.servers import free_port
 from cli.tls import ensure_certificates
+from hokusai import doctor
+from hokusai.doctor import probes
+from hokusai.variables import CLIENT_VARIABLES
 from tests.e2e.conftest import Gateway
 from tests.support.authz import poll
 
@@ -34,6 +37,18 @@ SCOPES = ["mlflow:read", "mlflow:write"]
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in MLFLOW_VARS:
         monkeypatch.delenv(f"MLFLOW_TRACKING_{name}", raising=False)
+    for name in CLIENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def stock_mlflow_env(
+    monkeypatch: pytest.MonkeyPatch, gateway: Gateway, token: str, ca: str | None
+) -> None:
+    """What a stock MLflow client is configured with (no HOKUSAI_* variables)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", gateway.mlflow_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    if ca is not None:
+        monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", ca)
 
 
 @pytest.fixture
@@ -105,26 +120,42 @@ def test_read_only_key_still_passes(one: Gateway, capsys: pytest.CaptureFixture[
     assert re.search(r"read (only|access verified)", line(out, "scopes"))
 
 
-def test_wrong_ca(one: Gateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_wrong_ca(
+    one: Gateway,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     other = ensure_certificates(tmp_path / "other").ca_cert
     token = new_key(one).token
-    code, out = doctor_run(
-        capsys, token, "--url", one.mlflow_uri, "--key", token, "--ca", str(other)
-    )
+    stock_mlflow_env(monkeypatch, one, token, str(other))
+    code, out = doctor_run(capsys, token)
     assert code == 1
     assert line(out, "tls").startswith(f"FAIL tls: certificate not trusted by the CA file {other}")
     assert "MLFLOW_TRACKING_SERVER_CERT_PATH" in advice(out, "tls")
     assert "hokusai gateway env" in advice(out, "tls")
     assert line(out, "gateway").startswith("skip")
     assert line(out, "access").startswith("skip")
+    # Given as a flag, the advice names the flag.
+    code, out = doctor_run(capsys, token, "--ca", str(other))
+    assert code == 1 and "set --ca to the gateway's CA" in advice(out, "tls")
 
 
-def test_no_ca_uses_the_system_store(one: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_ca_uses_the_system_store(
+    one: Gateway, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     token = new_key(one).token
-    code, out = doctor_run(capsys, token, "--url", one.mlflow_uri, "--key", token)
+    stock_mlflow_env(monkeypatch, one, token, None)
+    code, out = doctor_run(capsys, token)
     assert code == 1
     assert "not trusted by the system's trusted CAs" in line(out, "tls")
     assert "MLFLOW_TRACKING_SERVER_CERT_PATH" in advice(out, "tls")
+    # The client's variables come first, and the advice names the client's CA variable.
+    monkeypatch.setenv("HOKUSAI_GATEWAY_URL", one.url)
+    monkeypatch.setenv("HOKUSAI_API_KEY", token)
+    code, out = doctor_run(capsys, token)
+    assert code == 1 and line(out, "url") == f"ok url: {one.url}"
+    assert "set HOKUSAI_CA_CERT to the gateway's CA" in advice(out, "tls")
 
 
 def test_insecure_tls_is_reported(
@@ -199,13 +230,13 @@ def test_revoked_key(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> No
 def fetched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every path doctor GETs over HTTPS during the test."""
     paths: list[str] = []
-    real = doctor.https_get
+    real = probes.https_get
 
     def recording(conn: doctor.Connection, path: str, headers: Mapping[str, str]) -> doctor.Reply:
         paths.append(path)
         return real(conn, path, headers)
 
-    monkeypatch.setattr(doctor, "https_get", recording)
+    monkeypatch.setattr(probes, "https_get", recording)
     yield paths
 
 

@@ -72,7 +72,8 @@ def test_denials_have_the_right_codes(gateway: Gateway) -> None:
         assert response.status_code == 401, code
         assert error_of(response) == code
         assert response.headers["www-authenticate"].startswith("Bearer")
-        assert set(response.json()) == {"error", "message", "docs"}
+        assert set(response.json()) == {"error", "error_code", "message", "docs"}
+        assert response.json()["error_code"] == "UNAUTHENTICATED"  # what MLflow's client shows
     poll(lambda: gateway.get(SEARCH, headers=bearer(expiring.token)).status_code == 401, timeout=5)
     assert error_of(gateway.get(SEARCH, headers=bearer(expiring.token))) == "expired"
 

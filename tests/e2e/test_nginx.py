@@ -202,7 +202,8 @@ def test_no_key_is_401_with_a_challenge(stack: NginxStack) -> None:
     response = stack.mlflow.get(SEARCH)
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
-    assert set(response.json()) == {"error", "message", "docs"}
+    assert set(response.json()) == {"error", "error_code", "message", "docs"}
+    assert response.json()["error_code"] == "UNAUTHENTICATED"
     assert response.headers["content-type"] == "application/json"
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert len(response.raw.headers.getlist("www-authenticate")) == 1  # NGINX copies it too
@@ -334,6 +335,30 @@ def test_public_routes_and_404(stack: NginxStack) -> None:
         timeout=5,
     )
     assert plain.status_code == 301
+
+
+def test_the_old_mlflow_path_redirects_before_the_check(stack: NginxStack) -> None:
+    """As through Envoy: /mlflow and /mlflow/… answer 308 to /api/mlflow/… without a key; the
+    MLflow client then follows with its method, body and key (tests/e2e/test_client_server.py)."""
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    moved = stack.mlflow.get("/mlflow" + search, allow_redirects=False)
+    assert moved.status_code == 308
+    assert moved.headers["location"] == f"{stack.mlflow.url}/api/mlflow{search}"
+    bare = stack.mlflow.get("/mlflow?x=1", allow_redirects=False)
+    assert bare.status_code == 308
+    assert bare.headers["location"] == f"{stack.mlflow.url}/api/mlflow/?x=1"
+    _, new = stack.service().create_key(
+        user_email="old@example.com", name="nginx-old", scopes=["mlflow:read", "mlflow:write"]
+    )
+    create = stack.mlflow.url + "/mlflow/api/2.0/mlflow/experiments/create"
+    answer = requests.post(
+        create,
+        headers=bearer(new.token),
+        json={"name": "nginx-old-path"},
+        verify=stack.mlflow.ca,
+        timeout=10,
+    )
+    assert answer.status_code == 200 and answer.json()["experiment_id"]
 
 
 def test_logs_never_hold_the_query_string(stack: NginxStack) -> None:

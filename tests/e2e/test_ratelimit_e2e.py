@@ -1,5 +1,5 @@
-"""Per-key rate limits and usage through REAL Envoy (global ratelimit filter + gRPC access log),
-two authz instances behind it, Redis and Postgres.
+"""Per-key rate limits and usage through REAL Envoy (global ratelimit filter + gRPC access log:
+HOKUSAI_RATE_LIMIT_ENFORCEMENT=envoy), two authz instances behind it, Redis and Postgres.
 
 One module-scoped rig: a static upstream (``/t/…``; ``/t/status/NNN`` answers NNN), two in-thread
 authz servers in Envoy's ``authz_grpc`` cluster (Check, RateLimitService and ALS all round-robin
@@ -72,6 +72,7 @@ def rig(
             bcrypt_cost=4,
             pepper="p" * 32,
             usage_flush_interval=0.2,
+            rate_limit_enforcement="envoy",  # the option this module covers (the default: check)
         )
         instances = [stack.enter_context(running_authz(settings)) for _ in range(2)]
         port, admin = free_port(), free_port()
@@ -116,7 +117,8 @@ def test_usage_counts_per_endpoint_and_status(rig: Rig) -> None:
     answers = [rig.get(token, "/t/a") for _ in range(6)]
     answers += [rig.get(token, "/t/status/404?run_id=7&token=zzz") for _ in range(3)]
     answers += [rig.get(token, "/t/status/503") for _ in range(2)]
-    answers += [rig.get(token, "/t/b", "POST")]  # 403 from the Check (scope): no key metadata
+    # 403 from the Check (scope): the denial carries the key id to the access log (issue 15)
+    answers += [rig.get(token, "/t/b", "POST")]
     assert [a.status_code for a in answers] == [200] * 6 + [404] * 3 + [503] * 2 + [403]
     assert "x-ratelimit-limit" not in answers[0].headers
 
@@ -127,17 +129,17 @@ def test_usage_counts_per_endpoint_and_status(rig: Rig) -> None:
             ).fetchone()
         return int(row[0]) if row else 0
 
-    poll(lambda: stored() == 11, timeout=20, interval=0.2)
+    poll(lambda: stored() == 12, timeout=20, interval=0.2)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert hokusai(["auth", "usage", key_id, "--json", "--database-url", rig.database_url]) == 0
     report = json.loads(out.getvalue())
     endpoints = {e["label"]: e["requests"] for e in report["endpoints"]}
-    assert endpoints == {"GET /t/a": 6, "GET /t/status/:id": 5}
+    assert endpoints == {"GET /t/a": 6, "GET /t/status/:id": 5, "POST /t/b": 1}
     classes = {s["label"]: (s["requests"], s["errors"]) for s in report["status_classes"]}
-    assert classes == {"2xx": (6, 0), "4xx": (3, 3), "5xx": (2, 2)}
-    assert report["total"]["requests"] == 11 and report["total"]["p95_ms"] is not None
-    assert sum(p["requests"] for p in report["series"]) == 11
+    assert classes == {"2xx": (6, 0), "4xx": (4, 4), "5xx": (2, 2)}
+    assert report["total"]["requests"] == 12 and report["total"]["p95_ms"] is not None
+    assert sum(p["requests"] for p in report["series"]) == 12
     with psycopg.connect(rig.database_url) as conn:
         routes = [r[0] for r in conn.execute("SELECT route FROM api_key_usage").fetchall()]
     assert not any("?" in r or "zzz" in r for r in routes)

@@ -122,8 +122,7 @@ def test_status_then_quickstart_runs_as_written(stack: Stack, tmp_path: Path) ->
         else:
             (tmp_path / "quickstart.mjs").write_text(body)
             script.append(
-                f'NODE_EXTRA_CA_CERTS="$MLFLOW_TRACKING_SERVER_CERT_PATH" '
-                f"node {tmp_path / 'quickstart.mjs'}"
+                f'NODE_EXTRA_CA_CERTS="$HOKUSAI_CA_CERT" node {tmp_path / "quickstart.mjs"}'
             )
     joined = "\n".join(script).replace("\\\n", " ")
     done = subprocess.run(
@@ -136,6 +135,7 @@ def test_status_then_quickstart_runs_as_written(stack: Stack, tmp_path: Path) ->
         check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert re.search(r"^quickstart$", done.stdout, re.M)  # the stock MLflow client saw it
     assert '"experiments"' in done.stdout  # curl
     assert re.search(r"200 \d+$", done.stdout, re.M)  # fetch
     assert re.search(KEY_PATTERN, done.stderr) is None  # the key went to stdout only

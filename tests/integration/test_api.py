@@ -13,23 +13,28 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from authz.management.policy import PolicyUpdate
+from authz.management.service import KeyService
 from authz.settings import Settings
+from authz.storage.db import connector
 from tests.support.keys_api import Caller, api_settings, make_key
 
 API = "/api/v1/auth"
 ADMIN = "admin@example.com"
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
-ERROR_FIELDS = {"error", "message", "docs"}
+ERROR_FIELDS = {"error", "error_code", "message", "docs"}
 
 
 @pytest.fixture(scope="module")
 def settings(
     postgres_server_url: str, _template_database: str, redis_server: Any
 ) -> Iterator[Settings]:
-    with api_settings(
-        postgres_server_url, _template_database, redis_server, max_key_lifetime=400 * 86400.0
-    ) as configured:
+    with api_settings(postgres_server_url, _template_database, redis_server) as configured:
+        # A central maximum lifetime, as the gateway's operator would set it.
+        KeyService(connector(configured.database_url), configured, "test:api").set_policy(
+            PolicyUpdate(max_lifetime="400d")
+        )
         yield configured
 
 

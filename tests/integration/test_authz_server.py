@@ -119,7 +119,8 @@ def test_denials_carry_the_challenge_and_no_key(stack: tuple[RunningAuthz, KeySe
         == 'Bearer realm="hokusai", error="invalid_token"'
     )
     body = json.loads(answer.body)
-    assert set(body) == {"error", "message", "docs"} and body["error"] == "unknown_key"
+    assert set(body) == {"error", "error_code", "message", "docs"}
+    assert (body["error"], body["error_code"]) == ("unknown_key", "UNAUTHENTICATED")
     assert bogus not in answer.body.decode() and bogus[20:40] not in answer.body.decode()
 
 

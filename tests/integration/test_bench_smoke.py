@@ -33,11 +33,14 @@ def test_harness_smoke_runs_every_cell(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     cells = data["cells"]
     assert {"A", "B", "C-grpc", "C-http", "D-grpc", "D-http", "F-grpc", "F-http"} <= set(cells)
-    assert {f"E{n}-{t}" for n in (1, 2, 3) for t in ("grpc", "http")} <= set(cells)
+    assert {"L-http", "E-envoy-http", "S-http"} <= set(cells)  # S: ours, default settings
+    assert {f"E-{m}-{t}" for m in ("exact", "approx") for t in ("grpc", "http")} <= set(cells)
     for name, cell in cells.items():
         assert cell["requests"] > 0, name
         assert cell["unexpected"] == 0, (name, cell)  # allowed cells 2xx, F cells all denied
-    assert {r["ratio"] for r in data["ratios"]} >= {"D/C gRPC", "D/C HTTP", "F/D gRPC"}
+    ratios = {r["ratio"]: r for r in data["ratios"]}
+    assert {"D/C gRPC", "D/C HTTP", "F/D gRPC", "default/D-http (S-http/D-http)"} <= set(ratios)
+    assert all(r["low"] <= r["value"] <= r["high"] for r in ratios.values())  # the spread
     assert "| D-http |" in result.stdout
 
 

@@ -89,7 +89,7 @@ def _variants(cert: str, key: str) -> dict[str, dict[str, object]]:
         "ratelimit_deny_no_als_no_shield": ec_.render(
             replace(
                 tls,
-                rate_limit=ec_.RateLimitOptions(failure_mode_deny=True),
+                rate_limit=ec_.RateLimitOptions(enabled=True, failure_mode_deny=True),
                 access_log_grpc=False,
                 local_rate_limit=None,
             )

@@ -2,7 +2,8 @@
 
 The runner tests run every migration on disk (``ALL``), so a new one needs no edit here; what a
 later migration itself promises is tested beside its feature (0002_sessions:
-tests/integration/test_sessions.py)."""
+tests/integration/test_sessions.py), except that 0003_events_policy applies on 0001 alone
+(below)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from authz.storage.db import connect, redact_url
 from authz.storage.migrations import discover, migrate, rollback, status
 from tests.conftest import with_database
 
-TABLES = {"users", "api_keys", "api_key_usage", "audit_log"}
+TABLES = {"users", "api_keys", "api_key_usage", "audit_log"}  # 0001's; later ones add theirs
 ALL = [m.version for m in discover()]
 
 
@@ -46,14 +47,15 @@ def _tables(url: str) -> set[str]:
 # --- the runner ----------------------------------------------------------------------------
 def test_up_down_up(empty_database_url):
     assert migrate(empty_database_url) == ALL
-    assert _tables(empty_database_url) >= TABLES
+    everything = _tables(empty_database_url)
+    assert everything >= TABLES
     assert [s.version for s in status(empty_database_url) if s.applied_at] == ALL
     assert rollback(empty_database_url) == ALL[-1:]  # the latest only
     assert rollback(empty_database_url, to=0) == ALL[-2::-1]
     assert _tables(empty_database_url) == set()
     assert status(empty_database_url)[0].applied_at is None
     assert migrate(empty_database_url) == ALL
-    assert _tables(empty_database_url) >= TABLES
+    assert _tables(empty_database_url) == everything
 
 
 def test_migrate_twice_is_a_no_op(database_url):
@@ -252,3 +254,39 @@ def test_version_bumps_on_change_only(database_url):
 
 def test_migrations_folder_defaults_to_the_repository():
     assert Path(discover()[0].up).parent.name == "migrations"
+
+
+# --- 0003_events_policy -------------------------------------------------------------------------
+def test_0003_stands_alone_and_rolls_back(tmp_path, empty_database_url):
+    """0003 needs only 0001 (not 0002, sessions): applied on 0001 alone, undone cleanly."""
+    for migration in discover():
+        if migration.version in (1, 3):
+            for path in (migration.up, migration.down):
+                (tmp_path / path.name).write_bytes(path.read_bytes())
+    assert migrate(empty_database_url, tmp_path) == [1, 3]
+    assert _tables(empty_database_url) == TABLES | {
+        "auth_events",
+        "key_policy",
+        "webhook_deliveries",
+    }
+    assert rollback(empty_database_url, directory=tmp_path) == [3]
+    assert _tables(empty_database_url) == TABLES
+
+
+def test_a_policy_change_is_audited_and_announced(database_url):
+    with connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN hokusai_keys")
+        with psycopg.connect(database_url) as conn:
+            conn.execute("SELECT set_config('hokusai.actor', 'test:policy', false)")
+            conn.execute("UPDATE key_policy SET inactivity_expiry = interval '30 days'")
+            conn.execute("UPDATE key_policy SET inactivity_expiry = interval '30 days'")  # no-op
+        notes = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+    assert notes == [":policy"]
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT action, key_id, actor, changes FROM audit_log WHERE action = 'policy.update'"
+        ).fetchall()
+        version = conn.execute("SELECT version FROM key_policy").fetchone()
+    assert len(rows) == 1 and rows[0][:3] == ("policy.update", None, "test:policy")
+    assert rows[0][3]["inactivity_expiry"]["old"] is None
+    assert version == (1,)  # raw SQL leaves it; hokusai's writes bump it (test_events_policy)

@@ -9,6 +9,7 @@ import pytest
 
 from authz.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from authz.keys import format as keys
+from authz.management.policy import PolicyUpdate
 from authz.management.service import KeyService
 from authz.management.views import KeyChanges, status_of
 from authz.settings import Settings
@@ -89,9 +90,8 @@ def test_create_rejects_bad_input_and_writes_nothing(service, database_url, kwar
 
 
 def test_max_lifetime_policy(database_url):
-    strict = KeyService(
-        connector(database_url), SETTINGS.replace(max_key_lifetime=86400.0 * 30), "test:policy"
-    )
+    strict = KeyService(connector(database_url), SETTINGS, "test:policy")
+    strict.set_policy(PolicyUpdate(max_lifetime="30d"))
     view, _ = strict.create_key(user_email="d@example.com", name="default")
     assert view.expires_at is not None
     assert view.expires_at - view.created_at <= timedelta(days=30, seconds=1)
@@ -256,9 +256,8 @@ def test_status_of():
 def test_rotation_holds_an_old_long_lifetime_to_a_new_maximum(database_url):
     lax = KeyService(connector(database_url), SETTINGS, "test:policy")
     old, _ = lax.create_key(user_email="l@example.com", name="k", expires_in=timedelta(days=400))
-    strict = KeyService(
-        connector(database_url), SETTINGS.replace(max_key_lifetime=86400.0 * 30), "test:policy"
-    )
+    strict = KeyService(connector(database_url), SETTINGS, "test:policy")
+    strict.set_policy(PolicyUpdate(max_lifetime="30d"))
     rotation = strict.rotate_key(old.key_id)
     assert rotation.new.expires_at is not None
     assert rotation.new.expires_at - rotation.new.created_at <= timedelta(days=30, seconds=1)

@@ -10,9 +10,8 @@ import psycopg
 import pytest
 
 from authz.storage.usage import prune
-from authz.transports.accesslog import normalise_path
 from authz.usage.reports import report
-from authz.usage.rollups import BUCKET_BOUNDS_MS, UsageAggregator, UsageEvent
+from authz.usage.rollups import BUCKET_BOUNDS_MS, UsageAggregator, UsageEvent, normalise_path
 
 NOW = datetime.now(UTC).timestamp()
 ROUTE = "/api/mlflow/api/2.0/mlflow/experiments/search"

@@ -5,6 +5,8 @@
 * no protobuf or grpcio import outside ``authz/transports/``;
 * no SQL outside ``authz/storage/`` and ``authz/management/``, and none in ``cli/``;
 * ``authz`` never imports ``cli`` or ``bench``; ``cli`` never imports ``bench``;
+* the client (``hokusai``) imports nothing of the server, its CLI, the benchmarks or the tests, and
+  an ``authz`` file imports only the ``hokusai`` modules its row names;
 * every ``file:function`` the two walks name exists.
 """
 
@@ -19,6 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 AUTHZ = REPO / "authz"
+CLIENT = REPO / "client" / "src" / "hokusai"
 DOC = REPO / "docs" / "architecture.md"
 PROTOBUF = re.compile(
     r"(^|\.)\w+_pb2(_grpc)?$|^(grpc|grpc_health|envoy|google\.protobuf|google\.rpc)(\.|$)"
@@ -48,17 +51,25 @@ def imported(path: Path) -> Iterator[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
                 name = f"{node.module}.{alias.name}"
-                submodule = name.startswith("authz.") and module_file(name) is not None
-                yield name if submodule else node.module
+                yield name if module_file(name) is not None else node.module
+
+
+def root_of(dotted: str) -> Path | None:
+    """The source folder of a first-party package: ``authz`` or the client's ``hokusai``."""
+    return {"authz": AUTHZ, "hokusai": CLIENT}.get(dotted.split(".", maxsplit=1)[0])
 
 
 def module_file(dotted: str) -> str | None:
-    """``authz.storage.lookup`` → ``storage/lookup.py``; None for a name that is no module."""
-    parts = dotted.split(".")[1:]
-    if (AUTHZ.joinpath(*parts).with_suffix(".py")).is_file():
-        return "/".join(parts) + ".py"
-    if parts and (AUTHZ.joinpath(*parts) / "__init__.py").is_file():
-        return "/".join(parts) + "/"
+    """``authz.storage.lookup`` → ``storage/lookup.py``, ``authz.check`` → ``check/``; a client
+    module keeps its dotted name (``hokusai.keyformat``), as the map writes it; None for a name
+    that is no module of either."""
+    root, parts = root_of(dotted), dotted.split(".")[1:]
+    if root is None:
+        return None
+    if root.joinpath(*parts).with_suffix(".py").is_file():
+        return dotted if root == CLIENT else "/".join(parts) + ".py"
+    if parts and (root.joinpath(*parts) / "__init__.py").is_file():
+        return dotted if root == CLIENT else "/".join(parts) + "/"
     return None
 
 
@@ -89,11 +100,11 @@ def test_every_folder_and_module_of_authz_has_a_row() -> None:
 def test_imports_follow_the_module_map(path: Path) -> None:
     unit, rules = unit_of(path), module_map()[unit_of(path)]
     for name in imported(path):
-        if not name.startswith("authz."):
+        if not name.startswith(("authz.", "hokusai")):
             continue
-        target = module_file(name)
-        if target is None or target.startswith(unit):
-            continue  # a name inside a module, or the unit's own files
+        target = module_file(name) or name  # or a name inside a module, or ``hokusai`` itself
+        if target.startswith(unit):
+            continue  # the unit's own files
         assert allowed(target, rules), f"{unit} may not import {target} ({path.name})"
 
 
@@ -153,6 +164,15 @@ def test_authz_and_cli_never_import_the_tiers_above_them(root: str) -> None:
     above = ("cli", "bench") if root == "authz" else ("bench",)
     for path in sources(REPO / root):
         bad = [n for n in imported(path) if n.split(".")[0] in above]
+        assert not bad, (path, bad)
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    """The server depends on the client distribution, never the reverse (``pip install ./client``
+    brings no psycopg, grpcio or Envoy)."""
+    assert sources(CLIENT)
+    for path in sources(CLIENT):
+        bad = [n for n in imported(path) if n.split(".")[0] in ("authz", "cli", "bench", "tests")]
         assert not bad, (path, bad)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import zlib
 
 import pytest
 
@@ -43,18 +42,6 @@ def test_fingerprinter_matches_hmac(length: int) -> None:
     for _ in range(20):
         key = keys.generate("live").parsed
         assert fingerprint(key) == keys.fingerprint(pepper, key)
-
-
-def test_checksum_decoding_accepts_exactly_the_encoded_checksum() -> None:
-    for _ in range(200):
-        new = keys.generate("test")
-        assert keys.parse(new.token) == new.parsed
-        body, check = new.token[: -keys.CHECKSUM_LENGTH], new.token[-keys.CHECKSUM_LENGTH :]
-        assert keys._checksum_value(check) == zlib.crc32(body.encode())
-        for position in range(keys.CHECKSUM_LENGTH):
-            for char in "0aZ":
-                mutated = check[:position] + char + check[position + 1 :]
-                assert (keys.parse(body + mutated) is not None) == (mutated == check)
 
 
 # --- records -------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from authz.check.reasons import Reason
 from authz.check.verify import SecretVerifier
 from authz.keys import format as keys
 from authz.keys.record import KeyRecord
-from authz.ratelimit.gcra import Limit, Verdict
-from authz.ratelimit.limiters import ApproximateLimiter, KeyLimits, LimiterStats
+from authz.ratelimit.gcra import Limit, LimiterStats, Verdict
+from authz.ratelimit.limiters import ApproximateLimiter, KeyLimits
 from authz.storage.cache import LocalCache
 from authz.storage.lookup import RecordLookup
 from authz.storage.store import MemoryKeyStore
@@ -99,7 +99,8 @@ def test_exactly_burst_then_rate_limited_without_io(key: keys.NewKey) -> None:
     assert [d.reason for d in decisions] == [Reason.ALLOWED] * 3 + [Reason.RATE_LIMITED] * 2
     assert [d.limit.remaining for d in decisions[:3] if d.limit] == [2, 1, 0]
     denied = decisions[3]
-    assert denied.limit is not None and denied.record is None and denied.key_id == key.parsed.key_id
+    # the record rides along (authentication events name its user); the answer is the reason's
+    assert denied.limit is not None and not denied.allowed and denied.key_id == key.parsed.key_id
     assert denied.limit.retry_after == pytest.approx(60.0)  # one request per minute refills
     assert allowed == [key.parsed.key_id] * 3  # a 429 is not a use (last-used, hooks)
     clock.now += 60.0

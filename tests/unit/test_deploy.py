@@ -112,6 +112,11 @@ def test_dockerfile_house_rules() -> None:
     assert any(op == "HEALTHCHECK" and "/health" in arg for op, arg in steps)
     assert not any(op == "ADD" for op, _ in steps)  # COPY only: no remote or auto-extracted files
     assert any(op == "RUN" and "--require-hashes -r requirements.lock" in arg for op, arg in steps)
+    # The server depends on the client distribution (hokusai-client, ./client): installed first.
+    install = next(arg for op, arg in steps if op == "RUN" and "-e ." in arg)
+    assert ("COPY", "client ./client") in steps and install.index("./client") < install.index(
+        "-e ."
+    )
     assert steps[-1] == ("ENTRYPOINT", '["python", "-m", "authz"]')
 
 

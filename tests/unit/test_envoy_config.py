@@ -222,11 +222,11 @@ def test_without_tls_routes_served_on_http_port_and_no_redirect() -> None:
 def test_only_exact_health_paths_pages_and_keys_api_skip_ext_authz(
     config: dict[str, Any],
 ) -> None:
-    skipped = [r["match"] for r in _routes(config) if _authz_disabled(r)]
+    forwarding = [r for r in _routes(config) if "redirect" not in r]  # redirects: below
+    skipped = [r["match"] for r in forwarding if _authz_disabled(r)]
     assert skipped == [
         {"path": wire.MLFLOW_HEALTH_PATH},
         {"path": wire.HEALTH_PATH},
-        {"path": "/api/mlflow"},
         {"path": "/login"},
         {"path": "/logout"},
         {"path": "/docs"},
@@ -236,13 +236,23 @@ def test_only_exact_health_paths_pages_and_keys_api_skip_ext_authz(
     ]
 
 
-def test_mlflow_without_the_slash_redirects_before_authentication(config: dict[str, Any]) -> None:
-    (route,) = [r for r in _routes(config) if r["match"] == {"path": "/api/mlflow"}]
-    assert route["redirect"] == {
-        "path_redirect": "/api/mlflow/",
-        "response_code": "PERMANENT_REDIRECT",
-    }
-    assert _routes(config).index(route) < [r["name"] for r in _routes(config)].index("mlflow")
+def test_both_mlflow_redirects_are_decided_before_authentication(config: dict[str, Any]) -> None:
+    redirects = [r for r in _routes(config) if "redirect" in r]
+    assert [r["match"] for r in redirects] == [
+        {"path": "/api/mlflow"},
+        {"path": "/mlflow"},
+        {"prefix": "/mlflow/"},
+    ]
+    for route in redirects:
+        assert _authz_disabled(route) and "route" not in route  # forwards nothing
+        assert route["redirect"]["response_code"] == "PERMANENT_REDIRECT"  # 308: POSTs follow
+    no_slash, old, old_prefix = (r["redirect"] for r in redirects)
+    assert no_slash == {"path_redirect": "/api/mlflow/", "response_code": "PERMANENT_REDIRECT"}
+    assert old["path_redirect"] == wire.MLFLOW_PREFIX
+    assert old_prefix["prefix_rewrite"] == wire.MLFLOW_PREFIX
+    names = [r["name"] for r in _routes(config)]
+    assert names.index("mlflow_no_slash") < names.index("mlflow")
+    assert names.index("old_mlflow_prefix") < names.index("not_found")
 
 
 def test_mlflow_route_streams_and_rewrites(config: dict[str, Any]) -> None:
@@ -290,7 +300,7 @@ def test_unknown_paths_get_the_json_404(config: dict[str, Any]) -> None:
     assert fallback["match"] == {"prefix": "/"}
     assert fallback["direct_response"]["status"] == 404
     body = fallback["direct_response"]["body"]["inline_string"]
-    assert set(json.loads(body)) == {"error", "message", "docs"}
+    assert set(json.loads(body)) == {"error", "error_code", "message", "docs"}
     assert fallback["response_headers_to_add"][0]["header"] == {
         "key": "content-type",
         "value": "application/json",
@@ -301,17 +311,31 @@ def test_unknown_paths_get_the_json_404(config: dict[str, Any]) -> None:
 # --- rate limits ----------------------------------------------------------------------------
 
 
-def test_rate_limit_filter_timeout_and_failure_mode_explicit(config: dict[str, Any]) -> None:
-    limit = _filter(config, "envoy.filters.http.ratelimit")
+ENVOY_ENFORCES = ec.RateLimitOptions(enabled=True)
+
+
+def test_no_global_ratelimit_filter_by_default(config: dict[str, Any]) -> None:
+    """HOKUSAI_RATE_LIMIT_ENFORCEMENT=check is the default: the Check decides, Envoy asks no
+    RateLimitService and its routes carry no rate_limits."""
+    assert "envoy.filters.http.ratelimit" not in [f["name"] for f in _filters(config)]
+    assert not any("rate_limits" in r.get("route", {}) for r in _routes(config))
+
+
+def test_rate_limit_filter_timeout_and_failure_mode_explicit() -> None:
+    limit = _filter(
+        ec.render(_options("http", rate_limit=ENVOY_ENFORCES)), "envoy.filters.http.ratelimit"
+    )
     assert limit["timeout"] == "0.1s"
     assert limit["failure_mode_deny"] is False
     assert limit["domain"] == wire.RATE_LIMIT_DOMAIN
     assert limit["rate_limit_service"]["transport_api_version"] == "V3"
-    denying = ec.render(_options("grpc", rate_limit=ec.RateLimitOptions(failure_mode_deny=True)))
+    deny = ec.RateLimitOptions(enabled=True, failure_mode_deny=True)
+    denying = ec.render(_options("grpc", rate_limit=deny))
     assert _filter(denying, "envoy.filters.http.ratelimit")["failure_mode_deny"] is True
 
 
-def test_rate_limit_descriptor_is_the_key_id_metadata(config: dict[str, Any]) -> None:
+def test_rate_limit_descriptor_is_the_key_id_metadata() -> None:
+    config = ec.render(_options("grpc", rate_limit=ENVOY_ENFORCES))
     (mlflow,) = [r for r in _routes(config) if r["name"] == "mlflow"]
     (action,) = mlflow["route"]["rate_limits"][0]["actions"]
     metadata = action["metadata"]

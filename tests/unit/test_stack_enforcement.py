@@ -42,3 +42,13 @@ def test_ratelimit_filter_follows_the_enforcement(
 def test_an_authz_override_decides_for_envoy_too(tmp_path: Path) -> None:
     local = stack(tmp_path, "envoy", {"HOKUSAI_RATE_LIMIT_ENFORCEMENT": "check"})
     assert "envoy.filters.http.ratelimit" not in filters(local.envoy_options())
+
+
+def test_make_up_runs_the_default_check_and_exact_leases(tmp_path: Path) -> None:
+    """The defaults (what `make up` runs): the Check decides with the exact lease limiter and
+    Envoy has no global ratelimit filter."""
+    local = LocalStack(StackOptions(tmp_path), Settings())
+    local.record.mlflow_url = "http://127.0.0.1:5000"
+    assert "envoy.filters.http.ratelimit" not in filters(local.envoy_options())
+    assert local.authz_env()["HOKUSAI_RATE_LIMIT_ENFORCEMENT"] == "check"
+    assert local.authz_env()["HOKUSAI_RATE_LIMIT_MODE"] == "exact"
