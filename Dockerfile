@@ -18,7 +18,7 @@ COPY requirements.lock ./
 RUN pip install --require-hashes -r requirements.lock
 
 COPY client ./client
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md CHANGELOG.md ./
 COPY authz ./authz
 COPY cli ./cli
 COPY migrations ./migrations

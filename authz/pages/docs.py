@@ -6,7 +6,7 @@ links between pages (``security.md#rotate``) become ``/docs/security#rotate``, i
 ``/docs/images/``; a relative link to a file of the repository that is not a page (``bench/…``)
 is shown as its text only, since the gateway does not serve the repository. Raw HTML in the
 Markdown is not rendered (markdown-it's ``html`` off), so a page can never carry a script. The
-README is ``/docs/readme``.
+README is ``/docs/readme`` and the changelog ``/docs/changelog`` (the guides link both).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 IMAGES = DOCS / "images"
 README = "readme"
+# Pages from the repository's root (their links to ``docs/…`` are relative to it).
+ROOT_PAGES = {README: REPO / "README.md", "changelog": REPO / "CHANGELOG.md"}
 _PAGE = re.compile(r"[a-z][a-z0-9-]*")
 _LINK = re.compile(r"(?:\./)?(?P<up>\.\./)?(?P<page>[A-Za-z0-9-]+)\.md(?P<anchor>#[^\s]*)?")
 
@@ -30,7 +32,7 @@ def source(name: str) -> Path | None:
     """The Markdown file of page ``name``; None when there is no such page."""
     if not _PAGE.fullmatch(name):
         return None
-    path = REPO / "README.md" if name == README else DOCS / f"{name}.md"
+    path = ROOT_PAGES.get(name, DOCS / f"{name}.md")
     return path if path.is_file() else None
 
 
@@ -42,26 +44,27 @@ def slug(text: str, seen: dict[str, int]) -> str:
     return base if count == 0 else f"{base}-{count}"
 
 
-def _href(href: str, from_readme: bool) -> str | None:
+def _href(href: str, from_root: bool) -> str | None:
     """Where a link points on the gateway; None for a repository file the gateway does not serve."""
     if href.startswith(("#", "/", "https://", "http://", "mailto:")):
         return href
-    if href.startswith("docs/") and from_readme:
-        return _href(href.removeprefix("docs/"), from_readme=False)
+    if href.startswith("docs/") and from_root:
+        return _href(href.removeprefix("docs/"), from_root=False)
     match = _LINK.fullmatch(href)
     if match is None:
         return None
-    page = README if match["page"].lower() == "readme" else match["page"]
+    lower = match["page"].lower()
+    page = lower if lower in ROOT_PAGES else match["page"]
     return f"/docs/{page}{match['anchor'] or ''}"
 
 
-def _links(children: list[Token], from_readme: bool) -> list[Token]:
+def _links(children: list[Token], from_root: bool) -> list[Token]:
     """The inline tokens with links rewritten (and links to unserved files unwrapped)."""
     kept: list[Token] = []
     unwrapping = 0
     for child in children:
         if child.type == "link_open":
-            href = _href(str(child.attrGet("href")), from_readme)
+            href = _href(str(child.attrGet("href")), from_root)
             if href is None:
                 unwrapping += 1
                 continue
@@ -77,14 +80,14 @@ def _links(children: list[Token], from_readme: bool) -> list[Token]:
     return kept
 
 
-def _rewrite(tokens: list[Token], from_readme: bool) -> None:
+def _rewrite(tokens: list[Token], from_root: bool) -> None:
     seen: dict[str, int] = {}
     for index, token in enumerate(tokens):
         if token.type == "heading_open":
             inline = tokens[index + 1]
             token.attrSet("id", slug("".join(c.content for c in inline.children or ()), seen))
         if token.children:
-            token.children = _links(token.children, from_readme)
+            token.children = _links(token.children, from_root)
 
 
 @functools.cache
@@ -100,6 +103,6 @@ def render(name: str) -> tuple[str, str] | None:
     text = path.read_text(encoding="utf-8")
     markdown = _markdown()
     tokens = markdown.parse(text)
-    _rewrite(tokens, from_readme=name == README)
+    _rewrite(tokens, from_root=name in ROOT_PAGES)
     title = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), name)
     return title, markdown.renderer.render(tokens, markdown.options, {})
