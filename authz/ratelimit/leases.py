@@ -151,7 +151,7 @@ class LeaseLimiter:
 
     # --- decisions --------------------------------------------------------------------------
     def decide_now(self, key_id: str, limit: Limit, cost: int = 1) -> Verdict | None:
-        if limit.unlimited:
+        if not limit.per_hour:  # limit.unlimited, without the property's call
             return unlimited_verdict(limit)
         key = self._keys.get(key_id)
         if key is None or key.limit != limit:
