@@ -76,6 +76,11 @@ class CheckInput(NamedTuple):
     body: RequestBody | None = None  # the GraphQL route only (phase 7)
 
 
+# A CheckInput from all seven fields in order, built in C (no generated ``__new__`` frame): the
+# transports build one per request this way (see ``_decision``).
+new_check_input = partial(tuple.__new__, CheckInput)
+
+
 class Decision(NamedTuple):
     reason: Reason
     # The key's record once it was found — on an admission, and on a denial after the lookup
