@@ -153,3 +153,20 @@ def test_positional_inputs_have_the_fields_the_transports_fill() -> None:
     built = new_check_input(("GET", "/p?a=1", sources, "192.0.2.1", False, None, None))
     assert built == CheckInput("GET", "/p?a=1", sources, "192.0.2.1")
     assert type(built) is CheckInput and built.client_address == "192.0.2.1"
+
+
+def test_pooled_verdicts_have_the_fields_the_lease_limiter_fills() -> None:
+    """``leases._verdict`` builds a pooled token's Verdict from a tuple in field order."""
+    from authz.ratelimit.gcra import Limit, Verdict
+    from authz.ratelimit.leases import _verdict
+
+    assert Verdict._fields == (
+        "allowed",
+        "limit",
+        "remaining",
+        "reset_after",
+        "retry_after",
+        "degraded",
+    )
+    limit = Limit(3600, 10)
+    assert _verdict((True, limit, 4, 1.5, 0.0, False)) == Verdict(True, limit, 4, 1.5)
