@@ -259,10 +259,16 @@ def session_record(session_id: str, key: KeyRecord) -> SessionRecord:
 async def warm_sessions(settings: Settings) -> dict[str, float]:
     """The warm Checks of a browser session: the MLflow UI's fetch with its session cookie."""
     key = key_format.generate("live")
-    record = make_record(key, 4)
+    # The shipped defaults limit in the Check (exact mode: leases, here on the in-memory
+    # bucket); a limit that never runs out, like the in-Check figures'.
+    record = dataclasses.replace(
+        make_record(key, 4), rate_limit_per_hour=1_000_000_000, burst=10_000_000
+    )
     session_id = cookie.new_session_id()
     store = MemoryKeyStore([record], [session_record(session_id, record)])
     server = AuthzServer(settings, store=store)
+    if server.checker.limits is not None and settings.rate_limit_mode == "exact":
+        server.checker.limits.limiter = leases_in_memory()
     return await warm_transports(server, key.token, "_session", session_id)
 
 

@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 from authz.check import credentials, routes, sessions
@@ -75,6 +76,11 @@ class CheckInput(NamedTuple):
     body: RequestBody | None = None  # the GraphQL route only (phase 7)
 
 
+# A CheckInput from all seven fields in order, built in C (no generated ``__new__`` frame): the
+# transports build one per request this way (see ``_decision``).
+new_check_input = partial(tuple.__new__, CheckInput)
+
+
 class Decision(NamedTuple):
     reason: Reason
     # The key's record once it was found — on an admission, and on a denial after the lookup
@@ -88,6 +94,12 @@ class Decision(NamedTuple):
     @property
     def allowed(self) -> bool:
         return self.reason is Reason.ALLOWED
+
+
+_ALLOWED = Reason.ALLOWED
+# A Decision from all five fields in order, without the generated ``__new__`` (a Python frame
+# per call): the warm path's admissions (one per check) are built this way.
+_decision = partial(tuple.__new__, Decision)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +190,21 @@ class Checker:
         if not verified:
             return self._reported(_invalid(key, found), request)
         decision = self.authorize(found, request)
-        if not decision.allowed:
+        if decision.reason is not _ALLOWED:
             return self._reported(decision, request)
-        if self.limits is None:
-            return self._admit(decision)
-        verdict = self.limits.decide_now(found)
-        return None if verdict is None else self._reported(self._admit(decision, verdict), request)
+        limits = self.limits
+        if limits is None:
+            self._on_allowed(found)
+            return decision
+        verdict = limits.decide_now(found)
+        if verdict is None:
+            return None
+        if verdict.allowed and not verdict.degraded and verdict.limit.per_hour:
+            # _admit's common outcome, without its second look at the decision: admitted with
+            # the numbers for the headers (an admission is never reported as a denial).
+            self._on_allowed(found)
+            return _decision((_ALLOWED, found, found.key_id, verdict, None))
+        return self._reported(self._admit(decision, verdict), request)
 
     def _reported(self, decision: Decision, request: CheckInput) -> Decision:
         """A denial with a key id goes to ``on_denied`` (an append); only denial paths call this,
@@ -289,19 +310,20 @@ class Checker:
             return _refused(Reason.REVOKED, record)
         if record.disabled_at is not None and record.disabled_at <= now:
             return _refused(Reason.USER_DISABLED, record)
-        if record.expired(now):
+        if record.expires_at is not None and record.expired(now):
             return _refused(Reason.EXPIRED, record)
         if self._enforce_policy:
             refused = self._policy_refuses(record, now)
             if refused is not None:
                 return refused
-        if record.networks and not _address_allowed(record, request.client_address):
+        # The allowlist: an address we cannot read never matches (memoised per address).
+        if record.networks and not record.allows_client(request.client_address):
             return _refused(Reason.IP_NOT_ALLOWED, record)
         if not request.any_scope:
             needed = routes.required_scope(request.method, request.path, request.body)
             if not scopes.grants(record.scopes, needed):
                 return _refused(Reason.INSUFFICIENT_SCOPE, record)
-        return Decision(Reason.ALLOWED, record=record, key_id=record.key_id)
+        return _decision((_ALLOWED, record, record.key_id, None, None))
 
     def _policy_refuses(self, record: KeyRecord, now: float) -> Decision | None:
         """Phase 5, the central policy: past its maximum lifetime, or unused for too long."""
@@ -341,7 +363,3 @@ def _refused(reason: Reason, record: KeyRecord) -> Decision:
 def _missing(found: Missing, key: ParsedKey) -> Decision:
     reason = Reason.UNKNOWN_KEY if found is Missing.UNKNOWN else Reason.UNAVAILABLE
     return Decision(reason, key_id=key.key_id)
-
-
-def _address_allowed(record: KeyRecord, address: str) -> bool:
-    return record.allows_client(address)  # an address we cannot read never matches (memoised)

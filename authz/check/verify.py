@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 
 from authz.keys import format as key_format
-from authz.keys.format import ParsedKey
+from authz.keys.format import ParsedKey, same_fingerprint
 from authz.keys.record import KeyRecord
 from authz.resilience.singleflight import SingleFlight
 
@@ -49,13 +49,18 @@ class SecretVerifier:
         self.bcrypt_runs = 0
 
     def known(self, key: ParsedKey, record: KeyRecord) -> bool | None:
-        """The answer without bcrypt, or None when bcrypt must decide."""
-        return self._known(self._fingerprint(key), record)
+        """The answer without bcrypt, or None when bcrypt must decide (``_known``'s remembered
+        right answer inline: the warm check's case)."""
+        presented = self._fingerprint(key)
+        right = self._right.get(record.key_id)
+        if right is not None and right[0] == record.secret_hash:
+            return same_fingerprint(presented, right[1])
+        return self._known(presented, record)
 
     def _known(self, presented: bytes, record: KeyRecord) -> bool | None:
         right = self._right.get(record.key_id)
         if right is not None and right[0] == record.secret_hash:
-            return key_format.same_fingerprint(presented, right[1])
+            return same_fingerprint(presented, right[1])
         if presented in self._wrong:
             return False
         return None

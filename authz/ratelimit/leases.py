@@ -54,6 +54,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from authz.ratelimit.gcra import Limit, LimiterStats, Verdict, unlimited_verdict
 from authz.ratelimit.lease_bucket import Grant, LeaseStore, Return, merge, unexpired
@@ -66,6 +67,9 @@ log = logging.getLogger(__name__)
 # counts — for tests that check the bound; None in production.
 Trace = Callable[[str, bool, float, int | None], None]
 Waiter = tuple[int, "asyncio.Future[Verdict]"]
+# A Verdict from all six fields in order, without the generated ``__new__``: a pooled token's
+# verdict (the hot key's every request) is built this way.
+_verdict = partial(tuple.__new__, Verdict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +155,7 @@ class LeaseLimiter:
 
     # --- decisions --------------------------------------------------------------------------
     def decide_now(self, key_id: str, limit: Limit, cost: int = 1) -> Verdict | None:
-        if limit.unlimited:
+        if not limit.per_hour:  # limit.unlimited, without the property's call
             return unlimited_verdict(limit)
         key = self._keys.get(key_id)
         if key is None or key.limit != limit:
@@ -207,11 +211,16 @@ class LeaseLimiter:
         limit = key.limit
         remaining = key.count + key.later + key.avail + int(since / key.interval)
         reset = key.ahead - since
-        return Verdict(
-            True,
-            limit,
-            remaining if remaining < limit.burst else limit.burst,
-            reset if reset > 0 else 0.0,
+        # Verdict(allowed, limit, remaining, reset_after, retry_after, degraded), built in C
+        return _verdict(
+            (
+                True,
+                limit,
+                remaining if remaining < limit.burst else limit.burst,
+                reset if reset > 0 else 0.0,
+                0.0,
+                False,
+            )
         )
 
     def _prefetch(self, key: _Key, now: float) -> None:

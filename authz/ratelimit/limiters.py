@@ -199,7 +199,10 @@ class KeyLimits:
         self._limits: dict[tuple[int | None, int | None], Limit] = {}
 
     def decide_now(self, record: KeyRecord) -> Verdict | None:
-        return self.limiter.decide_now(record.key_id, self.limit_of(record))
+        limit = self._limits.get((record.rate_limit_per_hour, record.burst))  # limit_of's hit
+        if limit is None:
+            limit = self.limit_of(record)
+        return self.limiter.decide_now(record.key_id, limit)
 
     async def decide(self, record: KeyRecord) -> Verdict:
         return await self.limiter.decide(record.key_id, self.limit_of(record))

@@ -78,6 +78,11 @@ class LocalCache(Generic[R]):
     def get(self, key_id: str) -> Entry[R] | None:
         return self._entries.get(key_id)
 
+    def fresh(self, key_id: str) -> Entry[R] | None:
+        """The entry when it is fresh (``get`` and ``is_fresh`` in one call: the warm check's)."""
+        entry = self._entries.get(key_id)
+        return entry if entry is not None and self._clock() < entry.fresh_until else None
+
     def is_fresh(self, entry: Entry[R]) -> bool:
         return self._clock() < entry.fresh_until
 

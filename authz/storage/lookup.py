@@ -47,11 +47,12 @@ class RecordLookup(Generic[R]):
 
     def cached(self, record_id: str) -> R | Missing | None:
         """The fresh in-process answer, or None when only I/O can tell."""
-        entry = self.local.get(record_id)
-        if entry is not None and self.local.is_fresh(entry):
-            metrics.cache_hit("local" if entry.record is not None else "negative")
-            return Missing.UNKNOWN if entry.record is None else entry.record
-        return None
+        entry = self.local.fresh(record_id)
+        if entry is None:
+            return None
+        record = entry.record
+        metrics.cache_hit("local" if record is not None else "negative")
+        return Missing.UNKNOWN if record is None else record
 
     async def get(self, record_id: str) -> R | Missing:
         cached = self.cached(record_id)

@@ -17,8 +17,8 @@ from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.protobuf.struct_pb2 import Struct
 from google.rpc import code_pb2, status_pb2
 
-from authz.check.checker import CheckInput
-from authz.check.credentials import CredentialSources
+from authz.check.checker import CheckInput, new_check_input
+from authz.check.credentials import new_sources
 from authz.check.graphql import RequestBody
 from authz.check.network import client_address
 from authz.check.reasons import (
@@ -63,21 +63,22 @@ def to_input(request: CheckRequest, trusted_hops: int) -> CheckInput:
     peer = "" if forwarded else request.attributes.source.address.socket_address.address
     authorization = headers.get(wire.AUTHORIZATION_HEADER)
     api_key = headers.get(wire.API_KEY_HEADER)
-    return CheckInput(
-        method=http.method,
-        path=path,
-        sources=CredentialSources(
-            authorization=authorization,
-            api_key_header=api_key,
-            query=http.query or path.partition("?")[2],
-        ),
-        client_address=client_address(forwarded, peer, trusted_hops),
-        browser=None
-        if authorization is not None or api_key is not None
-        else BrowserSignals.read(headers.get, http.host),
-        body=RequestBody(headers.get("content-type"), http.raw_body or http.body.encode())
-        if path.startswith(GRAPHQL_PATH)
-        else None,
+    # CheckInput(method, path, sources, client_address, any_scope, browser, body) and
+    # CredentialSources(authorization, api_key_header, query, repeated), built in C.
+    return new_check_input(
+        (
+            http.method,
+            path,
+            new_sources((authorization, api_key, http.query or path.partition("?")[2], False)),
+            client_address(forwarded, peer, trusted_hops),
+            False,
+            None
+            if authorization is not None or api_key is not None
+            else BrowserSignals.read(headers.get, http.host),
+            RequestBody(headers.get("content-type"), http.raw_body or http.body.encode())
+            if path.startswith(GRAPHQL_PATH)
+            else None,
+        )
     )
 
 

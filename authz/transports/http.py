@@ -29,8 +29,8 @@ from typing import Any
 
 import httptools
 
-from authz.check.checker import Checker, CheckInput
-from authz.check.credentials import CredentialSources
+from authz.check.checker import Checker, new_check_input
+from authz.check.credentials import new_sources
 from authz.check.graphql import RequestBody
 from authz.check.network import client_address
 from authz.check.reasons import (
@@ -214,6 +214,10 @@ class CheckProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         method = self._parser.get_method().decode("ascii", "replace")
         result = self._server.handle(method, self._url, self._headers, self._repeated, self._body)
+        if not self._queue and type(result) is bytes:  # answered now, nothing before it
+            if self._transport is not None:
+                self._transport.write(result)
+            return
         self._queue.append(result)
         self._drain()
         if isinstance(result, asyncio.Future):
@@ -282,20 +286,20 @@ class HttpCheckServer:
         # Browser sessions need Envoy (the sign-in redirect, the GraphQL body, the cookie removed
         # upstream): NGINX's auth_request knows only 2xx/401/403, so it gets keys only.
         browsing = envoy and authorization is None and api_key is None
-        request = CheckInput(
-            method=method,
-            path=path,
-            sources=CredentialSources(
-                authorization=authorization,
-                api_key_header=api_key,
-                query=path.partition("?")[2],
-                repeated=repeated,
-            ),
-            client_address=client_address(headers.get("x-forwarded-for"), "", self._trusted_hops),
-            browser=BrowserSignals.read(headers.get, headers.get("host")) if browsing else None,
-            body=None
-            if body is None or not path.startswith(GRAPHQL_PATH)
-            else RequestBody(headers.get("content-type"), bytes(body)),
+        # CheckInput(method, path, sources, client_address, any_scope, browser, body) and
+        # CredentialSources(authorization, api_key_header, query, repeated), built in C.
+        request = new_check_input(
+            (
+                method,
+                path,
+                new_sources((authorization, api_key, path.partition("?")[2], repeated)),
+                client_address(headers.get("x-forwarded-for"), "", self._trusted_hops),
+                False,
+                BrowserSignals.read(headers.get, headers.get("host")) if browsing else None,
+                None
+                if body is None or not path.startswith(GRAPHQL_PATH)
+                else RequestBody(headers.get("content-type"), bytes(body)),
+            )
         )
         answer = self._answers.now(request, started, headers)
         if answer is not None:

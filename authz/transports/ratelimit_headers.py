@@ -9,16 +9,21 @@ response (measured in ``bench/micro.py``):
   response with them. The tail is encoded by hand below; field numbers come from the descriptors.
 * HTTP: the headers go in front of the blank line that ends the cached head.
 
-Per request only the numbers change, and they are small integers that repeat, so each header's
-encoded bytes (a whole protobuf option, or an HTTP line) are kept per value (``_Encoded``): a
-request costs three or four dict hits and a join (bench.micro: the HTTP splice 1.2 → 0.5 µs, the
-gRPC tail 2.1 → 0.6 µs).
+Per request only the numbers change. The limit, the reset and the retry-after are small integers
+that repeat, so their encoded bytes (a whole protobuf option, or an HTTP line) are kept per value
+(``_Encoded``): a dict hit each. The requests left change with every request (a key with a burst
+of thousands rarely shows one twice before the cache is cleared), so that one is formatted
+directly into bytes encoded around it once (``_REMAINING_OPTION``: the option's bytes per digit
+count): a miss of a per-value cache cost 0.7 µs on HTTP and 1.7 µs on gRPC, the direct form costs
+about 0.1 (bench.micro's in-Check figures, whose burst of 10 million missed on nearly every
+request).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from math import ceil as _ceil
 
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.auth.v3.external_auth_pb2 import (
@@ -37,9 +42,11 @@ DENIAL_NAMES = (*NAMES, RETRY_AFTER_HEADER)  # the 429 adds retry-after
 
 
 def _numbers(verdict: Verdict) -> tuple[int, int, int]:
-    """Limit per hour, requests left in the burst, seconds until it is full."""
-    remaining = verdict.remaining
-    return verdict.limit.per_hour, remaining if remaining > 0 else 0, ceil(verdict.reset_after)
+    """Limit per hour, requests left in the burst, seconds until it is full (``ceil``, inlined:
+    this runs on every limited check)."""
+    _, limit, remaining, reset_after = verdict[:4]
+    reset = _ceil(reset_after - 1e-9)
+    return limit.per_hour, remaining if remaining > 0 else 0, reset if reset > 0 else 0
 
 
 def _retry(verdict: Verdict) -> int:
@@ -111,13 +118,27 @@ def _option(field: int, name: str, value: int) -> bytes:
     return _field(field, option)
 
 
+_DIGITS = 20  # an int64 has at most 19 digits, 20 with its sign
+
+
+def _option_around(field: int, name: str, digits: int) -> tuple[bytes, bytes]:
+    """The bytes before and after a value of ``digits`` digits in ``_option(field, name, v)``."""
+    option = _option(field, name, 10 ** (digits - 1))
+    start = option.index(b"1" + b"0" * (digits - 1))
+    return option[:start], option[start + digits :]
+
+
 class _Options:
-    """The four headers' encoded options for one response field (ok or denied)."""
+    """The four headers' encoded options for one response field (ok or denied): per value for
+    the limit, the reset and the retry-after; around the digits for the requests left."""
 
     def __init__(self, field: int) -> None:
-        self.limit, self.remaining, self.reset, self.retry = (
+        self.limit, _, self.reset, self.retry = (
             _Encoded(partial(_option, field, name)) for name in DENIAL_NAMES
         )
+        around = [_option_around(field, REMAINING_HEADER, n) for n in range(1, _DIGITS + 1)]
+        self.before = [b"", *(before for before, _ in around)]  # per digit count
+        self.after = around[0][1]  # the append action: the same for every length
 
 
 _OK_OPTIONS, _DENIED_OPTIONS = _Options(_OK_HEADERS), _Options(_DENIED_HEADERS)
@@ -127,16 +148,19 @@ _LENGTHS = [_varint(n) for n in range(1024)]  # four options are a few hundred b
 
 def grpc_tail(verdict: Verdict) -> bytes:
     """Bytes to append to a cached CheckResponse: ok → response_headers_to_add (to the client),
-    denied → the DeniedHttpResponse's headers. Per request: a dict hit per header."""
+    denied → the DeniedHttpResponse's headers. Per request: a dict hit per header but one."""
     limit, remaining, reset = _numbers(verdict)
+    left = b"%d" % remaining
     if verdict.allowed:
         o = _OK_OPTIONS
-        options = o.limit[limit] + o.remaining[remaining] + o.reset[reset]
+        options = b"".join((o.limit[limit], o.before[len(left)], left, o.after, o.reset[reset]))
         tag = _OK_TAG
     else:
         o = _DENIED_OPTIONS
-        options = o.limit[limit] + o.remaining[remaining] + o.reset[reset]
-        options += o.retry[_retry(verdict)]
+        retry = o.retry[_retry(verdict)]
+        options = b"".join(
+            (o.limit[limit], o.before[len(left)], left, o.after, o.reset[reset], retry)
+        )
         tag = _DENIED_TAG
     size = len(options)
     return b"".join((tag, _LENGTHS[size] if size < len(_LENGTHS) else _varint(size), options))
@@ -145,20 +169,16 @@ def grpc_tail(verdict: Verdict) -> bytes:
 # --- HTTP: headers spliced into the cached head -----------------------------------------------
 
 
-def _http_line(name: str, value: int) -> bytes:
-    return b"%s: %d\r\n" % (name.encode(), value)
-
-
-_LIMIT_LINE, _REMAINING_LINE, _RESET_LINE, _RETRY_LINE = (
-    _Encoded(partial(_http_line, name)) for name in DENIAL_NAMES
-)
+_LINES = b"".join(b"%s: %%d\r\n" % name.encode() for name in NAMES)
+_DENIAL_LINES = b"".join(b"%s: %%d\r\n" % name.encode() for name in DENIAL_NAMES)
 
 
 def http_with_headers(response: bytes, verdict: Verdict) -> bytes:
-    """The cached HTTP response with the limit headers before the blank line ending its head."""
+    """The cached HTTP response with the limit headers before the blank line ending its head:
+    one formatting of the numbers (cheaper than a cached line per value: 0.13 µs for three)."""
     end = response.index(b"\r\n\r\n") + 2
-    limit, remaining, reset = _numbers(verdict)
-    lines = _LIMIT_LINE[limit] + _REMAINING_LINE[remaining] + _RESET_LINE[reset]
-    if not verdict.allowed:
-        lines += _RETRY_LINE[_retry(verdict)]
+    if verdict.allowed:
+        lines = _LINES % _numbers(verdict)
+    else:
+        lines = _DENIAL_LINES % (*_numbers(verdict), _retry(verdict))
     return b"".join((response[:end], lines, response[end:]))

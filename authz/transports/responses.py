@@ -82,7 +82,7 @@ class EncodedResponses:
 
     def encode(self, decision: Decision) -> bytes:
         record = decision.record
-        if record is None or not decision.allowed:
+        if record is None or decision.reason is not Reason.ALLOWED:
             if decision.location is not None:
                 encoded = self._redirected(decision.location, decision.reason, decision.key_id)
             elif decision.key_id is None:

@@ -127,3 +127,46 @@ def test_latency_is_counted_in_its_bucket_and_exposed_as_a_histogram() -> None:
         assert samples[("hokusai_check_duration_seconds_count", None, "grpc")] == 1
     finally:
         telemetry._latency = saved
+
+
+# --- inputs built by position ----------------------------------------------------------------
+def test_positional_inputs_have_the_fields_the_transports_fill() -> None:
+    """The transports build CheckInput and CredentialSources from tuples in field order (in C,
+    no keyword ``__new__``): a field added or moved must be added there too."""
+    from authz.check.checker import CheckInput, new_check_input
+    from authz.check.credentials import CredentialSources, new_sources
+
+    assert CredentialSources._fields == ("authorization", "api_key_header", "query", "repeated")
+    assert CheckInput._fields == (
+        "method",
+        "path",
+        "sources",
+        "client_address",
+        "any_scope",
+        "browser",
+        "body",
+    )
+    sources = new_sources(("Bearer x", None, "a=1", False))
+    assert (
+        sources == CredentialSources("Bearer x", None, "a=1") and type(sources) is CredentialSources
+    )
+    built = new_check_input(("GET", "/p?a=1", sources, "192.0.2.1", False, None, None))
+    assert built == CheckInput("GET", "/p?a=1", sources, "192.0.2.1")
+    assert type(built) is CheckInput and built.client_address == "192.0.2.1"
+
+
+def test_pooled_verdicts_have_the_fields_the_lease_limiter_fills() -> None:
+    """``leases._verdict`` builds a pooled token's Verdict from a tuple in field order."""
+    from authz.ratelimit.gcra import Limit, Verdict
+    from authz.ratelimit.leases import _verdict
+
+    assert Verdict._fields == (
+        "allowed",
+        "limit",
+        "remaining",
+        "reset_after",
+        "retry_after",
+        "degraded",
+    )
+    limit = Limit(3600, 10)
+    assert _verdict((True, limit, 4, 1.5, 0.0, False)) == Verdict(True, limit, 4, 1.5)
