@@ -199,6 +199,14 @@ class Settings:
 
     # --- telemetry ----------------------------------------------------------------------------
     log_level: str = setting("info", _choice("debug", "info", "warning", "error"), "Log level.")
+    access_log: str = setting(
+        "refused",
+        _choice("refused", "all", "off"),
+        "Which requests Envoy's JSON access log on stdout keeps (hokusai gateway up; the "
+        "committed Envoy configurations use the default): refused — every answer of 400 or "
+        "more or with a response flag (denials, limits, upstream failures); all — every "
+        "request (about 5 % of throughput); off. Usage counts every request either way.",
+    )
 
     # --- keys REST API (authz/api, issue 6) ----------------------------------------------------
     api_host: str = setting("127.0.0.1", _str, "Address the keys REST API binds to.")

@@ -61,7 +61,7 @@ def _bench_options(
         rate_limit=RateLimitOptions(enabled=False),
         local_rate_limit=None,
         access_log_grpc=False,
-        access_log_stdout=False,
+        access_log_stdout="off",
     )
 
 

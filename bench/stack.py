@@ -355,7 +355,7 @@ class BenchStack:
             rate_limit=envoy_config.RateLimitOptions(enabled=False),
             local_rate_limit=None,
             access_log_grpc=False,
-            access_log_stdout=False,
+            access_log_stdout="off",
         )
         self._envoy("G-ours", envoy_config.render(options), port, logs)
 

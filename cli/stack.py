@@ -16,7 +16,7 @@ import secrets
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from authz.settings import Settings
@@ -260,6 +260,7 @@ class LocalStack:
                 failure_mode_deny=self.settings.rate_limit_redis_down == "deny",
             ),
             access_log_grpc=True,
+            access_log_stdout=cast(envoy_config.AccessLog, self.settings.access_log),
         )
         return dataclasses.replace(options, **self.options.envoy_overrides)
 

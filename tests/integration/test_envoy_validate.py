@@ -307,6 +307,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         keys_api=here,
         rate_limit=ec_.RateLimitOptions(enabled=False),
         access_log_grpc=False,
+        access_log_stdout="all",  # step 7 reads an admitted request's line
         extra_clusters=(ec_.Cluster("echo", here),),
         extra_routes=(ec_.Route("/echo/", "echo", prefix_rewrite="/"),),
     )

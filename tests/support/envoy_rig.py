@@ -56,7 +56,7 @@ def envoy_bootstrap(
         # A generous time-out: on a loaded test machine a 100 ms one fails open now and then.
         rate_limit=ec.RateLimitOptions(enabled=rate_limit, timeout=2.0),
         access_log_grpc=True,
-        access_log_stdout=False,
+        access_log_stdout="off",
         extra_routes=(ec.Route("/t/", "upstream"),),
         extra_clusters=(ec.Cluster("upstream", ec.Endpoint("127.0.0.1", upstream)),),
     )

@@ -367,6 +367,24 @@ def test_stdout_access_log_has_no_query_string_or_credential(config: dict[str, A
     assert "AUTHORIZATION" not in text and "X-API-KEY" not in text and "COOKIE" not in text
 
 
+def test_stdout_access_log_keeps_refused_requests_by_default() -> None:
+    def stdout(lines: ec.AccessLog) -> list[dict[str, Any]]:
+        config = ec.render(ec.EnvoyOptions(access_log_stdout=lines))
+        return [a for a in _hcm(config)["access_log"] if a["name"] == "envoy.access_loggers.stdout"]
+
+    (refused,) = stdout("refused")
+    either = refused["filter"]["or_filter"]["filters"]
+    assert either[0]["status_code_filter"]["comparison"]["op"] == "GE"
+    assert either[0]["status_code_filter"]["comparison"]["value"]["default_value"] == 400
+    assert either[1] == {"response_flag_filter": {}}  # resets and upstream failures too
+    assert ec.EnvoyOptions().access_log_stdout == "refused"
+    (every,) = stdout("all")
+    assert "filter" not in every
+    assert stdout("off") == []
+    with pytest.raises(ValueError, match="access_log_stdout must be one of refused, all, off"):
+        ec.EnvoyOptions(access_log_stdout="some")  # type: ignore[arg-type]
+
+
 def test_grpc_access_log_to_authz(config: dict[str, Any]) -> None:
     (als,) = [
         a for a in _hcm(config)["access_log"] if a["name"] == "envoy.access_loggers.http_grpc"
