@@ -9,6 +9,7 @@ fast path existed (a digest of every row).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import hashlib
 import random
@@ -19,9 +20,10 @@ from envoy.config.core.v3.base_pb2 import RequestMethod
 from envoy.data.accesslog.v3.accesslog_pb2 import HTTPAccessLogEntry
 from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
 from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from authz.transports import wire
-from authz.transports.accesslog import AccessLogService
+from authz.transports.accesslog import VIEW, AccessLogService
 from authz.usage.rollups import BUCKET_BOUNDS_MS, BUCKETS, UsageAggregator, normalise_path
 
 T0 = 1_700_000_000 - 1_700_000_000 % 60  # a minute boundary
@@ -64,6 +66,14 @@ def entry(
             {wire.KEY_ID_HEADER: key_value if key_value is not None else key_id, "user": "1"}
         )
         common.metadata.filter_metadata[wire.METADATA_NAMESPACE].CopyFrom(metadata)
+    # what else Envoy sends, which usage does not read
+    common.downstream_remote_address.socket_address.address = "10.0.0.7"
+    common.upstream_cluster = "mlflow"
+    common.time_to_first_upstream_rx_byte.nanos = 900_000
+    e.request.authority, e.request.user_agent = "gateway.example", "mlflow-python-client/3.1"
+    e.request.request_id = "1b4f0e98-5cd1-4c2a-9cd2"
+    e.response.response_body_bytes = 14
+    e.response.response_code_details = "via_upstream"
     e.request.request_method = method  # type: ignore[assignment]
     e.request.path = path
     e.request.original_path = original_path
@@ -72,10 +82,11 @@ def entry(
     return e
 
 
-def message(entries: list[HTTPAccessLogEntry]) -> StreamAccessLogsMessage:
+def message(entries: list[HTTPAccessLogEntry]) -> bytes:
     m = StreamAccessLogsMessage()
     m.http_logs.log_entry.extend(entries)
-    return StreamAccessLogsMessage.FromString(m.SerializeToString())  # as it comes off the wire
+    raw: bytes = m.SerializeToString()  # as it comes off the wire
+    return raw
 
 
 def reference(entries: list[HTTPAccessLogEntry]) -> tuple[dict[tuple[Any, ...], list[Any]], int]:
@@ -206,6 +217,53 @@ def test_the_rollups_are_the_plain_reading_of_each_entry() -> None:
     # ...and exactly the rows this batch gave before the fast path (floats summed in order)
     digest = hashlib.sha256(repr(sorted(rows.items())).encode()).hexdigest()
     assert digest == PINNED_DIGEST
+
+
+@pytest.mark.unit
+def test_the_view_decodes_the_real_fields() -> None:
+    """Each field the access log decodes has the real message's number and wire type (a message
+    may be kept as its bytes, an enum as its number); a span reads Timestamp and Duration alike."""
+    for real, fields in VIEW.values():
+        for name, holds in fields.items():
+            field = real.fields_by_name[name]  # the view takes the number from here
+            if holds:  # a view of the message it holds
+                assert holds == "Span" or field.message_type.full_name == VIEW[holds][0].full_name
+            elif holds == "":  # kept as its encoded bytes: length-delimited
+                assert field.type == field.TYPE_MESSAGE
+            else:  # a scalar read as it is (an enum as its number)
+                assert field.type not in (field.TYPE_MESSAGE, field.TYPE_GROUP)
+    spans = {f.name: (f.number, f.type) for f in VIEW["Span"][0].fields}
+    assert spans == {f.name: (f.number, f.type) for f in Timestamp.DESCRIPTOR.fields}
+    common = VIEW["Common"][0]
+    for name in ("start_time", "duration", "time_to_last_downstream_tx_byte"):
+        assert common.fields_by_name[name].message_type.full_name in (
+            "google.protobuf.Timestamp",
+            "google.protobuf.Duration",
+        )
+
+
+@pytest.mark.unit
+def test_a_bad_entry_is_skipped_alone_and_a_bad_message_ends_nothing() -> None:
+    usage = UsageAggregator("")
+    service = AccessLogService(usage)
+    service.consume(
+        message(
+            [
+                entry(key_id="kA", seconds=T0),
+                entry(key_id="kA", seconds=T0, method=99),  # no such method
+                entry(key_id="kA", seconds=T0),
+            ]
+        )
+    )
+    assert (service.entries, service.unattributed, usage.recorded) == (3, 0, 2)
+
+    async def messages() -> Any:
+        yield b"\xff\xff not a message"
+        yield message([entry(key_id="kB", seconds=T0)])
+
+    assert asyncio.run(service.stream(messages(), None)) == b""  # type: ignore[arg-type]
+    assert usage.recorded == 3
+    assert {(k[0], r.count) for k, r in usage.rollups.items()} == {("kA", 2), ("kB", 1)}
 
 
 PINNED_DIGEST = "1133e5dc25a398f03007f17e06342321ac4d3f76c538d24b8fdc5dc71276bb1d"
