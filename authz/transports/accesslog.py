@@ -148,6 +148,12 @@ def _status(response_code: bytes) -> int:
     return status
 
 
+def _minute(start: Any) -> int:
+    """The minute of a start in its minute's last second, as float seconds place it: one in the
+    last 0.1 µs or so rounds up to the next minute (the rollups have always done so)."""
+    return int((start.seconds + start.nanos / 1e9) // 60 * 60)
+
+
 _METHODS: dict[int, str] = {v.number: v.name for v in RequestMethod.DESCRIPTOR.values}
 _BOUNDS = BUCKET_BOUNDS_MS
 
@@ -166,9 +172,10 @@ class AccessLogService:
         message: Any = ENTRIES.FromString(raw)
         usage = self._usage
         rollups = usage.rollups
-        entries = recorded = unattributed = 0
-        for entry in message.http_logs.log_entry:
-            entries += 1
+        log_entry = message.http_logs.log_entry
+        recorded = unattributed = skipped = 0
+        error = ""
+        for entry in log_entry:
             try:
                 common = entry.common_properties
                 key_id = _key_ids.get(common.metadata)
@@ -178,10 +185,8 @@ class AccessLogService:
                     unattributed += 1
                     continue
                 seconds = common.start_time.seconds
-                if seconds % 60 != 59:
-                    minute = seconds - seconds % 60
-                else:  # as float seconds do: a start in the last 0.1 µs rounds up a minute
-                    minute = int((seconds + common.start_time.nanos / 1e9) // 60 * 60)
+                second = seconds % 60
+                minute = seconds - second if second != 59 else _minute(common.start_time)
                 span = common.duration
                 span_s, span_ns = span.seconds, span.nanos
                 if not (span_s or span_ns) and not common.HasField("duration"):
@@ -207,8 +212,10 @@ class AccessLogService:
                 rollup.buckets[bisect_left(_BOUNDS, latency)] += 1
                 recorded += 1
             except Exception as exc:  # a bad entry never ends the stream; type only, no path
-                log.warning("access log entry skipped", extra={"error": type(exc).__name__})
-        self.entries += entries
+                skipped, error = skipped + 1, type(exc).__name__
+        if skipped:  # one line per message, as many entries as were skipped
+            log.warning("access log entries skipped", extra={"error": error, "skipped": skipped})
+        self.entries += len(log_entry)
         self.unattributed += unattributed
         usage.recorded += recorded
 

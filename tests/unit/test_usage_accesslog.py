@@ -243,7 +243,9 @@ def test_the_view_decodes_the_real_fields() -> None:
 
 
 @pytest.mark.unit
-def test_a_bad_entry_is_skipped_alone_and_a_bad_message_ends_nothing() -> None:
+def test_a_bad_entry_is_skipped_alone_and_a_bad_message_ends_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     usage = UsageAggregator("")
     service = AccessLogService(usage)
     service.consume(
@@ -252,10 +254,13 @@ def test_a_bad_entry_is_skipped_alone_and_a_bad_message_ends_nothing() -> None:
                 entry(key_id="kA", seconds=T0),
                 entry(key_id="kA", seconds=T0, method=99),  # no such method
                 entry(key_id="kA", seconds=T0),
+                entry(key_id="kA", seconds=T0, method=98),
             ]
         )
     )
-    assert (service.entries, service.unattributed, usage.recorded) == (3, 0, 2)
+    assert (service.entries, service.unattributed, usage.recorded) == (4, 0, 2)
+    [skipped] = [r for r in caplog.records if r.getMessage() == "access log entries skipped"]
+    assert (skipped.error, skipped.skipped) == ("KeyError", 2)  # type: ignore[attr-defined]
 
     async def messages() -> Any:
         yield b"\xff\xff not a message"
