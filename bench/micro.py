@@ -407,9 +407,7 @@ def access_log_entry(key_id: str, batch: int = 30) -> dict[str, float]:
     message.http_logs.log_entry.extend([entry] * batch)
     raw = message.SerializeToString()
     service = AccessLogService(UsageAggregator("postgresql://unused"))
-    per_message = per_call_us(
-        lambda: service.consume(StreamAccessLogsMessage.FromString(raw)), batch=200
-    )
+    per_message = per_call_us(lambda: service.consume(raw), batch=200)  # it decodes
     return {"access_log_entry_us": per_message / batch}
 
 

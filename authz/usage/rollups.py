@@ -91,12 +91,15 @@ class UsageEvent(NamedTuple):  # one per access-log entry: a tuple is a third of
     latency_ms: float
 
 
-class RollupKey(NamedTuple):
+class RollupKey(NamedTuple):  # equal to, and hashed as, the plain RowKey tuple of its fields
     key_id: str
     minute: int  # epoch seconds, a multiple of 60
     route: str
     method: str
     status_class: int
+
+
+RowKey = tuple[str, int, str, str, int]  # a RollupKey's fields: it finds the RollupKey's rollup
 
 
 @dataclass(slots=True)
@@ -139,7 +142,7 @@ def percentile(buckets: list[int], q: float, max_ms: float | None = None) -> flo
     return max_ms
 
 
-def upsert_rows(rollups: dict[RollupKey, Rollup]) -> list[tuple[Any, ...]]:
+def upsert_rows(rollups: dict[RowKey, Rollup]) -> list[tuple[Any, ...]]:
     return [
         (*key, r.count, r.errors, r.latency_sum_ms, r.latency_max_ms, r.buckets)
         for key, r in rollups.items()
@@ -152,7 +155,7 @@ class UsageAggregator:
     def __init__(self, database_url: str, timeout: float = 5.0) -> None:
         self._url = database_url
         self._timeout = timeout
-        self._rollups: dict[RollupKey, Rollup] = {}
+        self._rollups: dict[RowKey, Rollup] = {}  # keyed by RollupKey
         self._lock = asyncio.Lock()
         self.recorded = 0
         self.dropped = 0
@@ -160,17 +163,26 @@ class UsageAggregator:
 
     def record(self, event: UsageEvent) -> None:
         minute = int(event.at // 60 * 60)
-        key = RollupKey(
-            event.key_id, minute, event.route, event.method.upper(), status_class(event.status)
-        )
-        rollup = self._rollups.get(key)
-        if rollup is None:
-            if len(self._rollups) >= MAX_PENDING_ROWS:
-                self.dropped += 1
-                return
-            rollup = self._rollups[key] = Rollup()
-        rollup.add(event.status, event.latency_ms)
-        self.recorded += 1
+        key = (event.key_id, minute, event.route, event.method.upper(), status_class(event.status))
+        rollup = self._rollups.get(key) or self.open(key)
+        if rollup is not None:
+            rollup.add(event.status, event.latency_ms)
+            self.recorded += 1
+
+    @property
+    def rollups(self) -> dict[RowKey, Rollup]:
+        """The live rollups, for a caller that adds many at once (the access log): look a row up
+        with a plain tuple, and call ``open`` when it is not there. Valid until the next ``await``
+        (a flush swaps the dict); count what was added in ``recorded``."""
+        return self._rollups
+
+    def open(self, key: RowKey) -> Rollup | None:
+        """A new, empty rollup for ``key`` (not yet there); None, counted as dropped, when full."""
+        if len(self._rollups) >= MAX_PENDING_ROWS:
+            self.dropped += 1
+            return None
+        rollup = self._rollups[RollupKey(*key)] = Rollup()
+        return rollup
 
     @property
     def pending(self) -> int:
@@ -191,10 +203,10 @@ class UsageAggregator:
             self.flushed_rows += len(batch)
             return len(batch)
 
-    async def _write(self, batch: dict[RollupKey, Rollup]) -> None:
+    async def _write(self, batch: dict[RowKey, Rollup]) -> None:
         await usage_sql.upsert(self._url, upsert_rows(batch), self._timeout)
 
-    def _restore(self, batch: dict[RollupKey, Rollup]) -> None:
+    def _restore(self, batch: dict[RowKey, Rollup]) -> None:
         for key, rollup in batch.items():
             current = self._rollups.get(key)
             if current is None:
