@@ -263,8 +263,9 @@ class Settings:
     events_queue_size: int = setting(
         100_000,
         _int,
-        "Authentication events held in memory between flushes; beyond it new events are "
-        "dropped and counted (never blocking a check). 0 turns recording off.",
+        "Distinct authentication events held in memory between flushes (identical ones of a "
+        "second are one, counted); beyond it new ones are dropped and counted (never blocking "
+        "a check). 0 turns recording off.",
     )
     events_flush_interval: float = setting(
         1.0, _seconds, "How often authentication events are written to Postgres (one batch)."

@@ -209,7 +209,11 @@ class Checker:
     def _reported(self, decision: Decision, request: CheckInput) -> Decision:
         """A denial with a key id goes to ``on_denied`` (an append); only denial paths call this,
         so a warm admission pays nothing for authentication events."""
-        if decision.key_id is not None and self._on_denied is not None and not decision.allowed:
+        if (
+            decision.key_id is not None
+            and self._on_denied is not None
+            and decision.reason is not _ALLOWED
+        ):
             self._on_denied(decision, request)
         return decision
 

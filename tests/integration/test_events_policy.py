@@ -75,12 +75,17 @@ def test_below_the_bound_nothing_is_lost(database_url: str) -> None:
 
 
 def test_above_the_bound_drops_are_counted(database_url: str) -> None:
-    recorder = EventRecorder(database_url, queue_size=100, flush_interval=1, retention=86400)
-    for _ in range(250):
-        recorder.denied(*denial("abcdefgh0001"))
+    recorder = EventRecorder(
+        database_url, queue_size=100, flush_interval=1, retention=86400, clock=lambda: 100.0
+    )
+    for i in range(250):  # 250 distinct events: the bound holds 100 of them
+        recorder.denied(*denial(f"abcdefgh{i:04d}"))
     assert recorder.pending == 100 and recorder.dropped == 150
+    for _ in range(1000):  # one already pending: counted, whatever the bound
+        recorder.denied(*denial("abcdefgh0000"))
+    assert recorder.pending == 1100 and recorder.dropped == 150
     asyncio.run(recorder.flush())
-    assert rows(database_url, TOTAL)[0][1] == 100
+    assert rows(database_url, TOTAL)[0][1] == 1100
 
 
 def test_a_failed_flush_keeps_its_batch(database_url: str) -> None:
