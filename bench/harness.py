@@ -5,7 +5,9 @@ E-envoy-http, S-http, F-grpc, F-http, G-ours, G-basic-auth in that order (``--ce
 subset), so slow drift of a noisy machine spreads over every cell alike; each ratio is taken
 within a round and reported as the median of the rounds with their spread (min–max). CPU per
 request is read from /proc (utime + stime) of the process that answers Check (the floor or authz)
-and of Envoy.
+and of Envoy. Each cell starts on a quiet machine (``wait_quiet``): a slow server — MLflow's
+basic-auth app answers 5 req/s — is still working off wrk's queued requests when wrk stops, and
+the cell after it (Envoy alone, the next round's first) measured 16–19k req/s instead of 22–23k.
 """
 
 from __future__ import annotations
@@ -56,6 +58,41 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 _TICKS = 100.0
+QUIET_BUSY = 0.15  # a machine at most this busy (all CPUs) is quiet
+QUIET_SAMPLE = 0.2  # seconds per look
+QUIET_MAX_WAIT = 20.0  # then measure anyway (a daemon that never rests must not hang the run)
+
+
+def cpu_busy_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])
+    return total - idle, total
+
+
+def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of CPU time spent busy between two ``cpu_busy_ticks`` readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
+def wait_quiet(
+    read: Callable[[], tuple[int, int]] = cpu_busy_ticks,
+    sleep: Callable[[float], None] = time.sleep,
+    max_looks: int = int(QUIET_MAX_WAIT / QUIET_SAMPLE),
+) -> int:
+    """Wait until the machine is quiet (two looks in a row at most ``QUIET_BUSY`` busy), bounded
+    in looks; how many looks it took."""
+    quiet, previous = 0, read()
+    for look in range(1, max_looks + 1):
+        sleep(QUIET_SAMPLE)
+        current = read()
+        quiet = quiet + 1 if busy_fraction(previous, current) <= QUIET_BUSY else 0
+        previous = current
+        if quiet >= 2:
+            return look
+    return max_looks
 
 
 def rss_mb(pid: int | None) -> float:
@@ -286,6 +323,8 @@ def run_rounds(cells: list[Cell], args: argparse.Namespace, work: Path) -> None:
             )
     for round_no in range(1, args.rounds + 1):
         for cell in cells:
+            if not args.smoke:  # the smoke run proves the harness runs, on a busy test machine
+                wait_quiet()
             sample = measure(cell, args.duration, args.connections, work)
             cell.samples.append(sample)
             print(
