@@ -38,18 +38,11 @@ new_sources = partial(tuple.__new__, CredentialSources)
 def _from_authorization(value: str) -> str | Reason:
     if "," in value:  # Envoy joins repeated headers with commas; keys never contain one
         return Reason.MULTIPLE_CREDENTIALS
-    if value.startswith("Bearer "):  # the usual spelling: the same tests, fewer of them
-        token = value[7:]
-        if token and token == token.strip() and " " not in token and "\t" not in token:
-            return token
-    if value.strip() == "" or value.strip().lower() == "bearer":
-        return Reason.MISSING_KEY
-    if value[:7].lower() != _BEARER:
-        return Reason.MALFORMED_KEY
     token = value[7:]
-    if not token or token != token.strip() or " " in token or "\t" in token:
-        return Reason.MALFORMED_KEY
-    return token
+    if value[:7].lower() != _BEARER or token != token.strip() or " " in token or "\t" in token:
+        bare = value.strip().lower()
+        return Reason.MISSING_KEY if bare in ("", "bearer") else Reason.MALFORMED_KEY
+    return token or Reason.MISSING_KEY
 
 
 def _from_query(query: str) -> list[str]:
@@ -63,27 +56,25 @@ def extract(sources: CredentialSources, query_enabled: bool) -> str | Reason:
     if sources.repeated:
         return Reason.MULTIPLE_CREDENTIALS
     authorization, header, query, _ = sources
+    credential: str | Reason
     if header is None and (not query_enabled or "api_key" not in query):
         # At most the Authorization header (the usual case): the same answer without a list.
-        if authorization is None:
+        credential = (
+            Reason.MISSING_KEY if authorization is None else _from_authorization(authorization)
+        )
+    else:
+        found: list[str | Reason] = []
+        if authorization is not None:
+            found.append(_from_authorization(authorization))
+        if header is not None:
+            found.append(Reason.MULTIPLE_CREDENTIALS if "," in header else header)
+        if query_enabled:
+            found.extend(_from_query(query))
+        if len(found) > 1:
+            return Reason.MULTIPLE_CREDENTIALS
+        if not found or found[0] == "":
             return Reason.MISSING_KEY
-        credential = _from_authorization(authorization)
-        if isinstance(credential, str) and len(credential) > MAX_CREDENTIAL_LENGTH:
-            return Reason.MALFORMED_KEY
-        return credential
-    found: list[str | Reason] = []
-    if sources.authorization is not None:
-        found.append(_from_authorization(sources.authorization))
-    if sources.api_key_header is not None:
-        header = sources.api_key_header
-        found.append(Reason.MULTIPLE_CREDENTIALS if "," in header else header)
-    if query_enabled:
-        found.extend(_from_query(sources.query))
-    if len(found) > 1:
-        return Reason.MULTIPLE_CREDENTIALS
-    if not found or found[0] == "":
-        return Reason.MISSING_KEY
-    credential = found[0]
+        credential = found[0]
     if isinstance(credential, str) and len(credential) > MAX_CREDENTIAL_LENGTH:
         return Reason.MALFORMED_KEY
     return credential
