@@ -65,6 +65,10 @@ def _durations(raw: str) -> tuple[float, ...]:
     return values
 
 
+# Which requests Envoy's stdout access log keeps (cli/envoy_config.py renders the filter).
+ACCESS_LOG_LINES = ("refused", "all", "off")
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -201,7 +205,7 @@ class Settings:
     log_level: str = setting("info", _choice("debug", "info", "warning", "error"), "Log level.")
     access_log: str = setting(
         "refused",
-        _choice("refused", "all", "off"),
+        _choice(*ACCESS_LOG_LINES),
         "Which requests Envoy's JSON access log on stdout keeps (hokusai gateway up; the "
         "committed Envoy configurations use the default): refused — every answer of 400 or "
         "more or with a response flag (denials, limits, upstream failures); all — every "

@@ -36,12 +36,12 @@ from typing import Any, Literal
 import yaml
 
 from authz.check.reasons import Reason, denial_body, denial_headers, docs_link, error_body
+from authz.settings import ACCESS_LOG_LINES
 from authz.transports import wire
 
 Json = dict[str, Any]
 Transport = Literal["grpc", "http"]
-AccessLog = Literal["refused", "all", "off"]  # which requests Envoy's stdout log keeps
-ACCESS_LOG_CHOICES: tuple[AccessLog, ...] = ("refused", "all", "off")
+AccessLog = Literal["refused", "all", "off"]  # authz.settings.ACCESS_LOG_LINES, as a type
 
 EXT_AUTHZ = "envoy.filters.http.ext_authz"  # also the dynamic-metadata namespace (wire.py)
 AUTHZ_GRPC_CLUSTER = "authz_grpc"
@@ -172,8 +172,8 @@ class EnvoyOptions:
             raise ValueError("time-outs must be positive")
         if self.trusted_hops < 0:
             raise ValueError("trusted_hops must be >= 0")
-        if self.access_log_stdout not in ACCESS_LOG_CHOICES:
-            raise ValueError(f"access_log_stdout must be one of {', '.join(ACCESS_LOG_CHOICES)}")
+        if self.access_log_stdout not in ACCESS_LOG_LINES:
+            raise ValueError(f"access_log_stdout must be one of {', '.join(ACCESS_LOG_LINES)}")
 
     @property
     def tls(self) -> bool:
