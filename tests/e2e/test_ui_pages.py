@@ -10,15 +10,22 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import Gateway
-from tests.e2e.ui import Seed, UiKeys, close_assistant, open_signed_in, settle, show, ui_page
+from tests.e2e.ui import (
+    Seed,
+    UiKeys,
+    close_assistant,
+    mlflow_own_failure,
+    open_signed_in,
+    settle,
+    show,
+    ui_page,
+)
 from tests.support.browser import require_chromium, screenshot
+
 
 # Answers MLflow itself gives that are not the gateway's doing (research finding 9): the model
 # version page asks for the MLmodel of a runs:/ source, which MLflow resolves through its own
 # tracking URI and answers with a 500.
-MLFLOW_OWN_FAILURES = {("GET", "/api/mlflow/model-versions/get-artifact", 500)}
-
-
 @pytest.fixture(scope="module", autouse=True)
 def chromium() -> None:
     require_chromium()
@@ -60,7 +67,7 @@ def test_a_read_key_sees_every_page(
         refused = [
             (r.label, r.method, r.path, r.status)
             for r in recorder.failures()
-            if (r.method, r.path, r.status) not in MLFLOW_OWN_FAILURES
+            if not mlflow_own_failure(r)
             and r.status != 302  # the first page load, on the way to signing in
             and not r.path.endswith(".worker.js")
         ]
